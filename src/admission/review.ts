@@ -1,0 +1,207 @@
+// AdmissionReview v1 in, AdmissionReview v1 out. The handler is a plain async function of the
+// decoded request; HTTP and TLS live in src/webhook. The only I/O it needs (reading the pod's
+// ServiceAccount) is passed in.
+import type { V1Pod } from "@kubernetes/client-node";
+import { z } from "zod";
+import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
+import { diffToPatch } from "../mutate/patch.ts";
+import { isInjected, mutatePod, syncInjectedIdentity } from "../mutate/pod.ts";
+import { INJECT_LABEL } from "../spec/annotations.ts";
+import { compileInjectionSpec } from "../spec/compile.ts";
+import type { InjectorConfig } from "../spec/config.ts";
+
+const GroupVersionKind = z.object({ group: z.string(), version: z.string(), kind: z.string() });
+
+export const AdmissionReviewSchema = z.object({
+  apiVersion: z.literal("admission.k8s.io/v1", {
+    error: 'apiVersion must be "admission.k8s.io/v1" (set admissionReviewVersions: [v1])',
+  }),
+  kind: z.literal("AdmissionReview", { error: 'kind must be "AdmissionReview"' }),
+  request: z.object(
+    {
+      uid: z.string().min(1),
+      kind: GroupVersionKind,
+      resource: z.object({ group: z.string(), version: z.string(), resource: z.string() }).optional(),
+      subResource: z.string().optional(),
+      name: z.string().optional(),
+      namespace: z.string().optional(),
+      operation: z.string(),
+      object: z.record(z.string(), z.unknown()).nullable().optional(),
+      dryRun: z.boolean().optional(),
+      userInfo: z.object({ username: z.string().optional() }).passthrough().optional(),
+    },
+    { error: "request is missing or not an object" },
+  ),
+});
+export type AdmissionReview = z.infer<typeof AdmissionReviewSchema>;
+export type AdmissionRequest = AdmissionReview["request"];
+
+/** Just the parts of a Pod the handler trusts after checking them; the API server validates the rest. */
+const PodShape = z.object({
+  metadata: z
+    .object({
+      name: z.string().optional(),
+      generateName: z.string().optional(),
+      namespace: z.string().optional(),
+      labels: z.record(z.string(), z.string()).optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    })
+    .passthrough()
+    .optional(),
+  spec: z
+    .object({
+      serviceAccountName: z.string().optional(),
+      containers: z.array(z.object({ name: z.string() }).passthrough()),
+      initContainers: z.array(z.object({ name: z.string() }).passthrough()).optional(),
+      volumes: z.array(z.object({ name: z.string() }).passthrough()).optional(),
+    })
+    .passthrough(),
+});
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  status?: { code: number; message: string; reason?: string };
+  patchType?: "JSONPatch";
+  patch?: string;
+  warnings?: string[];
+}
+
+export interface ReviewOutcome {
+  response: AdmissionResponse;
+  /** For metrics and the audit log. */
+  result: "injected" | "skipped" | "unchanged" | "denied" | "error";
+  reason: string;
+  namespace: string;
+  pod: string;
+  serviceAccount: string;
+  secretIds: readonly string[];
+  identity?: string;
+  dryRun: boolean;
+}
+
+export interface ReviewDeps {
+  config: InjectorConfig;
+  /** Reads the ServiceAccount's IRSA annotations; throws on API errors. */
+  lookupServiceAccount(namespace: string, name: string): Promise<ServiceAccountIdentity>;
+}
+
+export function reviewResponse(response: AdmissionResponse): {
+  apiVersion: string;
+  kind: string;
+  response: AdmissionResponse;
+} {
+  return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response };
+}
+
+const MAX_WARNINGS = 20;
+
+/** Decides one AdmissionRequest. Never throws: every failure becomes a clear denial. */
+export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Promise<ReviewOutcome> {
+  const namespace = request.namespace ?? "";
+  const base = {
+    namespace,
+    pod: request.name ?? "",
+    serviceAccount: "",
+    secretIds: [] as string[],
+    dryRun: request.dryRun === true,
+  };
+  const allow = (result: ReviewOutcome["result"], reason: string): ReviewOutcome => ({
+    ...base,
+    result,
+    reason,
+    response: { uid: request.uid, allowed: true },
+  });
+  const deny = (reason: string, message: string, code = 400, warnings: string[] = []): ReviewOutcome => ({
+    ...base,
+    result: "denied",
+    reason,
+    response: {
+      uid: request.uid,
+      allowed: false,
+      status: { code, message, reason: code === 400 ? "BadRequest" : "InternalError" },
+      ...(warnings.length > 0 && { warnings: warnings.slice(0, MAX_WARNINGS) }),
+    },
+  });
+
+  if (request.kind.kind !== "Pod" || request.kind.group !== "" || (request.subResource ?? "") !== "") {
+    return allow("skipped", "not a pod");
+  }
+  if (request.operation !== "CREATE") return allow("skipped", `operation ${request.operation}`);
+
+  const shape = PodShape.safeParse(request.object);
+  if (!shape.success) {
+    return deny(
+      "malformed pod",
+      `sm-injector: the pod in the AdmissionReview is malformed: ${shape.error.issues[0]?.message ?? "unknown"}`,
+    );
+  }
+  const pod = request.object as V1Pod;
+  base.pod =
+    pod.metadata?.name || (pod.metadata?.generateName ? `${pod.metadata.generateName}<generated>` : base.pod);
+  base.serviceAccount = pod.spec?.serviceAccountName ?? "default";
+
+  const label = pod.metadata?.labels?.[INJECT_LABEL];
+  if (label !== "true")
+    return allow("skipped", label === undefined ? "no opt-in label" : `label ${INJECT_LABEL}=${label}`);
+
+  if (isInjected(pod)) {
+    // Reinvocation: only catch up with an identity another webhook added since.
+    const synced = syncInjectedIdentity(pod);
+    if (!synced.changed) return allow("unchanged", "already injected");
+    return {
+      ...base,
+      result: "injected",
+      reason: "identity synced on reinvocation",
+      identity: synced.identity,
+      response: {
+        uid: request.uid,
+        allowed: true,
+        patchType: "JSONPatch",
+        patch: Buffer.from(JSON.stringify(diffToPatch(pod, synced.pod))).toString("base64"),
+      },
+    };
+  }
+
+  const compiled = compileInjectionSpec(pod, deps.config);
+  if (!compiled.ok) {
+    const n = compiled.errors.length;
+    return deny(
+      "invalid annotations",
+      `sm-injector: ${n === 1 ? "1 problem" : `${n} problems`} with this pod's annotations:\n${compiled.errors.map((e) => `  - ${e}`).join("\n")}`,
+      400,
+      compiled.warnings,
+    );
+  }
+  base.secretIds = [...compiled.spec.secretIds];
+
+  let sa: ServiceAccountIdentity | undefined;
+  if (needsServiceAccountLookup(pod, compiled.spec.targets)) {
+    try {
+      sa = await deps.lookupServiceAccount(namespace, base.serviceAccount);
+    } catch (e) {
+      return deny(
+        "serviceaccount lookup failed",
+        `sm-injector: could not read ServiceAccount ${namespace}/${base.serviceAccount} to find its IAM role (${(e as Error).message}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get serviceaccounts)`,
+        500,
+      );
+    }
+  }
+
+  const mutated = mutatePod(pod, compiled.spec, deps.config, sa);
+  const warnings = [...compiled.warnings, ...mutated.warnings].slice(0, MAX_WARNINGS);
+  const patch = diffToPatch(pod, mutated.pod);
+  return {
+    ...base,
+    result: "injected",
+    reason: "injected",
+    identity: mutated.identity,
+    response: {
+      uid: request.uid,
+      allowed: true,
+      patchType: "JSONPatch",
+      patch: Buffer.from(JSON.stringify(patch)).toString("base64"),
+      ...(warnings.length > 0 && { warnings }),
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// The AWS identity hand-off: the init container must fetch as the app does (IRSA or EKS Pod
+// Identity), never with the node's role. Pure.
+import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import { AWS_TOKEN_VOLUME_NAME } from "../spec/annotations.ts";
+
+/** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */
+export const IDENTITY_ENV = [
+  "AWS_ROLE_ARN",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_REGION",
+  "AWS_DEFAULT_REGION",
+  "AWS_STS_REGIONAL_ENDPOINTS",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+] as const;
+
+/** What the webhook read from the pod's ServiceAccount (EKS IRSA annotations). */
+export interface ServiceAccountIdentity {
+  readonly roleArn?: string;
+  readonly audience?: string;
+  readonly tokenExpirationSeconds?: number;
+  readonly stsRegionalEndpoints?: boolean;
+}
+
+export const SA_ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn";
+export const SA_AUDIENCE_ANNOTATION = "eks.amazonaws.com/audience";
+export const SA_TOKEN_EXPIRATION_ANNOTATION = "eks.amazonaws.com/token-expiration";
+export const SA_STS_REGIONAL_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints";
+
+/** Where our own projected token goes when we add IRSA ourselves (distinct from EKS's path to avoid clashing mounts). */
+export const OWN_TOKEN_DIR = "/var/run/secrets/sm-injector/eks.amazonaws.com/serviceaccount";
+
+export function serviceAccountIdentity(
+  annotations: Record<string, string> | undefined,
+): ServiceAccountIdentity {
+  const a = annotations ?? {};
+  const exp = Number(a[SA_TOKEN_EXPIRATION_ANNOTATION]);
+  return {
+    ...(a[SA_ROLE_ARN_ANNOTATION] && { roleArn: a[SA_ROLE_ARN_ANNOTATION] }),
+    ...(a[SA_AUDIENCE_ANNOTATION] && { audience: a[SA_AUDIENCE_ANNOTATION] }),
+    ...(Number.isInteger(exp) && exp >= 600 && { tokenExpirationSeconds: exp }),
+    ...(a[SA_STS_REGIONAL_ANNOTATION] !== undefined && {
+      stsRegionalEndpoints: a[SA_STS_REGIONAL_ANNOTATION] === "true",
+    }),
+  };
+}
+
+export function hasIdentityEnv(c: V1Container | undefined): boolean {
+  return (c?.env ?? []).some(
+    (e) => e.name === "AWS_ROLE_ARN" || e.name === "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  );
+}
+
+/** Whether the webhook must look up the ServiceAccount: none of the targets carries an identity yet. */
+export function needsServiceAccountLookup(pod: V1Pod, targets: readonly string[]): boolean {
+  return !(pod.spec?.containers ?? []).some((c) => targets.includes(c.name) && hasIdentityEnv(c));
+}
+
+export interface IdentityPlan {
+  env: V1EnvVar[];
+  mounts: V1VolumeMount[];
+  volumes: V1Volume[];
+  source: "container" | "serviceaccount" | "none";
+}
+
+/** Copies the identity of the first targeted container that has one, else builds IRSA from the ServiceAccount. */
+export function planIdentity(
+  pod: V1Pod,
+  targets: readonly string[],
+  sa: ServiceAccountIdentity | undefined,
+): IdentityPlan {
+  const containers = (pod.spec?.containers ?? []).filter((c) => targets.includes(c.name));
+  const from = containers.find(hasIdentityEnv);
+  if (from) {
+    const env = (from.env ?? []).filter((e) => (IDENTITY_ENV as readonly string[]).includes(e.name));
+    const files = env
+      .filter(
+        (e) =>
+          e.name === "AWS_WEB_IDENTITY_TOKEN_FILE" || e.name === "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+      )
+      .map((e) => e.value)
+      .filter((v): v is string => typeof v === "string");
+    const mounts = (from.volumeMounts ?? [])
+      .filter((m) => files.some((f) => f.startsWith(`${m.mountPath.replace(/\/+$/, "")}/`)))
+      .map((m) => ({ ...m, readOnly: true }));
+    return { env: structuredClone(env), mounts: structuredClone(mounts), volumes: [], source: "container" };
+  }
+  if (sa?.roleArn) {
+    const env: V1EnvVar[] = [
+      { name: "AWS_ROLE_ARN", value: sa.roleArn },
+      { name: "AWS_WEB_IDENTITY_TOKEN_FILE", value: `${OWN_TOKEN_DIR}/token` },
+    ];
+    if (sa.stsRegionalEndpoints !== false)
+      env.push({ name: "AWS_STS_REGIONAL_ENDPOINTS", value: "regional" });
+    const region = containers
+      .flatMap((c) => c.env ?? [])
+      .find((e) => e.name === "AWS_REGION" && e.value !== undefined);
+    if (region) env.push({ name: "AWS_REGION", value: region.value as string });
+    return {
+      env,
+      mounts: [{ name: AWS_TOKEN_VOLUME_NAME, mountPath: OWN_TOKEN_DIR, readOnly: true }],
+      volumes: [
+        {
+          name: AWS_TOKEN_VOLUME_NAME,
+          projected: {
+            sources: [
+              {
+                serviceAccountToken: {
+                  audience: sa.audience ?? "sts.amazonaws.com",
+                  expirationSeconds: sa.tokenExpirationSeconds ?? 86400,
+                  path: "token",
+                },
+              },
+            ],
+          },
+        },
+      ],
+      source: "serviceaccount",
+    };
+  }
+  return { env: [], mounts: [], volumes: [], source: "none" };
+}

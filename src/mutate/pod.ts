@@ -1,0 +1,206 @@
+// InjectionSpec + Pod → the injected Pod. Pure: the webhook diffs the result into a JSON patch and
+// `sm-injector inject` prints it.
+import type { V1Container, V1EnvVar, V1Pod, V1SecurityContext } from "@kubernetes/client-node";
+import {
+  ENV_FILE_VAR,
+  INIT_CONTAINER_NAME,
+  SECRETS_DIR_VAR,
+  STATUS_ANNOTATION,
+  VOLUME_NAME,
+} from "../spec/annotations.ts";
+import type { InjectionSpec } from "../spec/compile.ts";
+import type { InjectorConfig } from "../spec/config.ts";
+import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
+import { hasIdentityEnv, IDENTITY_ENV, planIdentity, type ServiceAccountIdentity } from "./identity.ts";
+
+export const STATUS_INJECTED = "injected";
+
+export interface MutationResult {
+  pod: V1Pod;
+  warnings: string[];
+  /** False when the pod was already injected and nothing changed. */
+  changed: boolean;
+  identity: "container" | "serviceaccount" | "none" | "unchanged";
+}
+
+export function isInjected(pod: V1Pod): boolean {
+  return (pod.spec?.initContainers ?? []).some((c) => c.name === INIT_CONTAINER_NAME);
+}
+
+/** Path of the file (or directory, for `files`) the app reads. */
+export function outputPath(spec: Pick<InjectionSpec, "format" | "outputDir" | "fileName">): string {
+  return spec.format === "files" ? spec.outputDir : `${spec.outputDir}/${spec.fileName}`;
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
+  mode: 0o400 | 0o440 | 0o444;
+  warning?: string;
+}
+
+/** Picks the init container's uid/gid and the file mode so that every targeted container can read the file. */
+export function chooseRunAs(pod: V1Pod, spec: InjectionSpec, config: InjectorConfig): RunAs {
+  const psc = pod.spec?.securityContext ?? {};
+  const targets = (pod.spec?.containers ?? []).filter((c) => spec.targets.includes(c.name));
+  const uids = new Set(targets.map((c) => c.securityContext?.runAsUser ?? psc.runAsUser));
+  const gids = new Set(targets.map((c) => c.securityContext?.runAsGroup ?? psc.runAsGroup));
+  const uid = uids.size === 1 ? [...uids][0] : undefined;
+  const gid = gids.size === 1 ? [...gids][0] : undefined;
+  const sharedGroup = psc.fsGroup ?? gid ?? psc.supplementalGroups?.[0];
+
+  const runUid = uid !== undefined && uid !== 0 ? uid : config.defaultUid;
+  const runGid = sharedGroup ?? config.defaultGid;
+  let auto: 0o400 | 0o440 | 0o444;
+  if (uid !== undefined && uid !== 0) auto = 0o400;
+  else if (sharedGroup !== undefined && sharedGroup !== 0) auto = 0o440;
+  else auto = 0o444;
+
+  if (spec.fileMode === "auto") {
+    return auto === 0o444
+      ? {
+          uid: runUid,
+          gid: runGid,
+          mode: auto,
+          warning:
+            "the targeted containers' user and group are unknown at admission, so the secrets file is world-readable inside the pod (mode 0444); set runAsUser or fsGroup in the pod's securityContext for 0400/0440",
+        }
+      : { uid: runUid, gid: runGid, mode: auto };
+  }
+  const mode = spec.fileMode;
+  const readable = mode === 0o444 || (mode === 0o440 && auto !== 0o444) || (mode === 0o400 && auto === 0o400);
+  return readable
+    ? { uid: runUid, gid: runGid, mode }
+    : {
+        uid: runUid,
+        gid: runGid,
+        mode,
+        warning: `file-mode ${mode.toString(8).padStart(4, "0")} may leave the file unreadable for the targeted containers (their user or group is not known to match the init container's ${runUid}:${runGid})`,
+      };
+}
+
+function initSecurityContext(run: RunAs): V1SecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: run.uid,
+    runAsGroup: run.gid,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    privileged: false,
+    capabilities: { drop: ["ALL"] },
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+/** The JSON the init container reads from SM_INJECTOR_SPEC. */
+export function buildFetchSpec(spec: InjectionSpec, mode: number, config: InjectorConfig): FetchSpecInput {
+  return {
+    version: 1,
+    format: spec.format,
+    outputDir: spec.outputDir,
+    fileName: spec.fileName,
+    fileMode: mode as 0o400,
+    timeoutSeconds: spec.timeoutSeconds,
+    concurrency: config.concurrency,
+    entries: spec.entries.map((e) => structuredClone(e)),
+  };
+}
+
+function wrapCommand(command: string[], file: string): string[] {
+  // The file path is validated to [A-Za-z0-9._/-], so single quotes are enough.
+  return ["/bin/sh", "-c", `. '${file}' && exec "$0" "$@"`, ...command];
+}
+
+/** Applies the injection to a copy of the pod. */
+export function mutatePod(
+  original: V1Pod,
+  spec: InjectionSpec,
+  config: InjectorConfig,
+  serviceAccount?: ServiceAccountIdentity,
+): MutationResult {
+  const pod = structuredClone(original);
+  pod.spec ??= { containers: [] };
+  const warnings: string[] = [];
+
+  if (isInjected(pod)) return syncInjectedIdentity(pod);
+
+  const run = chooseRunAs(pod, spec, config);
+  if (run.warning) warnings.push(run.warning);
+  const identity = planIdentity(pod, spec.targets, serviceAccount);
+  if (identity.source === "none") {
+    warnings.push(
+      "no AWS identity found (no IRSA or EKS Pod Identity variables in the targeted containers and no eks.amazonaws.com/role-arn on the ServiceAccount); the init container will fail to fetch",
+    );
+  }
+  const path = outputPath(spec);
+  const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
+
+  const env: V1EnvVar[] = [
+    { name: FETCH_SPEC_ENV, value: JSON.stringify(buildFetchSpec(spec, run.mode, config)) },
+    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+    { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
+    ...identity.env,
+  ];
+  if (!config.allowNodeIdentity) env.push({ name: "AWS_EC2_METADATA_DISABLED", value: "true" });
+
+  const init: V1Container = {
+    name: INIT_CONTAINER_NAME,
+    image: config.image,
+    imagePullPolicy: config.imagePullPolicy,
+    args: ["fetch"],
+    env,
+    resources: structuredClone(config.resources),
+    securityContext: initSecurityContext(run),
+    volumeMounts: [{ name: VOLUME_NAME, mountPath: spec.outputDir }, ...identity.mounts],
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+
+  pod.spec.volumes = [
+    ...(pod.spec.volumes ?? []),
+    { name: VOLUME_NAME, emptyDir: { medium: "Memory", sizeLimit: config.volumeSizeLimit } },
+    ...identity.volumes,
+  ];
+  const inits = pod.spec.initContainers ?? [];
+  pod.spec.initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
+
+  for (const c of pod.spec.containers) {
+    if (!spec.targets.includes(c.name)) continue;
+    c.volumeMounts = [
+      ...(c.volumeMounts ?? []),
+      { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
+    ];
+    if (!(c.env ?? []).some((e) => e.name === pathVar))
+      c.env = [...(c.env ?? []), { name: pathVar, value: path }];
+    if (spec.wrap.includes(c.name) && c.command) c.command = wrapCommand(c.command, path);
+  }
+
+  pod.metadata ??= {};
+  pod.metadata.annotations = { ...(pod.metadata.annotations ?? {}), [STATUS_ANNOTATION]: STATUS_INJECTED };
+  return { pod, warnings, changed: true, identity: identity.source };
+}
+
+/**
+ * On reinvocation (another webhook changed the pod after us), only catch up with an identity that
+ * appeared since, e.g. EKS's pod identity webhook adding IRSA variables to the app container.
+ */
+export function syncInjectedIdentity(original: V1Pod): MutationResult {
+  const pod = structuredClone(original);
+  const init = (pod.spec?.initContainers ?? []).find((c) => c.name === INIT_CONTAINER_NAME) as V1Container;
+  if (hasIdentityEnv(init)) return { pod, warnings: [], changed: false, identity: "unchanged" };
+  const targets = (pod.spec?.containers ?? [])
+    .filter((c) =>
+      (c.volumeMounts ?? []).some((m) => init.volumeMounts?.[0] && m.name === init.volumeMounts[0].name),
+    )
+    .map((c) => c.name);
+  const plan = planIdentity(pod, targets, undefined);
+  if (plan.source !== "container") return { pod, warnings: [], changed: false, identity: "unchanged" };
+  const have = new Set((init.env ?? []).map((e) => e.name));
+  init.env = [
+    ...(init.env ?? []),
+    ...plan.env.filter((e) => !have.has(e.name) && (IDENTITY_ENV as readonly string[]).includes(e.name)),
+  ];
+  const mounted = new Set((init.volumeMounts ?? []).map((m) => m.mountPath));
+  init.volumeMounts = [...(init.volumeMounts ?? []), ...plan.mounts.filter((m) => !mounted.has(m.mountPath))];
+  return { pod, warnings: [], changed: true, identity: "container" };
+}

@@ -1,0 +1,50 @@
+// What the operator configures for every injection (Helm values → webhook flags/env → this).
+// Pure: the webhook and `sm-injector inject` both build it from their own inputs.
+import { z } from "zod";
+import { OUTPUT_FORMATS } from "./fetch-spec.ts";
+import { REGION_PATTERN } from "./reference.ts";
+
+const Quantity = z
+  .string()
+  .regex(/^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|k|M|G)?$/, "must be a Kubernetes quantity like 64Mi or 100m");
+const AbsoluteDir = z
+  .string()
+  .regex(/^(\/[A-Za-z0-9._-]+)+$/, "must be an absolute path like /run/sm-injector")
+  .refine((p) => !p.split("/").some((s) => s === "." || s === ".."), "must not contain . or .. segments");
+
+export const InjectorConfigSchema = z.strictObject({
+  /** Image of the init container; the webhook's own image by default. */
+  image: z.string().min(1),
+  imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+  /** Region used when neither an ARN, the region annotation nor the container's AWS_REGION gives one. */
+  defaultRegion: z.string().regex(REGION_PATTERN, "must be an AWS region like eu-west-1").optional(),
+  defaultFormat: z.enum(OUTPUT_FORMATS).default("shell"),
+  defaultOutputDir: AbsoluteDir.default("/run/sm-injector"),
+  /** output-dir annotations must lie strictly under one of these. */
+  allowedOutputRoots: z.array(AbsoluteDir).min(1).default(["/run", "/var/run", "/secrets", "/etc/secrets"]),
+  maxSecrets: z.number().int().min(1).max(500).default(50),
+  defaultTimeoutSeconds: z.number().int().min(1).max(600).default(60),
+  maxTimeoutSeconds: z.number().int().min(1).max(600).default(300),
+  concurrency: z.number().int().min(1).max(64).default(8),
+  volumeSizeLimit: Quantity.default("1Mi"),
+  resources: z
+    .strictObject({
+      requests: z.strictObject({ cpu: Quantity, memory: Quantity }),
+      limits: z.strictObject({ cpu: Quantity, memory: Quantity }),
+    })
+    .default({ requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "500m", memory: "128Mi" } }),
+  /** uid/gid of the init container when the app's cannot be used. */
+  defaultUid: z.number().int().min(1).default(65532),
+  defaultGid: z.number().int().min(1).default(65532),
+  /**
+   * When false (default) the init container gets AWS_EC2_METADATA_DISABLED=true, so a pod without
+   * IRSA or Pod Identity fails instead of silently fetching with the node's instance role.
+   */
+  allowNodeIdentity: z.boolean().default(false),
+});
+export type InjectorConfig = z.infer<typeof InjectorConfigSchema>;
+export type InjectorConfigInput = z.input<typeof InjectorConfigSchema>;
+
+export function defaultConfig(overrides: InjectorConfigInput): InjectorConfig {
+  return InjectorConfigSchema.parse(overrides);
+}

@@ -1,0 +1,160 @@
+// Secret references in the one-line annotation form:
+//
+//   NAME_OR_ARN [?param=value[&param=value…]] [#json-key]
+//
+// Secrets Manager names allow only letters, digits and `/_+=.@-`, so `?`, `&` and `#` can never be
+// part of a name: the first `#` starts the JSON key (which may contain anything, `#` included) and
+// the first `?` starts the parameters. An ARN's colons are fine for the same reason.
+
+export const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const ARN_PATTERN =
+  /^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-[a-z]|aws-eusc):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
+export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+const VERSION_STAGE_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,256}$/;
+const VERSION_ID_PATTERN = /^[A-Za-z0-9-]{32,64}$/;
+
+export interface ParsedSecretId {
+  /** As the user wrote it: a name or an ARN. */
+  readonly secretId: string;
+  /** The region an ARN names, if it is an ARN. */
+  readonly arnRegion?: string;
+  /** The secret name (for an ARN, the part after `secret:`). */
+  readonly name: string;
+}
+
+export interface ParsedReference extends ParsedSecretId {
+  readonly versionStage?: string;
+  readonly versionId?: string;
+  readonly key?: string;
+  readonly optional: boolean;
+  readonly prefix?: string;
+}
+
+export type Result<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const fail = (error: string): { ok: false; error: string } => ({ ok: false, error });
+
+/** Checks a secret name or ARN against what Secrets Manager accepts. */
+export function parseSecretId(raw: string): Result<ParsedSecretId> {
+  const id = raw.trim();
+  if (id === "") return fail("the secret name is empty");
+  if (id.startsWith("arn:")) {
+    const m = ARN_PATTERN.exec(id);
+    if (!m) {
+      return fail(
+        `"${id}" is not a valid Secrets Manager ARN (expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)`,
+      );
+    }
+    return { ok: true, value: { secretId: id, arnRegion: m[2] as string, name: m[4] as string } };
+  }
+  if (id.length > 512)
+    return fail(`the secret name is ${id.length} characters long; Secrets Manager allows 512`);
+  const bad = [...new Set([...id].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
+  if (bad.length > 0) {
+    const shown = bad.map((c) => JSON.stringify(c)).join(", ");
+    return fail(
+      `"${id}" contains ${shown}, which Secrets Manager names cannot contain (allowed: letters, digits and / _ + = . @ -)`,
+    );
+  }
+  return { ok: true, value: { secretId: id, name: id } };
+}
+
+export function checkVersionStage(stage: string): string | undefined {
+  return VERSION_STAGE_PATTERN.test(stage)
+    ? undefined
+    : `versionStage "${stage}" is not a valid staging label (1-256 of letters, digits and / _ + = . @ -)`;
+}
+
+export function checkVersionId(id: string): string | undefined {
+  return VERSION_ID_PATTERN.test(id)
+    ? undefined
+    : `versionId "${id}" is not a valid version id (32-64 letters, digits and hyphens, e.g. a UUID)`;
+}
+
+const PARAMS = ["versionStage", "versionId", "optional", "prefix"] as const;
+type Param = (typeof PARAMS)[number];
+
+/**
+ * Parses the one-line reference form. `allowPrefix` is true for `env-from`, where `prefix=` is
+ * meaningful and `#key` is not.
+ */
+export function parseReference(raw: string, opts: { expand: boolean }): Result<ParsedReference> {
+  const text = raw.trim();
+  const hash = text.indexOf("#");
+  const head = hash === -1 ? text : text.slice(0, hash);
+  const key = hash === -1 ? undefined : text.slice(hash + 1);
+  const q = head.indexOf("?");
+  const idPart = q === -1 ? head : head.slice(0, q);
+  const query = q === -1 ? undefined : head.slice(q + 1);
+
+  const id = parseSecretId(idPart);
+  if (!id.ok) return id;
+
+  if (key !== undefined) {
+    if (opts.expand) {
+      return fail(
+        `"#${key}" selects one key, but env-from expands every key; use sm-injector.io/env.<VAR>: ${idPart}#${key} for one key`,
+      );
+    }
+    if (key === "") return fail(`"${text}" ends with "#" but names no JSON key after it`);
+  }
+
+  const params: Partial<Record<Param, string>> = {};
+  if (query !== undefined) {
+    if (query === "") return fail(`"${text}" has a "?" with no parameters after it`);
+    for (const pair of query.split("&")) {
+      const eq = pair.indexOf("=");
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      const value = eq === -1 ? "" : decodeParam(pair.slice(eq + 1));
+      if (!(PARAMS as readonly string[]).includes(name)) {
+        return fail(
+          `unknown parameter "${name}" (known: versionStage, versionId, optional${opts.expand ? ", prefix" : ""})`,
+        );
+      }
+      if (name === "prefix" && !opts.expand) {
+        return fail(
+          `"prefix" only applies to env-from; for one variable, name it in the annotation key instead`,
+        );
+      }
+      if (name in params) return fail(`parameter "${name}" is given twice`);
+      if (value === undefined) return fail(`parameter "${name}" has an invalid %-escape`);
+      params[name as Param] = value;
+    }
+  }
+
+  if (params.versionStage !== undefined && params.versionId !== undefined) {
+    return fail("set either versionStage or versionId, not both");
+  }
+  const stageError = params.versionStage !== undefined ? checkVersionStage(params.versionStage) : undefined;
+  if (stageError) return fail(stageError);
+  const idError = params.versionId !== undefined ? checkVersionId(params.versionId) : undefined;
+  if (idError) return fail(idError);
+
+  let optional = false;
+  if (params.optional !== undefined) {
+    if (params.optional !== "true" && params.optional !== "false") {
+      return fail(`optional must be "true" or "false", not "${params.optional}"`);
+    }
+    optional = params.optional === "true";
+  }
+
+  return {
+    ok: true,
+    value: {
+      ...id.value,
+      ...(params.versionStage !== undefined && { versionStage: params.versionStage }),
+      ...(params.versionId !== undefined && { versionId: params.versionId }),
+      ...(key !== undefined && { key }),
+      ...(params.prefix !== undefined && { prefix: params.prefix }),
+      optional,
+    },
+  };
+}
+
+function decodeParam(v: string): string | undefined {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return undefined;
+  }
+}

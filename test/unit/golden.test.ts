@@ -1,0 +1,81 @@
+// Golden files for the whole admission path: test/golden/<case>.in.yaml holds a Pod, optionally a
+// ServiceAccount (as the API server would return it) and a `kind: TestConfig` document with
+// webhook configuration overrides; <case>.out.yaml holds the decision, the warnings and the pod
+// after applying the returned JSON patch. Regenerate with UPDATE_GOLDEN=1 and review the diff.
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { parseAllDocuments, stringify } from "yaml";
+import { reviewPod } from "../../src/admission/review.ts";
+import { serviceAccountIdentity } from "../../src/mutate/identity.ts";
+import { applyPatch } from "../../src/mutate/patch.ts";
+import { InjectorConfigSchema } from "../../src/spec/config.ts";
+
+const dir = join(import.meta.dirname, "..", "golden");
+const update = process.env.UPDATE_GOLDEN === "1";
+
+export async function runGoldenCase(inText: string) {
+  const docs = parseAllDocuments(inText).map((d) => d.toJS());
+  const pod = docs.find((d) => d?.kind === "Pod");
+  assert.ok(pod, "a golden input needs a Pod document");
+  const sa = docs.find((d) => d?.kind === "ServiceAccount");
+  const overrides = docs.find((d) => d?.kind === "TestConfig") ?? {};
+  delete overrides.kind;
+  // A null override unsets a default (e.g. `defaultRegion: null`).
+  const merged = { image: "registry.example.com/sm-injector:test", defaultRegion: "eu-west-1", ...overrides };
+  const config = InjectorConfigSchema.parse(
+    Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== null)),
+  );
+  const lookups: string[] = [];
+  const outcome = await reviewPod(
+    {
+      uid: "golden",
+      kind: { group: "", version: "v1", kind: "Pod" },
+      operation: "CREATE",
+      namespace: pod.metadata?.namespace ?? "default",
+      object: pod,
+    },
+    {
+      config,
+      async lookupServiceAccount(namespace, name) {
+        lookups.push(`${namespace}/${name}`);
+        if (sa?.metadata?.name === name) return serviceAccountIdentity(sa.metadata?.annotations);
+        return {};
+      },
+    },
+  );
+  const r = outcome.response;
+  const result: Record<string, unknown> = { allowed: r.allowed, result: outcome.result };
+  if (r.warnings?.length) result.warnings = r.warnings;
+  if (!r.allowed) result.message = r.status?.message;
+  if (lookups.length) result.serviceAccountLookups = lookups;
+  if (r.patch) {
+    const patch = JSON.parse(Buffer.from(r.patch, "base64").toString("utf8"));
+    result.pod = applyPatch(pod, patch);
+  }
+  return result;
+}
+
+const cases = readdirSync(dir)
+  .filter((f) => f.endsWith(".in.yaml"))
+  .map((f) => f.slice(0, -".in.yaml".length));
+
+test("there are golden cases", () => assert.ok(cases.length >= 10, `only ${cases.length} golden cases`));
+
+for (const name of cases) {
+  test(`golden: ${name}`, async () => {
+    const result = await runGoldenCase(readFileSync(join(dir, `${name}.in.yaml`), "utf8"));
+    const text = stringify(result, { lineWidth: 0 });
+    const outFile = join(dir, `${name}.out.yaml`);
+    if (update || !existsSync(outFile)) {
+      writeFileSync(outFile, text);
+      if (!update) assert.fail(`${outFile} did not exist; written — review it and run again`);
+    }
+    assert.equal(
+      text,
+      readFileSync(outFile, "utf8"),
+      `${name}: output differs (UPDATE_GOLDEN=1 to regenerate, then review the diff)`,
+    );
+  });
+}
