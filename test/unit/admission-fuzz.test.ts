@@ -1,0 +1,172 @@
+// Like istio's injection fuzzing: arbitrary annotations and pod shapes never crash the admission
+// path, every answer is a clear allow or deny, and an injected pod is injected exactly once.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
+import { applyPatch } from "../../src/mutate/patch.ts";
+import { InjectorConfigSchema } from "../../src/spec/config.ts";
+
+const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
+const deps = { config, lookupServiceAccount: async () => ({ roleArn: "arn:aws:iam::123456789012:role/x" }) };
+
+const keys = fc.oneof(
+  fc.constantFrom(
+    "env.A",
+    "env.DB_PASSWORD",
+    "env-from",
+    "env-from.x",
+    "secrets",
+    "region",
+    "format",
+    "output-dir",
+    "file-name",
+    "file-mode",
+    "containers",
+    "wrap-command",
+    "init-position",
+    "timeout-seconds",
+    "status",
+  ),
+  fc.string({ maxLength: 12 }).map((s) => `env.${s}`),
+  fc.string({ maxLength: 12 }),
+);
+const values = fc.oneof(
+  fc.constantFrom(
+    "erp/production/database",
+    "erp/p/rds#password",
+    "erp/p/x?versionStage=AWSPREVIOUS",
+    "true",
+    "false",
+    "app",
+    "files",
+    "dotenv",
+    "/run/x",
+    "0440",
+    "first",
+    "30",
+    "eu-west-1",
+    "- secret: a\n  env: B\n",
+    "[1,2",
+    "{}",
+    "- {}",
+  ),
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: "grapheme", maxLength: 20 }),
+);
+
+const container = fc.record(
+  {
+    name: fc.constantFrom("app", "api", "worker"),
+    image: fc.constant("x:1"),
+    command: fc.option(fc.array(fc.string({ maxLength: 5 }), { minLength: 1, maxLength: 3 }), {
+      nil: undefined,
+    }),
+    env: fc.option(
+      fc.array(
+        fc.record({
+          name: fc.constantFrom("AWS_REGION", "AWS_ROLE_ARN", "X"),
+          value: fc.string({ maxLength: 10 }),
+        }),
+        { maxLength: 3 },
+      ),
+      { nil: undefined },
+    ),
+    securityContext: fc.option(fc.record({ runAsUser: fc.integer({ min: 0, max: 5000 }) }), {
+      nil: undefined,
+    }),
+  },
+  { requiredKeys: ["name", "image"] },
+);
+
+test("random annotations and pod shapes: never a crash, always allow or a clear deny, injection idempotent", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.dictionary(
+        keys.map((k) => `sm-injector.io/${k}`),
+        values,
+        { maxKeys: 6 },
+      ),
+      fc.uniqueArray(container, { minLength: 1, maxLength: 3, selector: (c) => c.name }),
+      fc.option(fc.record({ fsGroup: fc.integer({ min: 1, max: 5000 }) }), { nil: undefined }),
+      async (annotations, containers, securityContext) => {
+        // Through JSON, as the API server sends it (no undefined fields).
+        const pod = JSON.parse(
+          JSON.stringify({
+            metadata: { name: "p", labels: { "sm-injector.io/inject": "true" }, annotations },
+            spec: { containers, ...(securityContext && { securityContext }) },
+          }),
+        );
+        const request: AdmissionRequest = {
+          uid: "u",
+          kind: { group: "", version: "v1", kind: "Pod" },
+          operation: "CREATE",
+          namespace: "ns",
+          object: pod,
+        };
+        const out = await reviewPod(request, deps);
+        assert.equal(out.response.uid, "u");
+        if (!out.response.allowed) {
+          assert.match(out.response.status?.message ?? "", /^sm-injector: /);
+          return;
+        }
+        assert.equal(out.result, "injected");
+        const patched = applyPatch(
+          pod,
+          JSON.parse(Buffer.from(out.response.patch as string, "base64").toString()),
+        );
+        const inits = (patched.spec as { initContainers?: { name: string }[] }).initContainers ?? [];
+        assert.equal(inits.filter((c) => c.name === "sm-injector-fetch").length, 1);
+        const again = await reviewPod({ ...request, object: patched }, deps);
+        assert.equal(again.result, "unchanged", "a second admission must not inject again");
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+test("non-pod and non-CREATE requests are allowed without a patch", async () => {
+  for (const request of [
+    { uid: "a", kind: { group: "apps", version: "v1", kind: "Deployment" }, operation: "CREATE", object: {} },
+    { uid: "b", kind: { group: "", version: "v1", kind: "Pod" }, operation: "UPDATE", object: {} },
+    {
+      uid: "c",
+      kind: { group: "", version: "v1", kind: "Pod" },
+      operation: "CREATE",
+      subResource: "ephemeralcontainers",
+      object: {},
+    },
+  ] as AdmissionRequest[]) {
+    const out = await reviewPod(request, deps);
+    assert.equal(out.response.allowed, true);
+    assert.equal(out.response.patch, undefined);
+    assert.equal(out.result, "skipped");
+  }
+});
+
+test("a failing ServiceAccount look-up refuses the pod (fail closed) and says why", async () => {
+  const out = await reviewPod(
+    {
+      uid: "u",
+      kind: { group: "", version: "v1", kind: "Pod" },
+      operation: "CREATE",
+      namespace: "erp",
+      object: {
+        metadata: {
+          labels: { "sm-injector.io/inject": "true" },
+          annotations: { "sm-injector.io/env.A": "erp/a" },
+        },
+        spec: { serviceAccountName: "api", containers: [{ name: "c" }] },
+      },
+    },
+    {
+      config,
+      lookupServiceAccount: async () => Promise.reject(new Error("HTTP 403 from the Kubernetes API")),
+    },
+  );
+  assert.equal(out.response.allowed, false);
+  assert.match(
+    out.response.status?.message ?? "",
+    /could not read ServiceAccount erp\/api .*HTTP 403.*get serviceaccounts/,
+  );
+});

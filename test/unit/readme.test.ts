@@ -1,0 +1,41 @@
+// The README is the front door: its annotation table must be the contract in
+// src/spec/annotations.ts, and every flag it names must exist.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ANNOTATIONS } from "../../src/spec/annotations.ts";
+import { WEBHOOK_OPTIONS } from "../../src/webhook/config.ts";
+
+const readme = readFileSync(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
+
+test("the README's annotation table is exactly the contract", () => {
+  const block = /<!-- annotations-table[^>]*-->\n([\s\S]*?)<!-- \/annotations-table -->/.exec(readme)?.[1];
+  assert.ok(block, "README lacks the annotations-table block");
+  const rows = block
+    .trim()
+    .split("\n")
+    .slice(2)
+    .map((r) =>
+      r
+        .replace(/\\\|/g, "\u0000")
+        .split("|")
+        .slice(1, -1)
+        .map((c) => c.trim().replace(/\u0000/g, "|")),
+    );
+  const expected = Object.values(ANNOTATIONS).map((a) => [`\`${a.key}\``, a.default, a.description]);
+  assert.deepEqual(rows, expected, "regenerate the table from src/spec/annotations.ts");
+});
+
+test("every webhook flag the README names exists", () => {
+  const tableRows = readme.split("\n").filter((l) => l.startsWith("| `--"));
+  assert.ok(tableRows.length >= 5, "README lacks the webhook flag table");
+  const flags = tableRows.flatMap((l) => [...l.matchAll(/`--([a-z-]+)`/g)].map((m) => m[1] as string));
+  const known = new Set([...Object.keys(WEBHOOK_OPTIONS), "shutdown-delay-seconds", "diff"]);
+  const unknown = flags.filter((f) => !known.has(f));
+  assert.deepEqual(unknown, []);
+  for (const [flag, [env]] of Object.entries(WEBHOOK_OPTIONS)) {
+    if (readme.includes(`\`--${flag}\``))
+      assert.ok(readme.includes(env), `README names --${flag} but not ${env}`);
+  }
+});
