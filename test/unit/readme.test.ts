@@ -18,10 +18,10 @@ test("the README's annotation table is exactly the contract", () => {
     .slice(2)
     .map((r) =>
       r
-        .replace(/\\\|/g, "\u0000")
+        .replaceAll("\\|", "\u0000")
         .split("|")
         .slice(1, -1)
-        .map((c) => c.trim().replace(/\u0000/g, "|")),
+        .map((c) => c.trim().replaceAll("\u0000", "|")),
     );
   const expected = Object.values(ANNOTATIONS).map((a) => [`\`${a.key}\``, a.default, a.description]);
   assert.deepEqual(rows, expected, "regenerate the table from src/spec/annotations.ts");
