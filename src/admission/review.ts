@@ -9,6 +9,7 @@ import { isInjected, mutatePod, syncInjectedIdentity } from "../mutate/pod.ts";
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
+import { checkSecretPolicy, type SecretPolicy } from "../spec/policy.ts";
 
 const GroupVersionKind = z.object({ group: z.string(), version: z.string(), kind: z.string() });
 
@@ -84,6 +85,8 @@ export interface ReviewDeps {
   config: InjectorConfig;
   /** Reads the ServiceAccount's IRSA annotations; throws on API errors. */
   lookupServiceAccount(namespace: string, name: string): Promise<ServiceAccountIdentity>;
+  /** Reads the namespace's secret policy (its sm-injector.io/allowed-secrets annotation); throws on API errors. */
+  lookupNamespacePolicy?(namespace: string): Promise<SecretPolicy | undefined>;
 }
 
 export function reviewResponse(response: AdmissionResponse): {
@@ -119,7 +122,11 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
     response: {
       uid: request.uid,
       allowed: false,
-      status: { code, message, reason: code === 400 ? "BadRequest" : "InternalError" },
+      status: {
+        code,
+        message,
+        reason: code === 400 ? "BadRequest" : code === 403 ? "Forbidden" : "InternalError",
+      },
       ...(warnings.length > 0 && { warnings: warnings.slice(0, MAX_WARNINGS) }),
     },
   });
@@ -174,6 +181,27 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
     );
   }
   base.secretIds = [...compiled.spec.secretIds];
+
+  if (deps.lookupNamespacePolicy) {
+    let policy: SecretPolicy | undefined;
+    try {
+      policy = await deps.lookupNamespacePolicy(namespace);
+    } catch (e) {
+      return deny(
+        "namespace lookup failed",
+        `sm-injector: could not read Namespace ${namespace} for its secret policy (${(e as Error).message}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get namespaces)`,
+        500,
+      );
+    }
+    const violations = checkSecretPolicy(compiled.spec, policy, namespace);
+    if (violations.length > 0) {
+      return deny(
+        "secret policy",
+        `sm-injector: namespace policy refused this pod:${violations.map((v) => `\n  - ${v}`).join("")}`,
+        403,
+      );
+    }
+  }
 
   let sa: ServiceAccountIdentity | undefined;
   if (needsServiceAccountLookup(pod, compiled.spec.targets)) {

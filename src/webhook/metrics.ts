@@ -7,6 +7,7 @@ export interface WebhookMetrics {
   admissionDuration: Histogram<"result">;
   injections: Counter<"namespace">;
   serviceAccountLookups: Counter<"result">;
+  namespaceLookups: Counter<"result">;
   tlsReloads: Counter<"result">;
 }
 
@@ -37,6 +38,12 @@ export function createMetrics(): WebhookMetrics {
     serviceAccountLookups: new Counter({
       name: "sm_injector_serviceaccount_lookups_total",
       help: "ServiceAccount reads for IRSA annotations, by result (hit = served from cache, miss, error)",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
+    namespaceLookups: new Counter({
+      name: "sm_injector_namespace_lookups_total",
+      help: "Namespace reads for the secret policy, by result (hit = served from cache, miss, error)",
       labelNames: ["result"],
       registers: [registry],
     }),

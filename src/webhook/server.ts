@@ -171,15 +171,28 @@ export async function startWebhook(
   const metrics = createMetrics();
   let deps = opts.deps;
   if (!deps) {
-    const { cachedServiceAccountLookup, kubernetesServiceAccountReader } = await import(
-      "../kube/serviceaccounts.ts"
+    const { cachedLookup, kubernetesReaders } = await import("../kube/lookups.ts");
+    const { serviceAccountIdentity } = await import("../mutate/identity.ts");
+    const { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } = await import("../spec/policy.ts");
+    const readers = await kubernetesReaders(config.kubeconfig);
+    const ttlMs = config.serviceAccountCacheSeconds * 1000;
+    const serviceAccounts = cachedLookup(
+      (key) => {
+        const [ns, name] = key.split("/") as [string, string];
+        return readers.serviceAccountAnnotations(ns, name).then(serviceAccountIdentity);
+      },
+      { ttlMs, onResult: (r) => metrics.serviceAccountLookups.inc({ result: r }) },
     );
-    const reader = await kubernetesServiceAccountReader(config.kubeconfig);
-    const cache = cachedServiceAccountLookup(reader, {
-      ttlMs: config.serviceAccountCacheSeconds * 1000,
-      onResult: (r) => metrics.serviceAccountLookups.inc({ result: r }),
-    });
-    deps = { config: config.injector, lookupServiceAccount: cache.lookup };
+    const namespaces = cachedLookup(
+      (ns) =>
+        readers.namespaceAnnotations(ns).then((a) => parseSecretPolicy(a?.[NAMESPACE_POLICY_ANNOTATION])),
+      { ttlMs, onResult: (r) => metrics.namespaceLookups.inc({ result: r }) },
+    );
+    deps = {
+      config: config.injector,
+      lookupServiceAccount: (ns, name) => serviceAccounts.lookup(`${ns}/${name}`),
+      lookupNamespacePolicy: (ns) => namespaces.lookup(ns),
+    };
   }
   const webhook = buildServer({
     deps,

@@ -1,5 +1,5 @@
 // Golden files for the whole admission path: test/golden/<case>.in.yaml holds a Pod, optionally a
-// ServiceAccount (as the API server would return it) and a `kind: TestConfig` document with
+// ServiceAccount and a Namespace (as the API server would return them) and a `kind: TestConfig` document with
 // webhook configuration overrides; <case>.out.yaml holds the decision, the warnings and the pod
 // after applying the returned JSON patch. Regenerate with UPDATE_GOLDEN=1 and review the diff.
 import assert from "node:assert/strict";
@@ -11,6 +11,7 @@ import { reviewPod } from "../../src/admission/review.ts";
 import { serviceAccountIdentity } from "../../src/mutate/identity.ts";
 import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } from "../../src/spec/policy.ts";
 
 const dir = join(import.meta.dirname, "..", "golden");
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -20,6 +21,7 @@ export async function runGoldenCase(inText: string) {
   const pod = docs.find((d) => d?.kind === "Pod");
   assert.ok(pod, "a golden input needs a Pod document");
   const sa = docs.find((d) => d?.kind === "ServiceAccount");
+  const ns = docs.find((d) => d?.kind === "Namespace");
   const overrides = docs.find((d) => d?.kind === "TestConfig") ?? {};
   delete overrides.kind;
   // A null override unsets a default (e.g. `defaultRegion: null`).
@@ -42,6 +44,9 @@ export async function runGoldenCase(inText: string) {
         lookups.push(`${namespace}/${name}`);
         if (sa?.metadata?.name === name) return serviceAccountIdentity(sa.metadata?.annotations);
         return {};
+      },
+      async lookupNamespacePolicy() {
+        return parseSecretPolicy(ns?.metadata?.annotations?.[NAMESPACE_POLICY_ANNOTATION]);
       },
     },
   );
