@@ -63,6 +63,9 @@ const PROTECTED_PATHS = [
   "/run/secrets/pods.eks.amazonaws.com",
 ];
 
+/** Read-only in bash: `export UID=…` makes sourcing the shell file fail. */
+const READONLY_SHELL_VARIABLES = new Set(["UID", "EUID", "PPID", "SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "BASHPID", "GROUPS"]);
+
 /** Variables whose override would change how the app or the shell runs. */
 const RISKY_VARIABLES = new Set([
   "PATH",
@@ -447,6 +450,12 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
     errors.push(
       `the pod references ${distinct.size} distinct secrets; this webhook allows at most ${config.maxSecrets} per pod (combine values into JSON secrets)`,
     );
+  }
+
+  if (format === "shell") {
+    for (const v of variables.filter((x) => READONLY_SHELL_VARIABLES.has(x))) {
+      errors.push(`${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`);
+    }
   }
 
   // Warnings: legal but suspicious.

@@ -81,7 +81,7 @@ describe("sm-injector webhook over HTTPS", () => {
     assert.equal(body.response.uid, review.request.uid);
     assert.equal(body.response.allowed, true);
     assert.equal(body.response.patchType, "JSONPatch");
-    const patched = applyPatch(
+    const patched = applyPatch<unknown>(
       p,
       JSON.parse(Buffer.from(body.response.patch as string, "base64").toString()),
     ) as {
