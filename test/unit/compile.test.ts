@@ -176,6 +176,11 @@ describe("refusals", () => {
       /container api already mounts x at \/run\/sm-injector/,
     ],
     [
+      "a variable bash keeps read-only",
+      pod({ "sm-injector.io/env.UID": "erp/p/uid" }),
+      /sm-injector.io\/env.UID: UID is read-only in bash/,
+    ],
+    [
       "an unknown key with no near match",
       pod({ ...A, "sm-injector.io/zzzzzzzzzz": "1" }),
       /unknown sm-injector annotation. Known keys: secrets, region/,
