@@ -64,7 +64,16 @@ const PROTECTED_PATHS = [
 ];
 
 /** Read-only in bash: `export UID=…` makes sourcing the shell file fail. */
-const READONLY_SHELL_VARIABLES = new Set(["UID", "EUID", "PPID", "SHELLOPTS", "BASHOPTS", "BASH_VERSINFO", "BASHPID", "GROUPS"]);
+const READONLY_SHELL_VARIABLES = new Set([
+  "UID",
+  "EUID",
+  "PPID",
+  "SHELLOPTS",
+  "BASHOPTS",
+  "BASH_VERSINFO",
+  "BASHPID",
+  "GROUPS",
+]);
 
 /** Variables whose override would change how the app or the shell runs. */
 const RISKY_VARIABLES = new Set([
@@ -454,7 +463,9 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
 
   if (format === "shell") {
     for (const v of variables.filter((x) => READONLY_SHELL_VARIABLES.has(x))) {
-      errors.push(`${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`);
+      errors.push(
+        `${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`,
+      );
     }
   }
 
