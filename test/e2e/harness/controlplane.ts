@@ -1,0 +1,272 @@
+/**
+ * A process-based Kubernetes control plane for the e2e tests (like controller-runtime's envtest):
+ * etcd + kube-apiserver built from Go modules by scripts/build-binaries.sh, listening on loopback
+ * random ports, with a throwaway PKI and an admin kubeconfig (client certificate, system:masters).
+ * No controller-manager and no scheduler: tests create the ServiceAccounts their pods use, and pods
+ * stay Pending (they are checked as the API server stored them).
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { access, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { KubeConfig } from "@kubernetes/client-node";
+import { type CertAuthority, generateCA, generateCert, generateRsaKeyPair } from "./certs.ts";
+import { getFreePorts } from "./ports.ts";
+import { type ManagedProcess, spawnManaged, waitForHttp } from "./process.ts";
+
+export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const BUILD_SCRIPT = path.join(REPO_ROOT, "scripts", "build-binaries.sh");
+const VERSIONS_FILE = path.join(REPO_ROOT, "scripts", "versions.env");
+
+/** The issuer of service-account tokens, and the audiences the API server accepts. */
+export const SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local";
+export const API_AUDIENCES = [SERVICE_ACCOUNT_ISSUER, "sts.amazonaws.com"];
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  apiServerUrl: string;
+  /** http://127.0.0.1:<port> */
+  etcdUrl: string;
+  /** Admin kubeconfig file (client certificate auth, group system:masters; data embedded). */
+  kubeconfigPath: string;
+  /** Loaded from kubeconfigPath. */
+  kubeConfig: KubeConfig;
+  /** CA of the API server's serving certificate (also the client CA). */
+  caCertPem: string;
+  /** The cluster CA (signs the serving and the admin client certificates). */
+  ca: CertAuthority;
+  /** The directory with the binaries (kube-apiserver, etcd, helm). */
+  binDir: string;
+  /** Scratch directory (PKI, etcd data, logs: etcd.log, kube-apiserver.log); removed by stop(). */
+  workDir: string;
+  /** The flags kube-apiserver was started with. */
+  apiServerArgs: string[];
+  processes: { etcd: ManagedProcess; apiServer: ManagedProcess };
+  /** Kills kube-apiserver then etcd (SIGTERM, SIGKILL after a timeout), removes workDir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartControlPlaneOptions {
+  /** Directory with kube-apiserver and etcd; default $SM_INJECTOR_BIN_DIR, else ensureBinaries(). */
+  binDir?: string;
+  /** Appended to the kube-apiserver flags (a later flag wins over an earlier one). */
+  extraApiServerArgs?: string[];
+  /** Receives every output line of etcd and kube-apiserver (they always go to log files in workDir). */
+  log?: (line: string) => void;
+  /** Keep workDir after stop() (for debugging; also $SM_INJECTOR_KEEP_WORKDIR=1). */
+  keepWorkDir?: boolean;
+  /** Deadline for etcd + kube-apiserver to become ready (default 90 s). */
+  timeoutMs?: number;
+}
+
+/** The pins of scripts/versions.env (KUBERNETES_VERSION, ETCD_VERSION, HELM_VERSION, ...). */
+export function readPinnedVersions(): Record<string, string> {
+  const pins: Record<string, string> = {};
+  for (const line of readFileSync(VERSIONS_FILE, "utf8").split("\n")) {
+    const m = /^\s*([A-Z0-9_]+)=["']?([^"'\s#]*)["']?/.exec(line);
+    if (m?.[1] && m[2] !== undefined) pins[m[1]] = m[2];
+  }
+  return pins;
+}
+
+let binaries: Promise<string> | undefined;
+
+/**
+ * Runs scripts/build-binaries.sh (builds once, then cached; its progress is streamed to stderr) and
+ * returns the bin directory. Memoized per process.
+ */
+export function ensureBinaries(): Promise<string> {
+  binaries ??= new Promise<string>((resolve, reject) => {
+    const child = spawn("bash", [BUILD_SCRIPT], { stdio: ["ignore", "pipe", "inherit"] });
+    let stdout = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (c: string) => {
+      stdout += c;
+    });
+    child.once("error", reject);
+    child.once("exit", (code, signal) => {
+      const dir = stdout.trim().split("\n").pop()?.trim() ?? "";
+      if (code === 0 && dir !== "") resolve(dir);
+      else reject(new Error(`${BUILD_SCRIPT} failed (code ${code}, signal ${signal}); see its output above`));
+    });
+  });
+  binaries.catch(() => {
+    binaries = undefined;
+  });
+  return binaries;
+}
+
+/** A fast scratch location: /dev/shm (tmpfs) when usable, else the OS temp dir. */
+async function scratchRoot(): Promise<string> {
+  if (process.env.SM_INJECTOR_E2E_TMPDIR) return process.env.SM_INJECTOR_E2E_TMPDIR;
+  try {
+    await access("/dev/shm", 0o2 /* W_OK */);
+    return "/dev/shm";
+  } catch {
+    return os.tmpdir();
+  }
+}
+
+function kubeconfigYaml(server: string, caPem: string, certPem: string, keyPem: string): string {
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "- name: e2e",
+    "  cluster:",
+    `    server: ${server}`,
+    `    certificate-authority-data: ${b64(caPem)}`,
+    "users:",
+    "- name: admin",
+    "  user:",
+    `    client-certificate-data: ${b64(certPem)}`,
+    `    client-key-data: ${b64(keyPem)}`,
+    "contexts:",
+    "- name: e2e",
+    "  context:",
+    "    cluster: e2e",
+    "    user: admin",
+    "current-context: e2e",
+    "",
+  ].join("\n");
+}
+
+/** Starts etcd and kube-apiserver on loopback random ports and waits until /readyz answers 200. */
+export async function startControlPlane(opts: StartControlPlaneOptions = {}): Promise<ControlPlane> {
+  const binDir = opts.binDir ?? process.env.SM_INJECTOR_BIN_DIR ?? (await ensureBinaries());
+  for (const bin of ["etcd", "kube-apiserver"]) {
+    if (!existsSync(path.join(binDir, bin))) throw new Error(`${bin} not found in ${binDir}`);
+  }
+  const timeoutMs = opts.timeoutMs ?? 90_000;
+  const keep = opts.keepWorkDir ?? process.env.SM_INJECTOR_KEEP_WORKDIR === "1";
+  const workDir = await mkdtemp(path.join(await scratchRoot(), "sm-injector-e2e-"));
+  const started: ManagedProcess[] = [];
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      // Reverse start order: kube-apiserver first, then etcd.
+      for (const p of [...started].reverse()) await p.stop(10_000);
+      if (!keep) await rm(workDir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    const pki = path.join(workDir, "pki");
+    const ca = await generateCA(pki, "sm-injector-e2e-ca");
+    const [serving, admin, saKey] = await Promise.all([
+      generateCert(pki, ca, {
+        name: "apiserver",
+        cn: "kube-apiserver",
+        sans: [
+          "127.0.0.1",
+          "localhost",
+          "10.0.0.1",
+          "kubernetes",
+          "kubernetes.default",
+          "kubernetes.default.svc",
+          "kubernetes.default.svc.cluster.local",
+        ],
+      }),
+      generateCert(pki, ca, { name: "admin", cn: "admin", org: "system:masters", client: true }),
+      generateRsaKeyPair(pki, "service-account"),
+    ]);
+
+    const [etcdClientPort, etcdPeerPort, apiPort] = (await getFreePorts(3)) as [number, number, number];
+    const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
+    const etcdPeerUrl = `http://127.0.0.1:${etcdPeerPort}`;
+    const etcdData = path.join(workDir, "etcd");
+    await mkdir(etcdData, { recursive: true, mode: 0o700 });
+    const etcd = spawnManaged(
+      "etcd",
+      path.join(binDir, "etcd"),
+      [
+        "--name=e2e",
+        `--data-dir=${etcdData}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${etcdPeerUrl}`,
+        `--initial-advertise-peer-urls=${etcdPeerUrl}`,
+        `--initial-cluster=e2e=${etcdPeerUrl}`,
+        "--initial-cluster-state=new",
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+      ],
+      {
+        logPath: path.join(workDir, "etcd.log"),
+        cwd: workDir,
+        ...(opts.log ? { log: opts.log } : {}),
+        ...(keep ? {} : { removeOnOrphan: workDir }),
+      },
+    );
+    started.push(etcd);
+    await waitForHttp(`${etcdUrl}/health`, { process: etcd, timeoutMs });
+
+    const apiServerUrl = `https://127.0.0.1:${apiPort}`;
+    const apiServerArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      `--secure-port=${apiPort}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      // The lease/master-count reconcilers refuse a loopback advertise address; there are no
+      // in-cluster clients of the `kubernetes` Service here anyway.
+      "--endpoint-reconciler-type=none",
+      `--cert-dir=${path.join(workDir, "apiserver-certs")}`,
+      `--tls-cert-file=${serving.certPath}`,
+      `--tls-private-key-file=${serving.keyPath}`,
+      `--client-ca-file=${ca.certPath}`,
+      "--authorization-mode=RBAC",
+      `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
+      `--service-account-key-file=${saKey.publicKeyPath}`,
+      `--service-account-signing-key-file=${saKey.privateKeyPath}`,
+      `--api-audiences=${API_AUDIENCES.join(",")}`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--allow-privileged=true",
+      "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+      "--profiling=false",
+      ...(opts.extraApiServerArgs ?? []),
+    ];
+    const apiServer = spawnManaged("kube-apiserver", path.join(binDir, "kube-apiserver"), apiServerArgs, {
+      logPath: path.join(workDir, "kube-apiserver.log"),
+      cwd: workDir,
+      ...(opts.log ? { log: opts.log } : {}),
+      ...(keep ? {} : { removeOnOrphan: workDir }),
+    });
+    started.push(apiServer);
+    await waitForHttp(`${apiServerUrl}/readyz`, {
+      process: apiServer,
+      timeoutMs,
+      ca: ca.certPem,
+      cert: admin.certPem,
+      key: admin.keyPem,
+    });
+
+    const kubeconfigPath = path.join(workDir, "kubeconfig");
+    await writeFile(kubeconfigPath, kubeconfigYaml(apiServerUrl, ca.certPem, admin.certPem, admin.keyPem), {
+      mode: 0o600,
+    });
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(kubeconfigPath);
+
+    return {
+      apiServerUrl,
+      etcdUrl,
+      kubeconfigPath,
+      kubeConfig,
+      caCertPem: ca.certPem,
+      ca,
+      binDir,
+      workDir,
+      apiServerArgs,
+      processes: { etcd, apiServer },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
