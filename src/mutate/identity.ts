@@ -14,6 +14,34 @@ export const IDENTITY_ENV = [
   "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ] as const;
 
+/**
+ * Settings of the AWS SDK (not credentials) that the init container should share with the app:
+ * custom endpoints (VPC endpoints, FIPS, a local emulator), region.
+ */
+export const CLIENT_SETTINGS_ENV = [
+  "AWS_REGION",
+  "AWS_DEFAULT_REGION",
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+  "AWS_ENDPOINT_URL_STS",
+  "AWS_USE_FIPS_ENDPOINT",
+  "AWS_USE_DUALSTACK_ENDPOINT",
+] as const;
+
+/** The first targeted container's SDK settings, minus names already in `have`. */
+export function clientSettingsEnv(
+  pod: V1Pod,
+  targets: readonly string[],
+  have: ReadonlySet<string>,
+): V1EnvVar[] {
+  const first = (pod.spec?.containers ?? []).find((c) => targets.includes(c.name));
+  return structuredClone(
+    (first?.env ?? []).filter(
+      (e) => (CLIENT_SETTINGS_ENV as readonly string[]).includes(e.name) && !have.has(e.name),
+    ),
+  );
+}
+
 /** What the webhook read from the pod's ServiceAccount (EKS IRSA annotations). */
 export interface ServiceAccountIdentity {
   readonly roleArn?: string;

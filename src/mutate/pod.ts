@@ -11,7 +11,13 @@ import {
 import type { InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
-import { hasIdentityEnv, IDENTITY_ENV, planIdentity, type ServiceAccountIdentity } from "./identity.ts";
+import {
+  clientSettingsEnv,
+  hasIdentityEnv,
+  IDENTITY_ENV,
+  planIdentity,
+  type ServiceAccountIdentity,
+} from "./identity.ts";
 
 export const STATUS_INJECTED = "injected";
 
@@ -142,6 +148,7 @@ export function mutatePod(
     { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
     ...identity.env,
   ];
+  env.push(...clientSettingsEnv(pod, spec.targets, new Set(env.map((e) => e.name))));
   if (!config.allowNodeIdentity) env.push({ name: "AWS_EC2_METADATA_DISABLED", value: "true" });
 
   const init: V1Container = {
