@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // `sm-injector` — one binary, one image: the webhook, the init container and the offline preview.
 // Each subcommand is imported lazily so that `fetch` (on every pod start) loads only what it needs.
 import { VERSION } from "../version.ts";

@@ -26,6 +26,7 @@ export const WEBHOOK_OPTIONS = {
   ],
   "max-secrets": ["SM_INJECTOR_MAX_SECRETS", "distinct secrets per pod (default 50)"],
   "default-timeout-seconds": ["SM_INJECTOR_DEFAULT_TIMEOUT_SECONDS", "fetch deadline (default 60)"],
+  "max-timeout-seconds": ["SM_INJECTOR_MAX_TIMEOUT_SECONDS", "largest timeout-seconds a pod may ask for (default 300)"],
   concurrency: ["SM_INJECTOR_CONCURRENCY", "GetSecretValue calls in flight per pod (default 8)"],
   "volume-size-limit": ["SM_INJECTOR_VOLUME_SIZE_LIMIT", "memory volume size limit (default 1Mi)"],
   "init-cpu-request": ["SM_INJECTOR_INIT_CPU_REQUEST", "default 50m"],
@@ -154,6 +155,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
       .filter(Boolean),
     maxSecrets: num("max-secrets"),
     defaultTimeoutSeconds: num("default-timeout-seconds"),
+    maxTimeoutSeconds: num("max-timeout-seconds"),
     concurrency: num("concurrency"),
     volumeSizeLimit: get("volume-size-limit"),
     resources: {
@@ -173,6 +175,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     allowedOutputRoots: "allowed-output-roots",
     maxSecrets: "max-secrets",
     defaultTimeoutSeconds: "default-timeout-seconds",
+    maxTimeoutSeconds: "max-timeout-seconds",
     concurrency: "concurrency",
     volumeSizeLimit: "volume-size-limit",
     defaultUid: "run-as-user",

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# sm-injector: one image for the webhook (`webhook`) and the injected init container (`fetch`).
+#
+#   docker build -t sm-injector:dev .
+#
+# Build stage: the whole CLI bundled by esbuild into one file (dist/sm-injector.mjs) that needs no
+# node_modules at run time. It is plain JavaScript, so it is built once on the build platform even
+# for multi-arch images (docker buildx build --platform linux/amd64,linux/arm64).
+FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY scripts/build.mjs ./scripts/build.mjs
+COPY src ./src
+RUN npm run build && node dist/sm-injector.mjs version
+
+# Runtime: distroless Node 22 - no shell, no package manager, runs as the nonroot user (65532).
+# `webhook` and `fetch` need nothing but node and the bundle.
+FROM gcr.io/distroless/nodejs22-debian12:nonroot AS runtime
+# The bundle and its third-party licence file (esbuild's legalComments), nothing else.
+COPY --from=build /src/dist/sm-injector.mjs* /app/
+ENV NODE_ENV=production \
+    PATH=/nodejs/bin:/usr/local/bin:/usr/bin:/bin
+USER 65532:65532
+WORKDIR /app
+# The chart's pods pass the subcommand as args: ["webhook", ...] and the injected init container
+# ["fetch"]. `node` is also on PATH (the chart's `helm test` pod runs `node -e`).
+ENTRYPOINT ["/nodejs/bin/node", "/app/sm-injector.mjs"]
+CMD ["help"]
+LABEL org.opencontainers.image.title="sm-injector" \
+      org.opencontainers.image.description="AWS Secrets Manager secrets in Kubernetes pods via a memory-backed env file (admission webhook + init container)" \
+      org.opencontainers.image.licenses="Apache-2.0"
