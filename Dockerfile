@@ -3,8 +3,8 @@
 #
 #   docker build -t sm-injector:dev .
 #
-# Build stage: the whole CLI bundled by esbuild into one file (dist/sm-injector.mjs) that needs no
-# node_modules at run time. It is plain JavaScript, so it is built once on the build platform even
+# Build stage: the whole CLI bundled by esbuild into dist/ (the entry dist/sm-injector.mjs and its
+# chunks, one per subcommand so `fetch` loads only its own code) that needs no node_modules at run time. It is plain JavaScript, so it is built once on the build platform even
 # for multi-arch images (docker buildx build --platform linux/amd64,linux/arm64).
 FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS build
 WORKDIR /src
@@ -18,8 +18,8 @@ RUN npm run build && node dist/sm-injector.mjs version
 # Runtime: distroless Node 22 - no shell, no package manager, runs as the nonroot user (65532).
 # `webhook` and `fetch` need nothing but node and the bundle.
 FROM gcr.io/distroless/nodejs22-debian12:nonroot AS runtime
-# The bundle and its third-party licence file (esbuild's legalComments), nothing else.
-COPY --from=build /src/dist/sm-injector.mjs* /app/
+# The bundle (entry, chunks and third-party licence files from esbuild's legalComments), nothing else.
+COPY --from=build /src/dist/ /app/
 ENV NODE_ENV=production \
     PATH=/nodejs/bin:/usr/local/bin:/usr/bin:/bin
 USER 65532:65532

@@ -26,7 +26,10 @@ export const WEBHOOK_OPTIONS = {
   ],
   "max-secrets": ["SM_INJECTOR_MAX_SECRETS", "distinct secrets per pod (default 50)"],
   "default-timeout-seconds": ["SM_INJECTOR_DEFAULT_TIMEOUT_SECONDS", "fetch deadline (default 60)"],
-  "max-timeout-seconds": ["SM_INJECTOR_MAX_TIMEOUT_SECONDS", "largest timeout-seconds a pod may ask for (default 300)"],
+  "max-timeout-seconds": [
+    "SM_INJECTOR_MAX_TIMEOUT_SECONDS",
+    "largest timeout-seconds a pod may ask for (default 300)",
+  ],
   concurrency: ["SM_INJECTOR_CONCURRENCY", "GetSecretValue calls in flight per pod (default 8)"],
   "volume-size-limit": ["SM_INJECTOR_VOLUME_SIZE_LIMIT", "memory volume size limit (default 1Mi)"],
   "init-cpu-request": ["SM_INJECTOR_INIT_CPU_REQUEST", "default 50m"],
@@ -41,6 +44,10 @@ export const WEBHOOK_OPTIONS = {
   "allow-node-identity": [
     "SM_INJECTOR_ALLOW_NODE_IDENTITY",
     "true lets the init container fall back to the node's instance role (default false)",
+  ],
+  "namespace-policy": [
+    "SM_INJECTOR_NAMESPACE_POLICY",
+    "true (default) enforces Namespaces' sm-injector.io/allowed-secrets; false skips the look-up",
   ],
   kubeconfig: ["SM_INJECTOR_KUBECONFIG", "kubeconfig file (default: in-cluster, then KUBECONFIG)"],
   "serviceaccount-cache-seconds": [
@@ -62,6 +69,10 @@ const WebhookSettingsSchema = z.strictObject({
   tlsKeyFile: z.string({ error: "is required (the serving key, PEM)" }).min(1),
   tlsReloadIntervalSeconds: Int(1, 3600).default(10),
   kubeconfig: z.string().optional(),
+  namespacePolicy: z
+    .enum(["true", "false"])
+    .default("true")
+    .transform((v) => v === "true"),
   serviceAccountCacheSeconds: Int(0, 3600).default(30),
   bodyLimitBytes: Int(1024, 64 * 1024 * 1024).default(3 * 1024 * 1024),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -112,6 +123,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     tlsKeyFile: get("tls-key-file"),
     tlsReloadIntervalSeconds: get("tls-reload-interval-seconds"),
     kubeconfig: get("kubeconfig"),
+    namespacePolicy: get("namespace-policy"),
     serviceAccountCacheSeconds: get("serviceaccount-cache-seconds"),
     bodyLimitBytes: get("body-limit-bytes"),
     logLevel: get("log-level"),
@@ -123,6 +135,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     tlsKeyFile: "tls-key-file",
     tlsReloadIntervalSeconds: "tls-reload-interval-seconds",
     kubeconfig: "kubeconfig",
+    namespacePolicy: "namespace-policy",
     serviceAccountCacheSeconds: "serviceaccount-cache-seconds",
     bodyLimitBytes: "body-limit-bytes",
     logLevel: "log-level",

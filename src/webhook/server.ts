@@ -65,6 +65,8 @@ export function buildServer(opts: ServerOptions): Webhook {
   };
   const app = Fastify(fastifyOpts) as unknown as FastifyInstance;
 
+  // AdmissionReviews are JSON; anything else is refused with 415 rather than parsed as text.
+  app.removeContentTypeParser("text/plain");
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) opts.logger.error({ err: { message: err.message } }, "request failed");
@@ -191,7 +193,7 @@ export async function startWebhook(
     deps = {
       config: config.injector,
       lookupServiceAccount: (ns, name) => serviceAccounts.lookup(`${ns}/${name}`),
-      lookupNamespacePolicy: (ns) => namespaces.lookup(ns),
+      ...(config.namespacePolicy && { lookupNamespacePolicy: (ns: string) => namespaces.lookup(ns) }),
     };
   }
   const webhook = buildServer({

@@ -57,6 +57,8 @@ describe("sm-injector webhook over HTTPS", () => {
   before(async () => {
     wh = await startWebhookProcess({
       args: [
+        "--namespace-policy",
+        "false",
         "--default-region",
         "eu-west-1",
         "--tls-reload-interval-seconds",

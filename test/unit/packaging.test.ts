@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -89,11 +89,11 @@ describe("Dockerfile", async () => {
     assert.deepEqual(of(runtime, "RUN"), [], "the runtime stage runs nothing (distroless has no shell)");
   });
 
-  test("runtime: only the bundle is copied (no node_modules), non-root 65532, node + bundle entrypoint", () => {
+  test("runtime: only the bundle (dist/: entry + chunks) is copied (no node_modules), non-root 65532, node + bundle entrypoint", () => {
     const copies = of(runtime, "COPY");
     assert.ok(copies.length > 0);
     for (const c of copies) {
-      assert.match(c, new RegExp(`^--from=${build.name}\\s+\\S*dist/sm-injector\\.mjs\\S*\\s+/app/?$`), c);
+      assert.match(c, new RegExp(`^--from=${build.name}\\s+\\S*/dist/?\\s+/app/?$`), c);
       assert.doesNotMatch(c, /node_modules/);
     }
     assert.deepEqual(of(runtime, "ADD"), []);
@@ -154,7 +154,8 @@ describe("the bundle runs with no node_modules (as in the image)", () => {
     dir = await mkdtemp(path.join(tmpdir(), "sm-injector-image-"));
     await mkdir(path.join(dir, "app"));
     cli = path.join(dir, "app", "sm-injector.mjs");
-    await copyFile(bundle, cli);
+    // The bundle is the entry file plus its chunks/ directory, copied as the image does.
+    await cp(path.dirname(bundle), path.join(dir, "app"), { recursive: true });
     for (let d = path.dirname(cli); ; d = path.dirname(d)) {
       assert.ok(
         !existsSync(path.join(d, "node_modules")),
