@@ -1,101 +1,71 @@
-// The AWS edge: GetSecretValue with our own bounded, jittered retries under one overall deadline.
-// The SDK's retries are switched off (maxAttempts 1) so the two layers never multiply and the
-// deadline is exact; credential resolution (STS AssumeRoleWithWebIdentity, the Pod Identity agent)
-// stays the SDK's default chain.
-import { Agent } from "node:https";
+// The AWS edge: GetSecretValue with our own bounded, full-jitter retries under one overall deadline.
+//
+// One retry layer per call: the Secrets Manager clients have the SDK's retries switched off
+// (maxAttempts 1), so our loop is the only one and the deadline is exact. Credentials come from the
+// SDK's default chain (IRSA web identity through STS, EKS Pod Identity, …); those providers keep
+// their own small retry (the STS client's standard mode, the container provider's 3 tries) and we
+// resolve credentials once per region before the first call, without retrying them ourselves.
+import http from "node:http";
+import https from "node:https";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { SecretSource } from "../spec/fetch-spec.ts";
-import type { FetchOutcome } from "./resolve.ts";
+import { AwsCallError } from "./errors.ts";
+import type { FetchedSecret } from "./resolve.ts";
+import { classify, DEFAULT_RETRY, type RetryPolicy, withRetries } from "./retry.ts";
 
-/** An AWS or network failure, classified. Its message comes from AWS or Node, never from a value. */
-export class AwsCallError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly retryable: boolean,
-    readonly attempts: number,
-  ) {
-    super(message);
-  }
-}
+/** "No such secret or version": the only failure an optional entry may skip. */
+export const MISSING_CODE = "ResourceNotFoundException";
 
-const RETRYABLE_CODES = new Set([
-  "ThrottlingException",
-  "Throttling",
-  "TooManyRequestsException",
-  "RequestLimitExceeded",
-  "InternalServiceError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "ServiceUnavailableException",
-  "RequestTimeout",
-  "RequestTimeoutException",
-  "TimeoutError",
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EAI_AGAIN",
-  "ENOTFOUND",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
-
-/** Codes that mean "no such secret or version": skippable for optional entries. */
-const MISSING_CODES = new Set(["ResourceNotFoundException"]);
-
-export function classify(err: unknown): { code: string; message: string; retryable: boolean } {
-  const e = err as {
-    name?: string;
-    code?: string;
-    message?: string;
-    $metadata?: { httpStatusCode?: number };
-    $retryable?: unknown;
-  };
-  const code = e.code && /^E[A-Z]+$/.test(e.code) ? e.code : (e.name ?? e.code ?? "Error");
-  const status = e.$metadata?.httpStatusCode;
-  const message = (e.message ?? String(err)).split("\n")[0] ?? "";
-  const retryable =
-    RETRYABLE_CODES.has(code) ||
-    (status !== undefined && status >= 500) ||
-    e.$retryable !== undefined ||
-    /socket hang up|ECONNRESET|EPIPE|timed? ?out/i.test(message);
-  return { code, message, retryable };
-}
-
-export interface FetchClientOptions {
+export interface FetcherOptions {
   concurrency: number;
-  /** Aborts every call and stops retrying. */
+  /** The overall deadline: aborts every call and stops retrying. */
   signal: AbortSignal;
   /** Counts every GetSecretValue attempt, for the summary. */
   onAttempt?: () => void;
-  maxAttempts?: number;
-  baseDelayMs?: number;
-  maxDelayMs?: number;
+  retry?: Partial<RetryPolicy>;
+  /** One attempt that takes longer (a hung connection) is abandoned and retried. */
+  attemptTimeoutMs: number;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
+export type FetchResult =
+  | (FetchedSecret & { attempts: number })
+  | { missing: true; code: string; message: string; attempts: number };
+
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
 
 export class SecretFetcher {
   private readonly clients = new Map<string, SecretsManagerClient>();
-  private readonly agent: Agent;
+  private readonly credentials = new Map<string, Promise<void>>();
+  private readonly handler: NodeHttpHandler;
+  private readonly agents: [http.Agent, https.Agent];
+  private readonly retry: RetryPolicy;
 
-  constructor(private readonly opts: FetchClientOptions) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  constructor(private readonly opts: FetcherOptions) {
+    // Keep-alive: every call after the first to a region reuses a connection (TLS handshakes cost
+    // more than the calls themselves); one socket per call in flight.
+    const agentOptions = { keepAlive: true, maxSockets: opts.concurrency };
+    this.agents = [new http.Agent(agentOptions), new https.Agent(agentOptions)];
+    this.handler = new NodeHttpHandler({
+      httpAgent: this.agents[0],
+      httpsAgent: this.agents[1],
+      connectionTimeout: Math.min(3000, opts.attemptTimeoutMs),
+      requestTimeout: opts.attemptTimeoutMs,
+      // Without it the SDK only logs a warning when requestTimeout passes, and a hung attempt
+      // would use up the whole deadline instead of being retried.
+      throwOnRequestTimeout: true,
+    });
+    this.retry = { ...DEFAULT_RETRY, ...opts.retry };
   }
 
+  /** Created on first use: a pod that reads one region never builds a second client. */
   private client(region: string | undefined): SecretsManagerClient {
     const key = region ?? "";
     let c = this.clients.get(key);
@@ -103,78 +73,90 @@ export class SecretFetcher {
       c = new SecretsManagerClient({
         ...(region !== undefined && { region }),
         maxAttempts: 1,
-        requestHandler: new NodeHttpHandler({
-          httpsAgent: this.agent,
-          connectionTimeout: 3000,
-          requestTimeout: 10_000,
-        }),
+        requestHandler: this.handler,
       });
       this.clients.set(key, c);
     }
     return c;
   }
 
-  /** One GetSecretValue, retried on throttling and transient errors until maxAttempts or the deadline. */
-  async get(source: SecretSource): Promise<FetchOutcome & { attempts: number }> {
-    const maxAttempts = this.opts.maxAttempts ?? 8;
-    const base = this.opts.baseDelayMs ?? 100;
-    const cap = this.opts.maxDelayMs ?? 5000;
-    let last: { code: string; message: string; retryable: boolean } | undefined;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      if (this.opts.signal.aborted) break;
-      this.opts.onAttempt?.();
-      try {
-        const out = await this.client(source.region).send(
-          new GetSecretValueCommand({
-            SecretId: source.secretId,
-            ...(source.versionId !== undefined && { VersionId: source.versionId }),
-            ...(source.versionStage !== undefined && { VersionStage: source.versionStage }),
-          }),
-          { abortSignal: this.opts.signal },
-        );
-        const binary = out.SecretString === undefined && out.SecretBinary !== undefined;
-        const value = binary
-          ? Buffer.from(out.SecretBinary as Uint8Array)
-          : Buffer.from(out.SecretString ?? "", "utf8");
-        return {
-          secretId: source.secretId,
-          ...(out.ARN !== undefined && { arn: out.ARN }),
-          ...(out.VersionId !== undefined && { versionId: out.VersionId }),
-          ...(out.VersionStages !== undefined && { versionStages: out.VersionStages }),
-          value,
-          binary,
-          attempts: attempt,
-        };
-      } catch (err) {
-        if (this.opts.signal.aborted) break;
-        last = classify(err);
-        if (MISSING_CODES.has(last.code)) {
-          return { missing: true, reason: `${last.code}: ${missingReason(source)}`, attempts: attempt };
-        }
-        if (!last.retryable) throw new AwsCallError(last.code, last.message, false, attempt);
-        if (attempt < maxAttempts) {
-          // Full jitter: a random wait up to an exponentially growing cap.
-          await sleep(Math.random() * Math.min(cap, base * 2 ** (attempt - 1)), this.opts.signal);
-        } else {
-          throw new AwsCallError(last.code, last.message, true, attempt);
-        }
-      }
+  /**
+   * Resolves the client's credentials once (the SDK memoizes them for the calls that follow), so a
+   * missing token file or a refused AssumeRoleWithWebIdentity is one error, told apart from the
+   * GetSecretValue errors, and never retried by our loop on top of the provider's own retries.
+   */
+  private ensureCredentials(region: string | undefined): Promise<void> {
+    const key = region ?? "";
+    let p = this.credentials.get(key);
+    if (!p) {
+      const client = this.client(region);
+      p = untilAborted(
+        Promise.resolve().then(() => client.config.credentials()),
+        this.opts.signal,
+      ).then(
+        () => undefined,
+        (err: unknown) => {
+          if (this.opts.signal.aborted)
+            throw new AwsCallError(
+              "DeadlineExceeded",
+              "no credentials before the deadline",
+              "credentials",
+              0,
+              true,
+            );
+          const c = classify(err);
+          throw new AwsCallError(c.code, c.message, "credentials", 0);
+        },
+      );
+      this.credentials.set(key, p);
     }
-    if (last)
-      throw new AwsCallError(last.code, `${last.message} (still failing at the deadline)`, true, maxAttempts);
-    throw new AwsCallError("DeadlineExceeded", "the deadline passed before the call completed", true, 0);
+    return p;
+  }
+
+  /** One GetSecretValue, retried on throttling and transient errors until maxAttempts or the deadline. */
+  async get(source: SecretSource): Promise<FetchResult> {
+    await this.ensureCredentials(source.region);
+    const client = this.client(source.region);
+    const input = {
+      SecretId: source.secretId,
+      ...(source.versionId !== undefined && { VersionId: source.versionId }),
+      ...(source.versionStage !== undefined && { VersionStage: source.versionStage }),
+    };
+    try {
+      const { value: out, attempts } = await withRetries(
+        // A new command per attempt: a sent command keeps middleware state.
+        () => client.send(new GetSecretValueCommand(input), { abortSignal: this.opts.signal }),
+        {
+          policy: this.retry,
+          signal: this.opts.signal,
+          ...(this.opts.onAttempt && { onAttempt: this.opts.onAttempt }),
+        },
+      );
+      const binary = out.SecretString === undefined && out.SecretBinary !== undefined;
+      return {
+        secretId: source.secretId,
+        ...(out.ARN !== undefined && { arn: out.ARN }),
+        ...(out.VersionId !== undefined && { versionId: out.VersionId }),
+        ...(out.VersionStages !== undefined && { versionStages: out.VersionStages }),
+        value: binary
+          ? Buffer.from(out.SecretBinary as Uint8Array)
+          : Buffer.from(out.SecretString ?? "", "utf8"),
+        binary,
+        attempts,
+      };
+    } catch (e) {
+      // AccessDenied is deliberately not "missing", even for optional entries: fail closed. IAM
+      // answers AccessDenied for a secret that may well exist, and skipping it would start the pod
+      // without a secret it is meant to have, hiding a policy mistake as a silently absent variable.
+      if (e instanceof AwsCallError && e.code === MISSING_CODE)
+        return { missing: true, code: e.code, message: e.message, attempts: e.attempts };
+      throw e;
+    }
   }
 
   destroy(): void {
     for (const c of this.clients.values()) c.destroy();
-    this.agent.destroy();
+    this.handler.destroy();
+    for (const a of this.agents) a.destroy();
   }
-}
-
-function missingReason(source: SecretSource): string {
-  if (source.versionId)
-    return `no version ${source.versionId} of this secret (check the version id and the region ${source.region ?? "from AWS_REGION"})`;
-  if (source.versionStage)
-    return `no version with stage ${source.versionStage}, or no such secret (check the name, the stage and the region ${source.region ?? "from AWS_REGION"})`;
-  return `no such secret in ${source.region ?? "the region from AWS_REGION"} (check the name — names are case-sensitive — and the region)`;
 }

@@ -1,92 +1,167 @@
-// One line per problem, for the init container's stderr (and the pod's termination message):
-// the secret, the AWS error code, the identity in use and what to do about it. Never a value.
-
+// What went wrong, as one line per problem for the init container's stderr (and so the pod's
+// events): the secret, the AWS error code, the identity in use and what to do about it. Never a
+// value: the messages used here come from AWS, Node or our own code, and none of them quotes one.
 import type { SecretSource } from "../spec/fetch-spec.ts";
 import { describeSource } from "./resolve.ts";
 
+/** An AWS, credential or network failure, classified by the AWS edge. */
+export class AwsCallError extends Error {
+  constructor(
+    /** The AWS error code (ThrottlingException), the Node error code (ECONNRESET) or DeadlineExceeded. */
+    readonly code: string,
+    message: string,
+    /** Whether getting credentials (STS, the Pod Identity agent) or the GetSecretValue call failed. */
+    readonly phase: "credentials" | "call",
+    readonly attempts: number,
+    /** True when the overall deadline ended the retries. */
+    readonly atDeadline = false,
+  ) {
+    super(message);
+  }
+}
+
+/** The identity the SDK's default chain will use, as a user recognises it. */
 export interface Identity {
-  /** What a user recognises: a role ARN, "EKS Pod Identity", … */
   readonly description: string;
-  readonly kind: "irsa" | "pod-identity" | "default-chain";
+  readonly kind: "static" | "irsa" | "pod-identity" | "default-chain";
+  /** IRSA's token file or Pod Identity's authorization token file. */
+  readonly tokenFile?: string;
+  /** Pod Identity's credentials endpoint (the node's agent). */
+  readonly endpoint?: string;
 }
 
+/** Mirrors the order of the SDK's default chain: environment keys, web identity, container provider. */
 export function identityFromEnv(env: NodeJS.ProcessEnv): Identity {
-  if (env.AWS_ROLE_ARN) return { description: env.AWS_ROLE_ARN, kind: "irsa" };
+  if (env.AWS_ACCESS_KEY_ID) return { description: "the access key in AWS_ACCESS_KEY_ID", kind: "static" };
+  if (env.AWS_ROLE_ARN && env.AWS_WEB_IDENTITY_TOKEN_FILE)
+    return { description: env.AWS_ROLE_ARN, kind: "irsa", tokenFile: env.AWS_WEB_IDENTITY_TOKEN_FILE };
   if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI)
-    return { description: "EKS Pod Identity", kind: "pod-identity" };
-  return {
-    description: "the default credential chain (no IRSA or EKS Pod Identity variables)",
-    kind: "default-chain",
-  };
+    return {
+      description: "EKS Pod Identity",
+      kind: "pod-identity",
+      endpoint: env.AWS_CONTAINER_CREDENTIALS_FULL_URI,
+      ...(env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE && {
+        tokenFile: env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+      }),
+    };
+  return { description: "the default credential chain", kind: "default-chain" };
 }
 
-const CREDENTIAL_CODES = new Set([
-  "CredentialsProviderError",
-  "InvalidIdentityToken",
-  "InvalidIdentityTokenException",
-  "ExpiredToken",
-  "ExpiredTokenException",
-  "IDPCommunicationError",
-  "IDPRejectedClaim",
+export interface ProblemContext {
+  identity: Identity;
+  timeoutSeconds: number;
+  /** The region calls go to when a reference names none (AWS_REGION). */
+  defaultRegion: string | undefined;
+}
+
+const NETWORK_CODE = /^E[A-Z]+$/;
+const THROTTLING = /Throttl|TooManyRequests|RequestLimitExceeded/;
+const CLIENT_CREDENTIAL_CODES = new Set([
   "UnrecognizedClientException",
   "InvalidClientTokenId",
   "InvalidSignatureException",
   "SignatureDoesNotMatch",
+  "ExpiredToken",
+  "ExpiredTokenException",
 ]);
 
-function hint(
-  code: string,
-  message: string,
-  source: SecretSource,
-  identity: Identity,
-  timeoutSeconds: number,
-): string {
+function regionOf(source: SecretSource | undefined, ctx: ProblemContext): string {
+  return source?.region ?? ctx.defaultRegion ?? "the default region";
+}
+
+function networkHint(ctx: ProblemContext, what: string): string {
+  return `check that the pod can reach ${what} (VPC endpoint, NAT, DNS, NetworkPolicy egress)${ctx.timeoutSeconds ? `, or raise sm-injector.io/timeout-seconds (now ${ctx.timeoutSeconds} s)` : ""}`;
+}
+
+function retriesText(err: AwsCallError, ctx: ProblemContext): string {
+  return err.atDeadline
+    ? `at the ${ctx.timeoutSeconds} s deadline, after ${err.attempts} attempt${err.attempts === 1 ? "" : "s"}`
+    : `after ${err.attempts} attempts`;
+}
+
+function callHint(source: SecretSource, err: AwsCallError, ctx: ProblemContext): string {
+  const { code, message } = err;
   const id = source.secretId;
+  const who = ctx.identity.kind === "static" ? "the access key" : "the role";
   if (code === "AccessDeniedException" || code === "AccessDenied") {
     if (/kms/i.test(message))
-      return `the role lacks kms:Decrypt on the secret's KMS key (add it to the IAM policy and the key policy)`;
-    if (/AssumeRoleWithWebIdentity/i.test(message)) return irsaHint(identity);
-    return `the role lacks secretsmanager:GetSecretValue on ${id} (check the IAM policy and the secret's resource policy)`;
+      return `${who} lacks kms:Decrypt on the secret's KMS key (check the IAM policy and the key policy)`;
+    return `${who} lacks secretsmanager:GetSecretValue on ${id} (check the IAM policy and the secret's resource policy)`;
   }
   if (code === "DecryptionFailure")
-    return "Secrets Manager could not decrypt the secret with its KMS key: the role needs kms:Decrypt on the key, and the key must be enabled";
-  if (code === "InvalidRequestException") {
-    return /deletion/i.test(message)
-      ? `the secret is scheduled for deletion; restore it (aws secretsmanager restore-secret --secret-id ${id}) or reference another`
-      : `Secrets Manager refused the request: ${message}`;
+    return `Secrets Manager could not decrypt ${id}: ${who} needs kms:Decrypt on the secret's KMS key, and the key must be enabled`;
+  if (code === "ResourceNotFoundException") {
+    const where = `in region ${regionOf(source, ctx)}`;
+    if (source.versionId)
+      return `no version ${source.versionId} of ${id} ${where} (check the version id, the name and the region)`;
+    if (source.versionStage)
+      return `no version of ${id} with stage ${source.versionStage} ${where}, or no such secret (check the stage, the name and the region)`;
+    return `no secret named ${id} ${where} (check the name — names are case-sensitive — and the region)`;
   }
-  if (code === "InvalidParameterException") return `Secrets Manager refused the parameters: ${message}`;
-  if (CREDENTIAL_CODES.has(code) || /credential|web identity|token/i.test(message))
-    return identity.kind === "default-chain" ? noIdentityHint() : irsaHint(identity);
-  if (code === "DeadlineExceeded" || /abort/i.test(code) || /abort/i.test(message)) {
-    return `no answer within the ${timeoutSeconds} s deadline: check that the pod can reach Secrets Manager and STS (VPC endpoints, NAT, DNS, NetworkPolicy egress), or raise sm-injector.io/timeout-seconds`;
-  }
-  if (/Throttl|TooManyRequests|RequestLimitExceeded/.test(code))
-    return `still throttled by Secrets Manager after retries (${message}); spread pod starts or raise the account's quota`;
-  if (/^E[A-Z]+$/.test(code) || /Timeout/i.test(code))
-    return `network error talking to AWS (${message}): check the VPC endpoint for secretsmanager, NAT, DNS and NetworkPolicy egress`;
+  if (code === "InvalidRequestException")
+    return /delet/i.test(message)
+      ? `the secret is scheduled for deletion; restore it (aws secretsmanager restore-secret --secret-id ${id}) or reference another secret`
+      : `Secrets Manager refused the request (${message})`;
+  if (code === "InvalidParameterException" || code === "ValidationException")
+    return `Secrets Manager refused the parameters (${message}); check the reference's name, version id and stage`;
+  if (CLIENT_CREDENTIAL_CODES.has(code)) return credentialsHint(err, ctx);
+  if (THROTTLING.test(code))
+    return `still throttled by Secrets Manager ${retriesText(err, ctx)}; spread pod starts (rollout maxSurge) or raise the account's GetSecretValue quota`;
+  if (code === "DeadlineExceeded")
+    return `no answer from Secrets Manager in ${regionOf(source, ctx)} within ${ctx.timeoutSeconds} s: ${networkHint(ctx, "Secrets Manager")}`;
+  if (NETWORK_CODE.test(code) || /Timeout/i.test(code))
+    return `network error talking to Secrets Manager ${retriesText(err, ctx)} (${message}): ${networkHint(ctx, "Secrets Manager")}`;
   if (/region/i.test(message))
-    return "no AWS region: set sm-injector.io/region or AWS_REGION in the app container";
-  return message;
+    return "no AWS region: set sm-injector.io/region, or AWS_REGION in the app container";
+  return `Secrets Manager failed ${retriesText(err, ctx)} (${message})`;
 }
 
-function irsaHint(identity: Identity): string {
-  if (identity.kind === "pod-identity")
-    return "EKS Pod Identity could not provide credentials: check the pod identity association for this service account and that the eks-pod-identity-agent runs on the node";
-  return `could not assume ${identity.description} with the pod's web identity token: the role's trust policy must allow the cluster's OIDC provider, the subject system:serviceaccount:<namespace>:<serviceaccount> and the audience sts.amazonaws.com`;
+function credentialsHint(err: AwsCallError, ctx: ProblemContext): string {
+  const { code, message, atDeadline } = err;
+  const { identity } = ctx;
+  if (identity.kind === "irsa") {
+    if (code === "ENOENT" || code === "EACCES")
+      return `cannot read the web identity token file ${identity.tokenFile} (${code}): the projected service-account token must be mounted there; check the pod's ServiceAccount annotation eks.amazonaws.com/role-arn and that the pod was created after it was set (check the IRSA setup)`;
+    if (/ExpiredToken/.test(code))
+      return "STS says the web identity token has expired: the kubelet refreshes projected tokens, so check the node's clock and the token's expirationSeconds (check the IRSA setup)";
+    if (/InvalidIdentityToken/.test(code))
+      return `STS rejected the web identity token (${message}): the cluster's OIDC issuer must be registered as an IAM OIDC provider with audience sts.amazonaws.com (check the IRSA setup)`;
+    if (code === "AccessDenied" || code === "AccessDeniedException")
+      return `STS refused AssumeRoleWithWebIdentity for ${identity.description}: the role's trust policy must allow the cluster's OIDC provider, the subject system:serviceaccount:<namespace>:<serviceaccount> and the audience sts.amazonaws.com (check the IRSA setup)`;
+    if (atDeadline || NETWORK_CODE.test(code) || /Timeout/i.test(code))
+      return `no answer from STS (${message}): ${networkHint(ctx, "STS (AWS_ENDPOINT_URL_STS or sts.<region>.amazonaws.com)")}`;
+    return `could not assume ${identity.description} with the pod's web identity token (${message}); check the IRSA setup: the role's trust policy, the OIDC provider and the ServiceAccount annotation`;
+  }
+  if (identity.kind === "pod-identity") {
+    if (code === "ENOENT" || code === "EACCES")
+      return `cannot read the Pod Identity token file ${identity.tokenFile} (${code}): the EKS Pod Identity webhook mounts it; check the pod identity association for this service account`;
+    // The SDK's chain reports only "Could not load credentials from any providers" whether the
+    // agent is down or refused the token, so the hint covers both.
+    return `the EKS Pod Identity agent at ${identity.endpoint} gave no credentials (${message}): check that the eks-pod-identity-agent add-on runs on the node, and that a pod identity association exists for this namespace and service account`;
+  }
+  if (identity.kind === "static")
+    return `the access key in AWS_ACCESS_KEY_ID was refused (${message}); pods should use IRSA or EKS Pod Identity instead of static keys`;
+  return `the pod has no AWS identity (${message}): annotate its ServiceAccount with eks.amazonaws.com/role-arn (IRSA) or create an EKS Pod Identity association`;
 }
 
-function noIdentityHint(): string {
-  return "the pod has no AWS identity: annotate its ServiceAccount with eks.amazonaws.com/role-arn (IRSA) or create an EKS Pod Identity association";
+/** `<secret>: <code> as <identity> — <hint>` for a failed GetSecretValue. */
+export function callErrorLine(source: SecretSource, err: AwsCallError, ctx: ProblemContext): string {
+  return `${describeSource(source)}: ${callProblem(source, err, ctx)}`;
 }
 
-/** `sm-injector fetch: <secret>: <code> as <identity> — <hint>` */
-export function fetchErrorLine(
-  source: SecretSource,
-  code: string,
-  message: string,
-  identity: Identity,
-  timeoutSeconds: number,
+/** `<code> as <identity> — <hint>`: the part of a call's error line after the secret. */
+export function callProblem(source: SecretSource, err: AwsCallError, ctx: ProblemContext): string {
+  return `${err.code} as ${ctx.identity.description} — ${callHint(source, err, ctx)}`;
+}
+
+/** One line for all the secrets of a region when no credentials could be obtained for it. */
+export function credentialsErrorLine(
+  region: string | undefined,
+  secrets: readonly string[],
+  err: AwsCallError,
+  ctx: ProblemContext,
 ): string {
-  return `${describeSource(source)}: ${code} as ${identity.description} — ${hint(code, message, source, identity, timeoutSeconds)}`;
+  const shown = secrets.slice(0, 3).join(", ") + (secrets.length > 3 ? ", …" : "");
+  const which = secrets.length === 1 ? secrets[0] : `${secrets.length} secrets (${shown})`;
+  return `${which}: no AWS credentials for ${region ?? ctx.defaultRegion ?? "the default region"}: ${err.code} as ${ctx.identity.description} — ${credentialsHint(err, ctx)}`;
 }

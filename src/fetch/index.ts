@@ -1,13 +1,25 @@
 // `sm-injector fetch`: the init container. Reads the compiled spec from SM_INJECTOR_SPEC, fetches
-// each distinct (secret, version) once in parallel, resolves the variables, and writes the output
-// atomically. Exit 0 only when every required secret was written; otherwise nothing is written.
+// each distinct (secret, region, version) once, in parallel up to spec.concurrency, resolves the
+// variables and writes the output atomically. Exit 0 only when every required secret was written;
+// otherwise exit 1 (2 for a bad spec), nothing written, one line per problem on stderr.
+//
+// io.env is where the spec and the pod's names come from. The AWS SDK reads its own settings
+// (credentials chain, AWS_REGION, AWS_ENDPOINT_URL*) from process.env, as it does in every AWS
+// tool; in the init container the two are the same object.
 import { pino } from "pino";
 import { EncodeError, render, renderFiles } from "../envfile/index.ts";
 import { FETCH_SPEC_ENV, type FetchSpec, FetchSpecSchema, type SecretSource } from "../spec/fetch-spec.ts";
-import { AwsCallError, SecretFetcher } from "./aws.ts";
-import { fetchErrorLine, identityFromEnv } from "./errors.ts";
+import { SecretFetcher } from "./aws.ts";
+import {
+  AwsCallError,
+  callErrorLine,
+  callProblem,
+  credentialsErrorLine,
+  identityFromEnv,
+  type ProblemContext,
+} from "./errors.ts";
 import { type FetchOutcome, resolveVariables, sourceKey } from "./resolve.ts";
-import { writeAtomically } from "./write.ts";
+import { type OutputFile, writeAtomically } from "./write.ts";
 
 export interface FetchIO {
   env: NodeJS.ProcessEnv;
@@ -16,48 +28,60 @@ export interface FetchIO {
 }
 
 const PREFIX = "sm-injector fetch: ";
+const VERSION_SKEW =
+  "the webhook and this init container may be different sm-injector versions (the init container should use the webhook's own image)";
 
 function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string } {
   const raw = env[FETCH_SPEC_ENV];
-  const mismatch =
-    "the webhook and the init container image may be different sm-injector versions; use the webhook's own image for the init container";
   if (!raw)
     return {
-      error: `${FETCH_SPEC_ENV} is not set: this command runs as the init container the sm-injector webhook injects`,
+      error: `${FETCH_SPEC_ENV} is not set: this command runs as the init container that the sm-injector webhook injects, which sets it; if the webhook did inject it, ${VERSION_SKEW}`,
     };
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { error: `${FETCH_SPEC_ENV} is not valid JSON; ${mismatch}` };
+    return { error: `${FETCH_SPEC_ENV} is not valid JSON; ${VERSION_SKEW}` };
   }
   const parsed = FetchSpecSchema.safeParse(json);
   if (!parsed.success) {
     const i = parsed.error.issues[0];
     return {
-      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i?.path.join(".") || "spec"}: ${i?.message}); ${mismatch}`,
+      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i?.path.join(".") || "spec"}: ${i?.message}); ${VERSION_SKEW}`,
     };
   }
   return { spec: parsed.data };
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
+async function forEachBounded<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (t: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
+    while (next < items.length) await fn(items[next++] as T);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
+}
+
+function writeError(e: unknown, spec: FetchSpec): string {
+  const code = (e as NodeJS.ErrnoException).code ?? "Error";
+  const why =
+    code === "ENOENT"
+      ? "the output directory does not exist (it is the mount of the sm-injector memory volume)"
+      : code === "EACCES" || code === "EPERM" || code === "EROFS"
+        ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
+        : code === "ENOSPC"
+          ? "the memory volume is full (raise the webhook's volume size limit)"
+          : (e as Error).message;
+  return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 
 export async function runFetch(io: FetchIO): Promise<number> {
   const started = performance.now();
-  const fail = (lines: string[]) => {
+  const fail = (lines: readonly string[]) => {
     for (const l of lines) io.stderr.write(`${PREFIX}${l}\n`);
   };
   const specResult = readSpec(io.env);
@@ -78,114 +102,128 @@ export async function runFetch(io: FetchIO): Promise<number> {
     },
     io.stdout,
   );
-  const identity = identityFromEnv(io.env);
+  const ctx: ProblemContext = {
+    identity: identityFromEnv(io.env),
+    timeoutSeconds: spec.timeoutSeconds,
+    defaultRegion: io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION,
+  };
+  const output = spec.format === "files" ? spec.outputDir : `${spec.outputDir}/${spec.fileName}`;
+  let apiCalls = 0;
+  const finish = (lines: readonly string[]): number => {
+    const problems = [...new Set(lines)]; // two entries on one missing secret: one line
+    fail(problems);
+    log.error(
+      {
+        problems,
+        output,
+        apiCalls,
+        identity: ctx.identity.description,
+        durationMs: Math.round(performance.now() - started),
+      },
+      "fetch failed; nothing written",
+    );
+    return 1;
+  };
 
-  // Each distinct (secret, region, version) once.
   const sources = new Map<string, SecretSource>();
   for (const e of spec.entries) sources.set(sourceKey(e.source), e.source);
 
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), spec.timeoutSeconds * 1000);
-  let apiCalls = 0;
   const fetcher = new SecretFetcher({
     concurrency: spec.concurrency,
     signal: deadline.signal,
     onAttempt: () => apiCalls++,
+    // A third of the deadline, at most 5 s: a hung attempt leaves time for at least two more.
+    attemptTimeoutMs: Math.min(5000, Math.round((spec.timeoutSeconds * 1000) / 3)),
   });
   const fetched = new Map<string, FetchOutcome>();
-  const errors: string[] = [];
+  const problems: string[] = [];
+  // A region without credentials is one problem, however many secrets it holds.
+  const noCredentials = new Map<
+    string,
+    { region: string | undefined; err: AwsCallError; secrets: string[] }
+  >();
   try {
-    await mapBounded([...sources.entries()], spec.concurrency, async ([key, source]) => {
+    await forEachBounded([...sources], spec.concurrency, async ([key, source]) => {
       const t0 = performance.now();
       try {
         const r = await fetcher.get(source);
-        fetched.set(key, r);
         if ("missing" in r) {
-          log.info(
-            {
-              secretId: source.secretId,
-              versionStage: source.versionStage,
-              versionId: source.versionId,
-              result: "missing",
-            },
-            "secret not found",
-          );
-        } else {
-          log.info(
-            {
-              secretId: source.secretId,
-              versionId: r.versionId,
-              versionStages: r.versionStages,
-              bytes: r.value.length,
-              attempts: r.attempts,
-              durationMs: Math.round(performance.now() - t0),
-            },
-            "fetched secret",
-          );
+          const err = new AwsCallError(r.code, r.message, "call", r.attempts);
+          fetched.set(key, { missing: true, reason: callProblem(source, err, ctx) });
+          return;
         }
-      } catch (e) {
-        const err = e instanceof AwsCallError ? e : new AwsCallError("Error", (e as Error).message, false, 0);
-        const code = deadline.signal.aborted ? "DeadlineExceeded" : err.code;
-        errors.push(fetchErrorLine(source, code, err.message, identity, spec.timeoutSeconds));
-        log.warn(
-          { secretId: source.secretId, code, attempts: err.attempts, identity: identity.description },
-          "fetch failed",
+        fetched.set(key, r);
+        log.info(
+          {
+            secretId: source.secretId,
+            versionId: r.versionId,
+            versionStages: r.versionStages,
+            bytes: r.value.length,
+            attempts: r.attempts,
+            durationMs: Math.round(performance.now() - t0),
+          },
+          "fetched secret",
         );
+      } catch (e) {
+        const err =
+          e instanceof AwsCallError
+            ? e
+            : new AwsCallError("Error", (e as Error)?.message ?? String(e), "call", 0);
+        if (err.phase === "credentials") {
+          const r = source.region ?? "";
+          const group = noCredentials.get(r) ?? { region: source.region, err, secrets: [] };
+          group.secrets.push(source.secretId);
+          noCredentials.set(r, group);
+        } else {
+          problems.push(callErrorLine(source, err, ctx));
+        }
+        fetched.set(key, { failed: true });
       }
     });
   } finally {
     clearTimeout(timer);
     fetcher.destroy();
   }
-  if (errors.length > 0) {
-    fail(errors);
-    return 1;
-  }
+  for (const g of noCredentials.values())
+    problems.push(credentialsErrorLine(g.region, g.secrets, g.err, ctx));
 
+  // Resolved even when some fetches failed, so that one run reports every problem.
   const resolution = resolveVariables(spec.entries, fetched);
   for (const s of resolution.skipped) log.info({ detail: s }, "optional secret skipped");
-  if (resolution.errors.length > 0) {
-    fail(resolution.errors);
-    return 1;
-  }
+  problems.push(...resolution.errors);
+  if (problems.length > 0) return finish(problems);
 
-  let files: { fileName: string; content: Buffer }[];
+  let files: OutputFile[];
   try {
     files =
       spec.format === "files"
         ? renderFiles(resolution.vars)
         : [{ fileName: spec.fileName, content: render(spec.format, resolution.vars) }];
   } catch (e) {
-    if (e instanceof EncodeError) {
-      fail([`${e.message}`]);
-      return 1;
-    }
-    throw e;
+    if (!(e instanceof EncodeError)) throw e;
+    const origin = resolution.origins.get(e.variable);
+    return finish([
+      `${origin ? `${origin}: ` : ""}cannot be written in the ${spec.format} format: ${e.message}`,
+    ]);
   }
   try {
     await writeAtomically(spec.outputDir, files, spec.fileMode);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "Error";
-    const why =
-      code === "ENOENT"
-        ? "the output directory does not exist (it is the sm-injector-secrets volume's mount)"
-        : code === "EACCES" || code === "EPERM"
-          ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
-          : code === "ENOSPC"
-            ? "the memory volume is full (raise the webhook's --volume-size-limit)"
-            : (e as Error).message;
-    fail([`cannot write ${spec.outputDir}: ${code} — ${why}`]);
-    return 1;
+    return finish([writeError(e, spec)]);
   }
 
   log.info(
     {
       variables: resolution.vars.length,
       secrets: sources.size,
+      skipped: resolution.skipped.length,
       format: spec.format,
-      output: spec.format === "files" ? spec.outputDir : `${spec.outputDir}/${spec.fileName}`,
+      output,
       apiCalls,
       durationMs: Math.round(performance.now() - started),
+      // performance.now() counts from process start: the whole cost a pod start pays for us.
       sinceProcessStartMs: Math.round(performance.now()),
     },
     "secrets written",

@@ -17,13 +17,21 @@ export interface FetchedSecret {
 /** A secret that does not exist (or not in that version); only an error for required entries. */
 export interface MissingSecret {
   readonly missing: true;
+  /** Why, as it follows "<secret>: " in an error line (AWS code, identity, hint). */
   readonly reason: string;
 }
 
-export type FetchOutcome = FetchedSecret | MissingSecret;
+/** A secret whose fetch failed; its error is already reported, so its entries are passed over. */
+export interface FailedSecret {
+  readonly failed: true;
+}
+
+export type FetchOutcome = FetchedSecret | MissingSecret | FailedSecret;
 
 export interface Resolution {
   vars: EnvVar[];
+  /** Where each variable comes from ("erp/x key \"k\""), to name the secret in a later encoding error. */
+  origins: Map<string, string>;
   /** One line per optional entry that was skipped, for the log. */
   skipped: string[];
   errors: string[];
@@ -70,7 +78,7 @@ export function resolveVariables(
   const add = (name: string, value: Buffer, from: string) => {
     if (!isValidEnvName(name)) {
       errors.push(
-        `${from}: "${name}" is not a valid environment variable name; rename it with the structured form's rename`,
+        `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
       );
       return;
     }
@@ -82,7 +90,9 @@ export function resolveVariables(
       return;
     }
     if (value.includes(0)) {
-      errors.push(`${from}: the value contains a NUL byte, which no environment variable can carry`);
+      errors.push(
+        `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
+      );
       return;
     }
     owner.set(name, from);
@@ -96,6 +106,7 @@ export function resolveVariables(
       errors.push(`${what}: was not fetched (internal error)`);
       continue;
     }
+    if ("failed" in outcome) continue;
     if ("missing" in outcome) {
       if (entry.optional) skipped.push(`${what}: ${outcome.reason}; optional, skipped`);
       else errors.push(`${what}: ${outcome.reason}`);
@@ -110,7 +121,9 @@ export function resolveVariables(
     const obj = parseJsonObject(outcome);
     if (obj === undefined) {
       const need =
-        entry.kind === "value" ? `key "${entry.key}" cannot be selected` : "its keys cannot be expanded";
+        entry.kind === "value"
+          ? `key ${JSON.stringify(entry.key)} cannot be selected`
+          : "its keys cannot be expanded";
       errors.push(
         `${what}: is not a JSON object${outcome.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
       );
@@ -120,27 +133,29 @@ export function resolveVariables(
     if (entry.kind === "value") {
       const key = entry.key as string;
       if (!Object.hasOwn(obj, key)) {
-        const msg = `${what}: has no key "${key}" (it has ${Object.keys(obj).length} keys: ${listKeys(obj)})`;
+        const msg = `${what}: has no key ${JSON.stringify(key)} (it has ${Object.keys(obj).length} keys: ${listKeys(obj)})`;
         if (entry.optional) skipped.push(`${msg}; optional, skipped`);
         else errors.push(msg);
         continue;
       }
-      add(entry.env, jsonValueBytes(obj[key]), `${what} key "${key}"`);
+      add(entry.env, jsonValueBytes(obj[key]), `${what} key ${JSON.stringify(key)}`);
       continue;
     }
 
     const keys = entry.keys ?? Object.keys(obj);
     for (const key of keys) {
       if (!Object.hasOwn(obj, key)) {
-        const msg = `${what}: has no key "${key}" (it has: ${listKeys(obj)})`;
+        const msg = `${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(obj)})`;
         if (entry.optional) skipped.push(`${msg}; optional, skipped`);
         else errors.push(msg);
         continue;
       }
-      add(entry.rename[key] ?? `${entry.prefix}${key}`, jsonValueBytes(obj[key]), `${what} key "${key}"`);
+      // hasOwn: a key such as "constructor" must not pick up Object.prototype's.
+      const name = Object.hasOwn(entry.rename, key) ? (entry.rename[key] as string) : `${entry.prefix}${key}`;
+      add(name, jsonValueBytes(obj[key]), `${what} key ${JSON.stringify(key)}`);
     }
   }
-  return { vars, skipped, errors };
+  return { vars, origins: owner, skipped, errors };
 }
 
 /** Key names are not secret (they are the schema of the secret); values never appear. */

@@ -107,7 +107,7 @@ export function buildServer(opts: ServerOptions): Webhook {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.admissions.inc({ result: outcome.result });
       metrics.admissionDuration.observe({ result: outcome.result }, seconds);
-      if (outcome.result === "injected" && !outcome.dryRun)
+      if (outcome.result === "injected" && outcome.reason === "injected" && !outcome.dryRun)
         metrics.injections.inc({ namespace: outcome.namespace });
       if (outcome.result !== "skipped") {
         // The audit line: who asked for which secrets. Never a value: the webhook never sees one.

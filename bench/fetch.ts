@@ -1,0 +1,80 @@
+// `sm-injector fetch` end to end: process start to file written, for 1, 20 and 100 secrets, against
+// moto through the fault proxy with 0 and 20 ms of added round trip. AWS API calls counted.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { startFaultProxy } from "../test/helpers/fault-proxy.ts";
+import { startMoto } from "../test/helpers/moto.ts";
+import { CLI } from "../test/helpers/webhook.ts";
+
+export interface FetchBench {
+  secrets: number;
+  rttMs: number;
+  medianMs: number;
+  apiCalls: number;
+}
+
+export async function benchFetch(opts: {
+  log: (s: string) => void;
+  runs?: number;
+}): Promise<{ results: FetchBench[] }> {
+  const runs = opts.runs ?? 5;
+  const moto = await startMoto();
+  const proxy = await startFaultProxy(moto.endpoint);
+  const results: FetchBench[] = [];
+  try {
+    for (let i = 0; i < 100; i++) await moto.createSecret(`erp/bench/service/secret_${i}`, `value-${i}`);
+    for (const rttMs of [0, 20]) {
+      for (const n of [1, 20, 100]) {
+        opts.log(`fetch: ${n} secrets, +${rttMs} ms RTT`);
+        const dir = mkdtempSync("/dev/shm/sm-injector-bench-");
+        const spec = {
+          version: 1,
+          format: "shell",
+          outputDir: dir,
+          fileName: "env",
+          fileMode: 0o400,
+          timeoutSeconds: 60,
+          concurrency: 32,
+          entries: Array.from({ length: n }, (_, i) => ({
+            kind: "value",
+            source: { secretId: `erp/bench/service/secret_${i}`, region: "us-east-1" },
+            env: `SECRET_${i}`,
+          })),
+        };
+        const samples: number[] = [];
+        proxy.delayMs = rttMs;
+        proxy.counts.clear();
+        for (let r = 0; r < runs; r++) {
+          const t0 = process.hrtime.bigint();
+          const res = spawnSync(process.execPath, [CLI, "fetch"], {
+            env: {
+              PATH: process.env.PATH ?? "",
+              HOME: dir,
+              SM_INJECTOR_SPEC: JSON.stringify(spec),
+              AWS_ENDPOINT_URL: proxy.endpoint,
+              AWS_ACCESS_KEY_ID: "testing",
+              AWS_SECRET_ACCESS_KEY: "testing",
+              AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+            },
+            encoding: "utf8",
+          });
+          samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          if (res.status !== 0) throw new Error(`fetch failed: ${res.stderr}`);
+        }
+        rmSync(dir, { recursive: true, force: true });
+        samples.sort((a, b) => a - b);
+        const calls = [...proxy.counts.values()].reduce((a, b) => a + b, 0);
+        results.push({
+          secrets: n,
+          rttMs,
+          medianMs: Math.round(samples[Math.floor(runs / 2)] as number),
+          apiCalls: calls / runs,
+        });
+      }
+    }
+  } finally {
+    await proxy.close();
+    await moto.stop();
+  }
+  return { results };
+}

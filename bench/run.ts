@@ -1,0 +1,65 @@
+// `npm run bench`: measures the webhook under load, `fetch` end to end against moto, and the CLI's
+// cold start; writes bench/results/latest.json and latest.md and prints the table.
+// BENCH_SECONDS (default 10) sets the length of each load run.
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { benchColdStart } from "./coldstart.ts";
+import { benchFetch } from "./fetch.ts";
+import { benchWebhook } from "./webhook.ts";
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+const started = Date.now();
+
+const webhook = await benchWebhook({ seconds, log });
+const fetch = await benchFetch({ log });
+log("cold start");
+const cold = benchColdStart();
+
+const result = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  webhook,
+  fetch,
+  coldStart: cold,
+  totalSeconds: Math.round((Date.now() - started) / 1000),
+};
+
+const md: string[] = [];
+md.push(
+  `Measured ${result.date.slice(0, 10)} on ${result.machine.cpus} × ${result.machine.cpu}, Node ${result.machine.node} (\`npm run bench\`).`,
+  "",
+);
+md.push("**Webhook** (TLS on loopback, a pod with 3 containers and 10 secret references):", "");
+md.push(
+  "| Load | Connections | Requests/s | p50 ms | p99 ms | p99.9 ms | Errors |",
+  "|---|---|---|---|---|---|---|",
+);
+for (const r of webhook.results) {
+  md.push(
+    `| ${r.scenario} | ${r.connections} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.errors + r.non2xx} |`,
+  );
+}
+md.push(
+  "",
+  `Webhook RSS: ${Math.round(webhook.rssBeforeKiB / 1024)} MiB before load, ${Math.round(webhook.rssAfterKiB / 1024)} MiB after.`,
+  "",
+);
+md.push("**`sm-injector fetch`** (process start to file written, against moto through a delay proxy):", "");
+md.push("| Secrets | Added RTT | Median ms | AWS API calls |", "|---|---|---|---|");
+for (const r of fetch.results) md.push(`| ${r.secrets} | ${r.rttMs} ms | ${r.medianMs} | ${r.apiCalls} |`);
+md.push(
+  "",
+  "**Cold start** (bundle " + `${cold.bundleKiB} KiB; \`node -e 0\` alone: ${cold.nodeBaselineMs} ms):`,
+  "",
+);
+md.push("| Command | Median ms | Min ms |", "|---|---|---|");
+for (const r of cold.results) md.push(`| \`${r.command}\` | ${r.medianMs} | ${r.minMs} |`);
+const table = md.join("\n");
+
+const dir = join(import.meta.dirname, "results");
+await mkdir(dir, { recursive: true });
+await writeFile(join(dir, "latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+await writeFile(join(dir, "latest.md"), `${table}\n`);
+process.stdout.write(`${table}\n\n(${result.totalSeconds} s; written to bench/results/latest.{json,md})\n`);
