@@ -51,7 +51,7 @@ md.push("| Secrets | Added RTT | Median ms | AWS API calls |", "|---|---|---|---
 for (const r of fetch.results) md.push(`| ${r.secrets} | ${r.rttMs} ms | ${r.medianMs} | ${r.apiCalls} |`);
 md.push(
   "",
-  "**Cold start** (bundle " + `${cold.bundleKiB} KiB; \`node -e 0\` alone: ${cold.nodeBaselineMs} ms):`,
+  `**Cold start** (entry file ${cold.bundleKiB} KiB; \`node -e 0\` alone: ${cold.nodeBaselineMs} ms):`,
   "",
 );
 md.push("| Command | Median ms | Min ms |", "|---|---|---|");

@@ -110,7 +110,7 @@ export async function benchWebhook(opts: {
   seconds: number;
   log: (s: string) => void;
 }): Promise<{ results: LoadResult[]; rssBeforeKiB: number; rssAfterKiB: number }> {
-  const wh = await startWebhookProcess({ args: ["--log-level", "warn"] });
+  const wh = await startWebhookProcess({ args: ["--log-level", "warn", "--namespace-policy", "false"] });
   try {
     const body = JSON.stringify(admissionReview(realisticPod()));
     const check = JSON.parse((await wh.post("/mutate", body)).body);
