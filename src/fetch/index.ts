@@ -8,7 +8,13 @@
 // tool; in the init container the two are the same object.
 import { pino } from "pino";
 import { EncodeError, render, renderFiles } from "../envfile/index.ts";
-import { FETCH_SPEC_ENV, type FetchSpec, FetchSpecSchema, type SecretSource } from "../spec/fetch-spec.ts";
+import {
+  FETCH_SPEC_ENV,
+  type FetchSpec,
+  FetchSpecSchema,
+  type SecretSource,
+  sourceKey,
+} from "../spec/fetch-spec.ts";
 import { SecretFetcher } from "./aws.ts";
 import {
   AwsCallError,
@@ -18,7 +24,7 @@ import {
   identityFromEnv,
   type ProblemContext,
 } from "./errors.ts";
-import { type FetchOutcome, resolveVariables, sourceKey } from "./resolve.ts";
+import { type FetchOutcome, resolveVariables } from "./resolve.ts";
 import { type OutputFile, writeAtomically } from "./write.ts";
 
 export interface FetchIO {

@@ -2,7 +2,7 @@
 // Messages name the secret and the key, never a value: not even a JSON parser's message, which
 // quotes the text it failed on.
 import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
-import type { FetchEntry, SecretSource } from "../spec/fetch-spec.ts";
+import { type FetchEntry, type SecretSource, sourceKey } from "../spec/fetch-spec.ts";
 
 export interface FetchedSecret {
   readonly secretId: string;
@@ -35,10 +35,6 @@ export interface Resolution {
   /** One line per optional entry that was skipped, for the log. */
   skipped: string[];
   errors: string[];
-}
-
-export function sourceKey(s: SecretSource): string {
-  return JSON.stringify([s.secretId, s.region ?? "", s.versionId ?? "", s.versionStage ?? ""]);
 }
 
 export function describeSource(s: SecretSource): string {

@@ -19,6 +19,7 @@ import {
   OUTPUT_FORMATS,
   type OutputFormat,
   type SecretSource,
+  sourceKey,
 } from "./fetch-spec.ts";
 import {
   checkVersionId,
@@ -538,10 +539,6 @@ function source(r: { secretId: string; versionStage?: string; versionId?: string
     ...(r.versionStage !== undefined && { versionStage: r.versionStage }),
     ...(r.versionId !== undefined && { versionId: r.versionId }),
   };
-}
-
-export function sourceKey(s: SecretSource): string {
-  return JSON.stringify([s.secretId, s.region ?? "", s.versionId ?? "", s.versionStage ?? ""]);
 }
 
 function splitList(v: string): string[] {

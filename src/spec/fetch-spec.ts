@@ -28,6 +28,11 @@ export const SecretSourceSchema = z.strictObject({
 });
 export type SecretSource = z.infer<typeof SecretSourceSchema>;
 
+/** Identity of one GetSecretValue call: each distinct (secret, region, version) is fetched once. */
+export function sourceKey(s: SecretSource): string {
+  return JSON.stringify([s.secretId, s.region ?? "", s.versionId ?? "", s.versionStage ?? ""]);
+}
+
 /** One secret (or one JSON key of it) into one variable. */
 export const ValueEntrySchema = z.strictObject({
   kind: z.literal("value"),

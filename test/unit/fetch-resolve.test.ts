@@ -4,13 +4,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { z } from "zod";
-import {
-  type FetchedSecret,
-  type FetchOutcome,
-  resolveVariables,
-  sourceKey,
-} from "../../src/fetch/resolve.ts";
-import { type FetchEntry, FetchEntrySchema } from "../../src/spec/fetch-spec.ts";
+import { type FetchedSecret, type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
+import { type FetchEntry, FetchEntrySchema, sourceKey } from "../../src/spec/fetch-spec.ts";
 
 type FetchEntryInput = z.input<typeof FetchEntrySchema>;
 
