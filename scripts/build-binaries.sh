@@ -88,6 +88,22 @@ check_go_line() {
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# with_heartbeat NAME COMMAND...: runs COMMAND, logging "still building" every 20 s meanwhile (a Go
+# build of kube-apiserver is silent for minutes).
+with_heartbeat() {
+  local name=$1
+  shift
+  local start=${SECONDS}
+  # (sleep gets no inherited output fds: a left-over sleep must not hold a pipe open.)
+  (while sleep 20 >/dev/null 2>&1; do log "${name}: still building… $(elapsed $((SECONDS - start)))"; done) &
+  local beat=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "${beat}" 2>/dev/null || true
+  wait "${beat}" 2>/dev/null || true
+  return "${rc}"
+}
+
 build_kube_apiserver() {
   local out="${BIN_DIR}/kube-apiserver"
   if [[ -x "${out}" ]]; then
@@ -127,7 +143,7 @@ build_kube_apiserver() {
     ld+=" -X ${pkg}.gitTreeState=clean"
     ld+=" -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${out}.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "${mod}" && with_heartbeat kube-apiserver "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${out}.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   mv -f "${out}.tmp" "${out}"
   log "kube-apiserver ${KUBERNETES_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
@@ -160,7 +176,7 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${out}.tmp" .)
+  (cd "${mod}" && with_heartbeat etcd "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${out}.tmp" .)
   mv -f "${out}.tmp" "${out}"
   log "etcd ${ETCD_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
@@ -196,7 +212,7 @@ build_helm() {
       ld+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=${kmajor} -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${kminor}"
     fi
   done
-  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${out}.tmp" helm.sh/helm/v3/cmd/helm)
+  (cd "${mod}" && with_heartbeat helm "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${out}.tmp" helm.sh/helm/v3/cmd/helm)
   mv -f "${out}.tmp" "${out}"
   log "helm ${HELM_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }

@@ -6,13 +6,12 @@
 // secret values. And no secret value anywhere else: not in the stored pod, the webhook's log or the
 // init container's output.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
-import { REPO_ROOT } from "./harness/controlplane.ts";
 import { INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E } from "./harness/env.ts";
+import { IMAGE_PATH, NODE_BIND, pythonImage, sminjectorImage } from "./harness/images.ts";
 import { type ImageConfig, type PodRun, podRunnerUnsupportedReason, runPod } from "./harness/pod-runner.ts";
 
 const unsupported = podRunnerUnsupportedReason();
@@ -46,45 +45,10 @@ const env = useE2E(unsupported ? { before: noop, after: noop } : { before, after
   },
 });
 
-// What the images contain. Node is bound at /nodejs/bin like the distroless base of the Dockerfile,
-// the bundle at /app (the runtime image's WORKDIR and ENTRYPOINT), with nothing else of the repo.
-const NODE_DIR = path.dirname(process.execPath);
-const NODE_BIND = { hostPath: NODE_DIR, containerPath: "/nodejs/bin" };
-const IMAGE_PATH = "/nodejs/bin:/usr/local/bin:/usr/bin:/bin";
 const IMAGES: Record<string, ImageConfig> = {
-  [INIT_IMAGE]: {
-    entrypoint: ["/nodejs/bin/node", "/app/sm-injector.mjs"],
-    cmd: ["help"],
-    env: { PATH: IMAGE_PATH, NODE_ENV: "production" },
-    workingDir: "/app",
-    user: 65532,
-    group: 65532,
-    home: "/home/nonroot",
-    binds: [NODE_BIND, { hostPath: path.join(REPO_ROOT, "dist"), containerPath: "/app" }],
-  },
+  [INIT_IMAGE]: sminjectorImage(),
   "registry.example.com/erp/api:1.0.0": { env: { PATH: IMAGE_PATH }, binds: [NODE_BIND] },
 };
-
-/** A Python image with pydantic-settings (this machine's interpreter, bound at /opt/python). */
-function pythonImage(): ImageConfig | string {
-  const r = spawnSync(
-    "python3",
-    [
-      "-c",
-      "import sys, os, pydantic_settings; print(sys.base_prefix); print(os.path.dirname(os.path.dirname(pydantic_settings.__file__)))",
-    ],
-    { encoding: "utf8" },
-  );
-  if (r.status !== 0) return `python3 with pydantic-settings is not available: ${r.stderr.trim()}`;
-  const [prefix, site] = r.stdout.trim().split("\n");
-  return {
-    env: { PATH: "/opt/python/bin:/usr/bin:/bin", PYTHONPATH: "/opt/python-site" },
-    binds: [
-      { hostPath: prefix as string, containerPath: "/opt/python" },
-      { hostPath: site as string, containerPath: "/opt/python-site" },
-    ],
-  };
-}
 
 const appSecurity = {
   allowPrivilegeEscalation: false,

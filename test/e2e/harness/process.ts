@@ -35,6 +35,16 @@ export interface SpawnOptions {
 
 const live = new Set<ManagedProcess>();
 let hooksInstalled = false;
+let signalHooks = true;
+
+/**
+ * For a program that handles SIGINT/SIGTERM/SIGHUP itself (an orderly stop, e.g. the demo): the
+ * managed processes are then only killed by the exit hook, when that program exits. Call it before
+ * the first spawnManaged().
+ */
+export function leaveSignalsToCaller(): void {
+  signalHooks = false;
+}
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
@@ -69,6 +79,7 @@ function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on("exit", killAllSync);
+  if (!signalHooks) return;
   const signals: [NodeJS.Signals, number][] = [
     ["SIGINT", 2],
     ["SIGTERM", 15],
