@@ -1,4 +1,4 @@
-// `npm run demo` (demo/run.ts) as a user runs it: a child process with its real output. It must show
+// `npm run demo` (scripts/demo/run.ts) as a user runs it: a child process with its real output. It must show
 // every step, prove the app saw the stored values, never print one (every demo value carries the
 // marker SMDEMO), and leave nothing behind: not on a normal exit, not after Ctrl-C (SIGINT).
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { describe, test } from "node:test";
 import { REPO_ROOT } from "./harness/controlplane.ts";
 import { podRunnerUnsupportedReason } from "./harness/pod-runner.ts";
 
-const DEMO = path.join(REPO_ROOT, "demo", "run.ts");
+const DEMO = path.join(REPO_ROOT, "scripts", "demo", "run.ts");
 const canRunPods = podRunnerUnsupportedReason() === undefined;
 
 interface DemoRun {

@@ -10,7 +10,7 @@
  *     the webhook; what changed;
  *  6. the pod as stored, run by the test bed's pod runner: the injected init container is the real
  *     `sm-injector fetch`, with a TokenRequest token, doing IRSA through moto's STS;
- *  7. the app container: a stand-in for its program (demo/app-view.py) that loads pydantic-settings
+ *  7. the app container: a stand-in for its program (scripts/demo/app-view.py) that loads pydantic-settings
  *     the way a FastAPI app does and reports what it sees, masked; checked against what was stored;
  *  and a final check that no secret value is in the stored pod, the webhook's log or the init
  *  container's output. Everything is removed on exit and on Ctrl-C.
@@ -40,7 +40,7 @@ import {
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../test/e2e/harness/controlplane.ts";
+import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
 import {
   apiError,
   type E2E,
@@ -48,16 +48,16 @@ import {
   INIT_IMAGE,
   INJECT_LABEL,
   startE2E,
-} from "../test/e2e/harness/env.ts";
-import { PYTHON_IN_IMAGE, pythonImage, sminjectorImage } from "../test/e2e/harness/images.ts";
+} from "../../test/e2e/harness/env.ts";
+import { PYTHON_IN_IMAGE, pythonImage, sminjectorImage } from "../../test/e2e/harness/images.ts";
 import {
   type ImageConfig,
   type PodRun,
   podRunnerUnsupportedReason,
   runPod,
-} from "../test/e2e/harness/pod-runner.ts";
-import { leaveSignalsToCaller } from "../test/e2e/harness/process.ts";
-import { CLI } from "../test/helpers/webhook.ts";
+} from "../../test/e2e/harness/pod-runner.ts";
+import { leaveSignalsToCaller } from "../../test/e2e/harness/process.ts";
+import { CLI } from "../../test/helpers/webhook.ts";
 import { maskedSecrets, type SeededSecret, secretsFor } from "./secrets.ts";
 
 const USAGE = `Usage: npm run demo [-- --example FILE] [-- --keep]
@@ -345,6 +345,8 @@ async function main(): Promise<number> {
     binds: [{ hostPath: path.join(scratch, "bin"), containerPath: "/opt/sm-injector-demo/bin" }],
   });
 
+  if (!cannotRun && typeof app === "string") throw new DemoError(app);
+
   const t0 = performance.now();
   process.stdout.write(
     `${bold("sm-injector demo")}: ${path.relative(REPO_ROOT, exampleFile)} on a local control plane, with moto as Secrets Manager and STS.\n`,
@@ -542,7 +544,7 @@ async function main(): Promise<number> {
   step(7, "The app, started after the init container");
   line(
     dim(
-      "its program is a stand-in (demo/app-view.py) that loads pydantic-settings like a FastAPI app and reports",
+      "its program is a stand-in (scripts/demo/app-view.py) that loads pydantic-settings like a FastAPI app and reports",
     ),
   );
   line(dim("a SHA-256 of each value, compared here with what was stored; values are shown masked"));
@@ -614,12 +616,12 @@ async function main(): Promise<number> {
   return finish(opts.keep, t0, false);
 }
 
-/** One executable per app command name (uvicorn, celery, node...) that runs demo/app-view.py. */
+/** One executable per app command name (uvicorn, celery, node...) that runs scripts/demo/app-view.py. */
 function writeStandIns(containers: V1Container[]): void {
   const bin = path.join(scratch, "bin");
   spawnSync("mkdir", ["-p", bin]);
   chmodSync(bin, 0o755);
-  copyFileSync(path.join(REPO_ROOT, "demo", "app-view.py"), path.join(bin, "app-view.py"));
+  copyFileSync(path.join(REPO_ROOT, "scripts", "demo", "app-view.py"), path.join(bin, "app-view.py"));
   chmodSync(path.join(bin, "app-view.py"), 0o644);
   for (const c of containers) {
     // The program the app starts: after the command wrap, it is the wrapped command's first word.
