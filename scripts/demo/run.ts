@@ -516,14 +516,18 @@ async function main(): Promise<number> {
   for (const l of initLog.filter((e) => e.msg === "fetched secret"))
     line(
       `${OK} fetched ${bold(String(l.secretId))} version ${String(l.versionId).slice(0, 8)}… ${(l.versionStages as string[] | undefined)?.join(",") ?? ""} ` +
-        dim(`(${l.bytes} bytes, ${l.attempts} attempt${l.attempts === 1 ? "" : "s"}, ${l.durationMs} ms)`),
+        dim(
+          `(${l.bytes} bytes, ${l.api}${l.attempts === 1 ? "" : ` after ${l.attempts} attempts`}, ${l.durationMs} ms)`,
+        ),
     );
   const written = initLog.find((e) => e.msg === "secrets written");
   if (written) {
     const out = written.output as string | string[] | undefined;
     line(
       `${OK} wrote ${written.variables} variables to ${Array.isArray(out) ? out.join(", ") : out} (${written.format}) ` +
-        dim(`(${written.apiCalls} API calls, ${written.sinceProcessStartMs} ms from process start)`),
+        dim(
+          `(${written.apiCalls} API call${written.apiCalls === 1 ? "" : "s"}, ${written.sinceProcessStartMs} ms from process start)`,
+        ),
     );
     const dir = podRun.volumeDir("sm-injector-secrets");
     for (const f of listFiles(dir)) {

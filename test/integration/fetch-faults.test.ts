@@ -1,5 +1,6 @@
 // `sm-injector fetch` when AWS misbehaves: a fault proxy in front of moto injects throttling,
-// access denied, 5xx, connection resets and hangs, and counts the GetSecretValue calls that reach it.
+// access denied, 5xx, connection resets and hangs, and counts the GetSecretValue and
+// BatchGetSecretValue calls that reach it.
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { fetchEnv, type Moto, runFetchInProcess, startMoto } from "../helpers/mo
 import { sourceWithShell } from "../helpers/roundtrip.ts";
 
 const GET = "secretsmanager.GetSecretValue";
+const BATCH = "secretsmanager.BatchGetSecretValue";
 const DB = "erp/production/database";
 const JWT = "erp/staging/jwt/secret_key";
 
@@ -25,7 +27,9 @@ before(async () => {
   proxy = await startFaultProxy(moto.endpoint);
   await moto.createSecret(DB, JSON.stringify({ DATABASE_URL: "postgresql://u:p@db/erp", password: "p" }));
   await moto.createSecret(JWT, "jwt-secret");
-  await Promise.all(Array.from({ length: 12 }, (_, i) => moto.createSecret(`erp/bulk/s${i}`, `v${i}`)));
+  await Promise.all(Array.from({ length: 45 }, (_, i) => moto.createSecret(`erp/bulk/s${i}`, `v${i}`)));
+  await moto.createSecret("erp/bulk/s0", "eu-v0", { region: "eu-west-1" });
+  await moto.createSecret("erp/bulk/s1", "eu-v1", { region: "eu-west-1" });
 });
 
 after(async () => {
@@ -192,6 +196,7 @@ describe("final failures are not retried", () => {
   });
 
   test("one secret failing fails the run: nothing written, the others' values fetched but discarded", async () => {
+    proxy.always(BATCH, { kind: "access-denied" }); // one by one, so that one call can fail
     proxy.inject(GET, { kind: "access-denied" });
     const r = await run(
       [
@@ -204,6 +209,7 @@ describe("final failures are not retried", () => {
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trimEnd().split("\n").length, 1);
     assert.deepEqual(r.written, []);
+    assert.equal(proxy.count(GET), 3);
   });
 });
 
@@ -219,7 +225,8 @@ describe("calls made", () => {
     assert.deepEqual([...proxy.counts.keys()], [GET]);
   });
 
-  test("12 secrets with concurrency 3: 12 calls, never more than 3 in flight, over 3 kept-alive connections", async () => {
+  test("without the batch permission, 12 secrets with concurrency 3: 12 calls, never more than 3 in flight, over 3 kept-alive connections", async () => {
+    proxy.always(BATCH, { kind: "access-denied" });
     proxy.delayMs = 50;
     const r = await run(
       Array.from({ length: 12 }, (_, i) => ({
@@ -230,10 +237,132 @@ describe("calls made", () => {
       { concurrency: 3 },
     );
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.count(BATCH), 1);
     assert.equal(proxy.count(GET), 12);
     assert.equal(proxy.maxInFlight, 3);
     assert.equal(proxy.connections, 3);
     const got = await sourceWithShell("dash", r.file, ["S0", "S11"]);
     assert.equal(got.get("S11")?.toString(), "v11");
+    const fallback = r.logs.find(
+      (l) => l.msg === "BatchGetSecretValue failed; fetching these secrets one by one",
+    );
+    assert.equal(fallback?.code, "AccessDeniedException");
+    assert.match(String(fallback?.hint), /secretsmanager:BatchGetSecretValue/);
+    assert.equal(r.logs.at(-1)?.apiCalls, 13);
+  });
+});
+
+const bulk = (from: number, to: number, source: Partial<FetchSpecInput["entries"][number]["source"]> = {}) =>
+  Array.from({ length: to - from }, (_, i) => ({
+    kind: "value" as const,
+    source: { secretId: `erp/bulk/s${from + i}`, ...source },
+    env: `S${from + i}${source.region ? "_EU" : ""}`,
+  }));
+
+describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => {
+  test("12 secrets: one call, no GetSecretValue, every value exact, a log line per secret", async () => {
+    proxy.delayMs = 20;
+    const r = await run(bulk(0, 12));
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([...proxy.counts.entries()], [[BATCH, 1]]);
+    const got = await sourceWithShell("dash", r.file, ["S0", "S5", "S11"]);
+    assert.deepEqual(
+      ["S0", "S5", "S11"].map((k) => got.get(k)?.toString()),
+      ["v0", "v5", "v11"],
+    );
+    const fetched = r.logs.filter((l) => l.msg === "fetched secret");
+    assert.equal(fetched.length, 12);
+    assert.ok(fetched.every((l) => l.api === "BatchGetSecretValue" && typeof l.versionId === "string"));
+    assert.equal(r.logs.at(-1)?.apiCalls, 1);
+  });
+
+  test("45 secrets: three calls of 15, in parallel", async () => {
+    proxy.delayMs = 50;
+    const r = await run(bulk(0, 45), { concurrency: 8 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.count(BATCH), 3);
+    assert.equal(proxy.count(GET), 0);
+    assert.equal(proxy.maxInFlight, 3);
+    const got = await sourceWithShell("dash", r.file, ["S44"]);
+    assert.equal(got.get("S44")?.toString(), "v44");
+  });
+
+  test("one call per region; a pinned version and a lone secret are read with GetSecretValue", async () => {
+    const r = await run([
+      ...bulk(0, 2),
+      ...bulk(0, 2, { region: "eu-west-1" }),
+      { kind: "value", source: { secretId: JWT, versionStage: "AWSCURRENT" }, env: "JWT_CURRENT" },
+      {
+        kind: "value",
+        source: { secretId: JWT, versionStage: "AWSPREVIOUS" },
+        env: "JWT_PREVIOUS",
+        optional: true,
+      },
+      { kind: "value", source: { secretId: DB, region: "us-west-2" }, env: "DB_WEST", optional: true },
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    // us-east-1: s0, s1 and JWT (AWSCURRENT is what the batch reads); eu-west-1: s0, s1.
+    assert.equal(proxy.count(BATCH), 2);
+    // JWT's AWSPREVIOUS (none: skipped) and the one secret of us-west-2 (none there: skipped).
+    assert.equal(proxy.count(GET), 2);
+    const got = await sourceWithShell("dash", r.file, ["S0", "S0_EU", "S1_EU", "JWT_CURRENT"]);
+    assert.deepEqual(
+      ["S0", "S0_EU", "S1_EU", "JWT_CURRENT"].map((k) => got.get(k)?.toString()),
+      ["v0", "eu-v0", "eu-v1", "jwt-secret"],
+    );
+  });
+
+  test("by full and partial ARN: matched to the answer's entries", async () => {
+    const { arn } = await moto.createSecret("erp/arn/check", "by-arn");
+    const { arn: other } = await moto.createSecret("erp/arn/other", "by-partial-arn");
+    const r = await run([
+      { kind: "value", source: { secretId: arn }, env: "FULL" },
+      { kind: "value", source: { secretId: other.slice(0, -7) }, env: "PARTIAL" },
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const got = await sourceWithShell("dash", r.file, ["FULL", "PARTIAL"]);
+    assert.equal(got.get("FULL")?.toString(), "by-arn");
+    assert.equal(got.get("PARTIAL")?.toString(), "by-partial-arn");
+    assert.equal(proxy.count(BATCH), 1);
+  });
+
+  test("a secret the batch does not return is read again alone: its error is GetSecretValue's", async () => {
+    const r = await run([
+      ...one,
+      { kind: "value", source: { secretId: "erp/production/nope" }, env: "NOPE" },
+      { kind: "value", source: { secretId: "erp/production/gone" }, env: "GONE", optional: true },
+    ]);
+    assert.equal(r.code, 1);
+    assert.equal(proxy.count(BATCH), 1);
+    assert.equal(proxy.count(GET), 2);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /erp\/production\/nope: ResourceNotFoundException as .* — no secret named erp\/production\/nope/,
+    );
+    assert.deepEqual(r.written, []);
+  });
+
+  test("throttled, then answered: the batch is retried like a single call", async () => {
+    proxy.inject(BATCH, { kind: "throttle" });
+    const r = await run(bulk(0, 3));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.count(BATCH), 2);
+    assert.equal(proxy.count(GET), 0);
+    assert.ok(r.logs.filter((l) => l.msg === "fetched secret").every((l) => l.attempts === 2));
+  });
+
+  test("an error the batch cannot get past (not throttling): one by one, with the same messages", async () => {
+    proxy.always(BATCH, { kind: "status", status: 400, type: "ValidationException", message: "nope" });
+    proxy.inject(GET, { kind: "access-denied" });
+    const r = await run(bulk(0, 3), { concurrency: 1 });
+    assert.equal(r.code, 1);
+    assert.equal(proxy.count(BATCH), 1);
+    assert.equal(proxy.count(GET), 3);
+    assert.match(
+      r.stderr,
+      /^sm-injector fetch: erp\/bulk\/s0: AccessDeniedException as .* lacks secretsmanager:GetSecretValue on erp\/bulk\/s0/,
+    );
+    assert.deepEqual(r.written, []);
   });
 });
