@@ -71,7 +71,7 @@ export const FetchSpecSchema = z.strictObject({
   fileMode: z.union(FILE_MODES.map((m) => z.literal(m))),
   /** Overall deadline for all fetches, retries included. */
   timeoutSeconds: z.number().int().min(1).max(600),
-  /** Maximum GetSecretValue calls in flight. */
+  /** Maximum Secrets Manager calls (GetSecretValue, BatchGetSecretValue) in flight. */
   concurrency: z.number().int().min(1).max(64).default(8),
   entries: z.array(FetchEntrySchema).min(1).max(500),
 });
