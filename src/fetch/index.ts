@@ -9,6 +9,7 @@
 import { pino } from "pino";
 import { EncodeError, render, renderFiles } from "../envfile/index.ts";
 import {
+  describeIssue,
   FETCH_SPEC_ENV,
   type FetchSpec,
   FetchSpecSchema,
@@ -53,7 +54,7 @@ function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string
   if (!parsed.success) {
     const i = parsed.error.issues[0];
     return {
-      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i?.path.join(".") || "spec"}: ${i?.message}); ${VERSION_SKEW}`,
+      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i ? describeIssue(i) : "spec"}); ${VERSION_SKEW}`,
     };
   }
   return { spec: parsed.data };
