@@ -1,0 +1,45 @@
+// The init container's reading of SM_INJECTOR_SPEC (zod/mini, no locale): every refusal is worded.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { describeIssue, FetchSpecSchema } from "../../src/spec/fetch-spec.ts";
+
+const valid = {
+  version: 1,
+  format: "shell",
+  outputDir: "/run/sm-injector",
+  fileName: "env",
+  fileMode: 0o400,
+  timeoutSeconds: 60,
+  entries: [{ kind: "value", source: { secretId: "erp/production/database" }, env: "DATABASE_URL" }],
+};
+
+function firstProblem(spec: unknown): string {
+  const r = FetchSpecSchema.safeParse(spec);
+  assert.equal(r.success, false, "refused");
+  return describeIssue(r.error?.issues[0] as NonNullable<typeof r.error>["issues"][number]);
+}
+
+test("a valid spec gets its defaults", () => {
+  const r = FetchSpecSchema.parse(valid);
+  assert.equal(r.concurrency, 8);
+  assert.deepEqual(r.entries[0], { ...valid.entries[0], optional: false });
+});
+
+test("each kind of refusal says where and what", () => {
+  assert.equal(
+    firstProblem({ ...valid, format: "yaml" }),
+    'format: expected one of "shell", "dotenv", "json", "files"',
+  );
+  assert.equal(firstProblem({ ...valid, outputDir: "run" }), "outputDir: must be an absolute path");
+  assert.equal(firstProblem({ ...valid, timeoutSeconds: "60" }), "timeoutSeconds: expected number");
+  assert.equal(firstProblem({ ...valid, timeoutSeconds: 0 }), "timeoutSeconds: below the minimum 1");
+  assert.equal(firstProblem({ ...valid, concurrency: 65 }), "concurrency: above the maximum 64");
+  assert.equal(firstProblem({ ...valid, entries: [] }), "entries: below the minimum 1");
+  assert.equal(firstProblem({ ...valid, extra: true }), "spec: unknown key extra");
+  assert.equal(
+    firstProblem({ ...valid, entries: [{ ...valid.entries[0], env: "1X" }] }),
+    "entries.0.env: must be a valid environment variable name (letters, digits, _; not starting with a digit)",
+  );
+  assert.match(firstProblem({ ...valid, entries: [{ kind: "other" }] }), /^entries\.0(\.kind)?: /);
+  assert.equal(firstProblem(null), "spec: expected object");
+});
