@@ -6,6 +6,7 @@
 // io.env is where the spec and the pod's names come from. The AWS SDK reads its own settings
 // (credentials chain, AWS_REGION, AWS_ENDPOINT_URL*) from process.env, as it does in every AWS
 // tool; in the init container the two are the same object.
+import { type FileHandle, open } from "node:fs/promises";
 import { pino } from "pino";
 import { EncodeError, render, renderFiles } from "../envfile/index.ts";
 import {
@@ -16,6 +17,12 @@ import {
   type SecretSource,
   sourceKey,
 } from "../spec/fetch-spec.ts";
+import {
+  DEFAULT_TERMINATION_LOG,
+  encodeVersions,
+  TERMINATION_LOG_ENV,
+  type VersionRecord,
+} from "../spec/fetched-versions.ts";
 import { type BatchResult, planCalls, SecretFetcher } from "./aws.ts";
 import {
   AwsCallError,
@@ -58,6 +65,42 @@ function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string
     };
   }
   return { spec: parsed.data };
+}
+
+/**
+ * Writes which version each movable reference (a stage, not a pinned version id) resolved to into
+ * the termination message file, for the rotation controller to read from the pod's status. Only
+ * when the file exists (the kubelet creates it; elsewhere, e.g. a local run, there is nothing to
+ * do). Returns whether it was written; a failure here never fails the fetch.
+ */
+async function recordVersions(
+  file: string,
+  sources: readonly SecretSource[],
+  fetched: ReadonlyMap<string, FetchOutcome>,
+  defaultRegion: string | undefined,
+): Promise<boolean> {
+  const records: VersionRecord[] = [];
+  for (const s of sources) {
+    const r = fetched.get(sourceKey(s));
+    if (s.versionId !== undefined || !r || !("value" in r) || r.versionId === undefined) continue;
+    records.push({
+      secretId: s.secretId,
+      region: s.region ?? defaultRegion ?? "",
+      stage: s.versionStage ?? "AWSCURRENT",
+      versionId: r.versionId,
+    });
+  }
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(file, "r+"); // never created here: only the kubelet's file
+    await fh.truncate(0);
+    await fh.write(encodeVersions(records), 0);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -276,6 +319,13 @@ export async function runFetch(io: FetchIO): Promise<number> {
     return finish([writeError(e, spec)]);
   }
 
+  const recorded = await recordVersions(
+    io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
+    [...sources.values()],
+    fetched,
+    ctx.defaultRegion,
+  );
+
   log.info(
     {
       variables: resolution.vars.length,
@@ -284,6 +334,7 @@ export async function runFetch(io: FetchIO): Promise<number> {
       format: spec.format,
       output,
       apiCalls,
+      versionsRecorded: recorded,
       durationMs: Math.round(performance.now() - started),
       // performance.now() counts from process start: the whole cost a pod start pays for us.
       sinceProcessStartMs: Math.round(performance.now()),

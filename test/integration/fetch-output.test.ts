@@ -2,12 +2,13 @@
 // example secrets in every format, read back by the programs that consume them; versions; binary
 // secrets; spec errors; and no value anywhere but the output file.
 import assert from "node:assert/strict";
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DeleteSecretCommand, UpdateSecretVersionStageCommand } from "@aws-sdk/client-secrets-manager";
 import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
+import { decodeVersions, versionsDigest } from "../../src/spec/fetched-versions.ts";
 import { fetchEnv, type Moto, runFetchCli, runFetchInProcess, startMoto } from "../helpers/moto.ts";
 import {
   parseWithNodeEnvFile,
@@ -222,6 +223,42 @@ describe("versions, regions and binary secrets", () => {
     assert.deepEqual(versions[v3], ["blue"]);
     // Four distinct (secret, version) references, four calls (v1 twice: by stage and by id).
     assert.equal(r.logs.at(-1)?.apiCalls, 4);
+  });
+
+  test("the versions read are the termination message (for the rotation controller): ids only, only into the kubelet's file", async () => {
+    const s = await setup({
+      entries: [
+        { kind: "value", source: { secretId: ROTATED }, env: "CURRENT" },
+        { kind: "value", source: { secretId: ROTATED, versionStage: "AWSPREVIOUS" }, env: "PREVIOUS" },
+        { kind: "value", source: { secretId: ROTATED, versionId: v1 }, env: "FIRST" },
+        { kind: "value", source: { secretId: JWT, region: "us-east-1" }, env: "JWT_SECRET_KEY" },
+      ],
+    });
+    const terminationLog = join(s.dir, "termination-log");
+    await writeFile(terminationLog, "left over from a previous run, longer than the new message ".repeat(80));
+    const r = await runFetchInProcess({ ...s.env, SM_INJECTOR_TERMINATION_LOG: terminationLog });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.logs.at(-1)?.versionsRecorded, true);
+    const message = await readFile(terminationLog, "utf8");
+    assert.ok(Buffer.byteLength(message) <= 4096);
+    const decoded = decodeVersions(message);
+    const jwtVersion = r.logs.find((l) => l.msg === "fetched secret" && l.secretId === JWT)?.versionId;
+    const expected = [
+      { secretId: ROTATED, region: "us-east-1", stage: "AWSCURRENT", versionId: v2 },
+      { secretId: ROTATED, region: "us-east-1", stage: "AWSPREVIOUS", versionId: v1 },
+      { secretId: JWT, region: "us-east-1", stage: "AWSCURRENT", versionId: String(jwtVersion) },
+    ];
+    // A pinned version id cannot move: not recorded.
+    assert.deepEqual(decoded?.records, expected);
+    assert.equal(decoded?.digest, versionsDigest(expected));
+    assert.doesNotMatch(message, /two|one|jwt-hs512/, "no value");
+
+    // Outside a container (no such file) nothing is created.
+    const absent = join(s.dir, "no-such-termination-log");
+    const again = await runFetchInProcess({ ...s.env, SM_INJECTOR_TERMINATION_LOG: absent });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.logs.at(-1)?.versionsRecorded, false);
+    await assert.rejects(stat(absent), { code: "ENOENT" });
   });
 
   test("a stage moved by UpdateSecretVersionStage is followed", async () => {
