@@ -4,7 +4,7 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
 import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
-import { diffToPatch } from "../mutate/patch.ts";
+import { patchJson } from "../mutate/patch.ts";
 import { isInjected, mutatePod, syncInjectedIdentity } from "../mutate/pod.ts";
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
@@ -37,8 +37,62 @@ export const AdmissionReviewSchema = z.object({
 export type AdmissionReview = z.infer<typeof AdmissionReviewSchema>;
 export type AdmissionRequest = AdmissionReview["request"];
 
+// Hand-written checks of the common, well-formed case, because zod over a whole AdmissionReview and
+// pod is a measurable share of an admission. They only ever say "valid" where the schema would
+// (a property test holds them to it); anything else goes to the schema, which decides and explains.
+type Obj = Record<string, unknown>;
+const isPlainObject = (v: unknown): v is Obj =>
+  typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+const isOptionalString = (v: unknown) => v === undefined || typeof v === "string";
+const isStringRecord = (v: unknown) =>
+  isPlainObject(v) && Object.values(v).every((x) => typeof x === "string");
+const isNamedList = (v: unknown) =>
+  Array.isArray(v) && v.every((x) => isPlainObject(x) && typeof x.name === "string");
+
+function isWellFormedReview(v: unknown): v is AdmissionReview {
+  if (!isPlainObject(v) || v.apiVersion !== "admission.k8s.io/v1" || v.kind !== "AdmissionReview")
+    return false;
+  const r = v.request;
+  if (!isPlainObject(r) || typeof r.uid !== "string" || r.uid === "" || typeof r.operation !== "string")
+    return false;
+  const k = r.kind;
+  if (
+    !isPlainObject(k) ||
+    typeof k.group !== "string" ||
+    typeof k.version !== "string" ||
+    typeof k.kind !== "string"
+  )
+    return false;
+  const res = r.resource;
+  if (
+    res !== undefined &&
+    !(
+      isPlainObject(res) &&
+      typeof res.group === "string" &&
+      typeof res.version === "string" &&
+      typeof res.resource === "string"
+    )
+  )
+    return false;
+  if (!isOptionalString(r.subResource) || !isOptionalString(r.name) || !isOptionalString(r.namespace))
+    return false;
+  if (r.object !== undefined && r.object !== null && !isPlainObject(r.object)) return false;
+  if (r.dryRun !== undefined && typeof r.dryRun !== "boolean") return false;
+  const u = r.userInfo;
+  return u === undefined || (isPlainObject(u) && isOptionalString(u.username));
+}
+
+/**
+ * AdmissionReviewSchema.safeParse, with a fast path for well-formed reviews. Those come back as they
+ * are, unknown fields included rather than stripped; nothing reads those.
+ */
+export function parseAdmissionReview(body: unknown): ReturnType<typeof AdmissionReviewSchema.safeParse> {
+  if (isWellFormedReview(body)) return { success: true, data: body };
+  return AdmissionReviewSchema.safeParse(body);
+}
+
 /** Just the parts of a Pod the handler trusts after checking them; the API server validates the rest. */
-const PodShape = z.object({
+export const PodShape = z.object({
   metadata: z
     .object({
       name: z.string().optional(),
@@ -58,6 +112,32 @@ const PodShape = z.object({
     })
     .passthrough(),
 });
+
+/** PodShape.safeParse(p).success for the common case; false leaves it to the schema. */
+export function isPodShape(p: unknown): boolean {
+  if (!isPlainObject(p)) return false;
+  const m = p.metadata;
+  if (
+    m !== undefined &&
+    !(
+      isPlainObject(m) &&
+      isOptionalString(m.name) &&
+      isOptionalString(m.generateName) &&
+      isOptionalString(m.namespace) &&
+      (m.labels === undefined || isStringRecord(m.labels)) &&
+      (m.annotations === undefined || isStringRecord(m.annotations))
+    )
+  )
+    return false;
+  const s = p.spec;
+  return (
+    isPlainObject(s) &&
+    isOptionalString(s.serviceAccountName) &&
+    isNamedList(s.containers) &&
+    (s.initContainers === undefined || isNamedList(s.initContainers)) &&
+    (s.volumes === undefined || isNamedList(s.volumes))
+  );
+}
 
 export interface AdmissionResponse {
   uid: string;
@@ -136,7 +216,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
   }
   if (request.operation !== "CREATE") return allow("skipped", `operation ${request.operation}`);
 
-  const shape = PodShape.safeParse(request.object);
+  const shape = isPodShape(request.object) ? { success: true as const } : PodShape.safeParse(request.object);
   if (!shape.success) {
     return deny(
       "malformed pod",
@@ -165,7 +245,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
         uid: request.uid,
         allowed: true,
         patchType: "JSONPatch",
-        patch: Buffer.from(JSON.stringify(diffToPatch(pod, synced.pod))).toString("base64"),
+        patch: Buffer.from(patchJson(pod, synced.pod)).toString("base64"),
       },
     };
   }
@@ -218,7 +298,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
 
   const mutated = mutatePod(pod, compiled.spec, deps.config, sa);
   const warnings = [...compiled.warnings, ...mutated.warnings].slice(0, MAX_WARNINGS);
-  const patch = diffToPatch(pod, mutated.pod);
+
   return {
     ...base,
     result: "injected",
@@ -228,7 +308,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
       uid: request.uid,
       allowed: true,
       patchType: "JSONPatch",
-      patch: Buffer.from(JSON.stringify(patch)).toString("base64"),
+      patch: Buffer.from(patchJson(pod, mutated.pod)).toString("base64"),
       ...(warnings.length > 0 && { warnings }),
     },
   };

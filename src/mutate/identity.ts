@@ -2,6 +2,7 @@
 // Identity), never with the node's role. Pure.
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { AWS_TOKEN_VOLUME_NAME } from "../spec/annotations.ts";
+import { clonePlain } from "./clone.ts";
 
 /** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */
 export const IDENTITY_ENV = [
@@ -35,7 +36,7 @@ export function clientSettingsEnv(
   have: ReadonlySet<string>,
 ): V1EnvVar[] {
   const first = (pod.spec?.containers ?? []).find((c) => targets.includes(c.name));
-  return structuredClone(
+  return clonePlain(
     (first?.env ?? []).filter(
       (e) => (CLIENT_SETTINGS_ENV as readonly string[]).includes(e.name) && !have.has(e.name),
     ),
@@ -111,7 +112,7 @@ export function planIdentity(
     const mounts = (from.volumeMounts ?? [])
       .filter((m) => files.some((f) => f.startsWith(`${m.mountPath.replace(/\/+$/, "")}/`)))
       .map((m) => ({ ...m, readOnly: true }));
-    return { env: structuredClone(env), mounts: structuredClone(mounts), volumes: [], source: "container" };
+    return { env: clonePlain(env), mounts: clonePlain(mounts), volumes: [], source: "container" };
   }
   if (sa?.roleArn) {
     const env: V1EnvVar[] = [

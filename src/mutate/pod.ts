@@ -11,6 +11,7 @@ import {
 import type { InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
+import { clonePlain } from "./clone.ts";
 import {
   clientSettingsEnv,
   hasIdentityEnv,
@@ -98,7 +99,7 @@ function initSecurityContext(run: RunAs): V1SecurityContext {
   };
 }
 
-/** The JSON the init container reads from SM_INJECTOR_SPEC. */
+/** The JSON the init container reads from SM_INJECTOR_SPEC (its entries are the spec's own, not copies). */
 export function buildFetchSpec(spec: InjectionSpec, mode: number, config: InjectorConfig): FetchSpecInput {
   return {
     version: 1,
@@ -108,7 +109,7 @@ export function buildFetchSpec(spec: InjectionSpec, mode: number, config: Inject
     fileMode: mode as 0o400,
     timeoutSeconds: spec.timeoutSeconds,
     concurrency: config.concurrency,
-    entries: spec.entries.map((e) => structuredClone(e)),
+    entries: [...spec.entries],
   };
 }
 
@@ -117,18 +118,21 @@ function wrapCommand(command: string[], file: string): string[] {
   return ["/bin/sh", "-c", `. '${file}' && exec "$0" "$@"`, ...command];
 }
 
-/** Applies the injection to a copy of the pod. */
+/**
+ * Returns the injected pod. The original is never modified: what the injection changes is new, and
+ * what it leaves alone is shared with the original rather than copied (the admission path diffs the
+ * two, and the diff skips shared parts without walking them).
+ */
 export function mutatePod(
   original: V1Pod,
   spec: InjectionSpec,
   config: InjectorConfig,
   serviceAccount?: ServiceAccountIdentity,
 ): MutationResult {
-  const pod = structuredClone(original);
-  pod.spec ??= { containers: [] };
+  if (isInjected(original)) return syncInjectedIdentity(original);
+  const podSpec = original.spec ? { ...original.spec } : { containers: [] };
+  const pod: V1Pod = { ...original, spec: podSpec };
   const warnings: string[] = [];
-
-  if (isInjected(pod)) return syncInjectedIdentity(pod);
 
   const run = chooseRunAs(pod, spec, config);
   if (run.warning) warnings.push(run.warning);
@@ -157,22 +161,23 @@ export function mutatePod(
     imagePullPolicy: config.imagePullPolicy,
     args: ["fetch"],
     env,
-    resources: structuredClone(config.resources),
+    resources: clonePlain(config.resources),
     securityContext: initSecurityContext(run),
     volumeMounts: [{ name: VOLUME_NAME, mountPath: spec.outputDir }, ...identity.mounts],
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
 
-  pod.spec.volumes = [
-    ...(pod.spec.volumes ?? []),
+  podSpec.volumes = [
+    ...(podSpec.volumes ?? []),
     { name: VOLUME_NAME, emptyDir: { medium: "Memory", sizeLimit: config.volumeSizeLimit } },
     ...identity.volumes,
   ];
-  const inits = pod.spec.initContainers ?? [];
-  pod.spec.initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
+  const inits = podSpec.initContainers ?? [];
+  podSpec.initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
 
-  for (const c of pod.spec.containers) {
-    if (!spec.targets.includes(c.name)) continue;
+  podSpec.containers = podSpec.containers.map((original) => {
+    if (!spec.targets.includes(original.name)) return original;
+    const c = { ...original };
     c.volumeMounts = [
       ...(c.volumeMounts ?? []),
       { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
@@ -180,10 +185,13 @@ export function mutatePod(
     if (!(c.env ?? []).some((e) => e.name === pathVar))
       c.env = [...(c.env ?? []), { name: pathVar, value: path }];
     if (spec.wrap.includes(c.name) && c.command) c.command = wrapCommand(c.command, path);
-  }
+    return c;
+  });
 
-  pod.metadata ??= {};
-  pod.metadata.annotations = { ...(pod.metadata.annotations ?? {}), [STATUS_ANNOTATION]: STATUS_INJECTED };
+  pod.metadata = {
+    ...(pod.metadata ?? {}),
+    annotations: { ...(pod.metadata?.annotations ?? {}), [STATUS_ANNOTATION]: STATUS_INJECTED },
+  };
   return { pod, warnings, changed: true, identity: identity.source };
 }
 
@@ -192,7 +200,7 @@ export function mutatePod(
  * appeared since, e.g. EKS's pod identity webhook adding IRSA variables to the app container.
  */
 export function syncInjectedIdentity(original: V1Pod): MutationResult {
-  const pod = structuredClone(original);
+  const pod = clonePlain(original);
   const init = (pod.spec?.initContainers ?? []).find((c) => c.name === INIT_CONTAINER_NAME) as V1Container;
   if (hasIdentityEnv(init)) return { pod, warnings: [], changed: false, identity: "unchanged" };
   const targets = (pod.spec?.containers ?? [])

@@ -12,6 +12,8 @@ const ARN_PATTERN =
 export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const VERSION_STAGE_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,256}$/;
 const VERSION_ID_PATTERN = /^[A-Za-z0-9-]{32,64}$/;
+/** The common case, checked in one go; the character-by-character search below is for the error message. */
+const NAME_CHARS = /^[A-Za-z0-9/_+=.@-]*$/;
 
 export interface ParsedSecretId {
   /** As the user wrote it: a name or an ARN. */
@@ -49,6 +51,7 @@ export function parseSecretId(raw: string): Result<ParsedSecretId> {
   }
   if (id.length > 512)
     return fail(`the secret name is ${id.length} characters long; Secrets Manager allows 512`);
+  if (NAME_CHARS.test(id)) return { ok: true, value: { secretId: id, name: id } };
   const bad = [...new Set([...id].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
   if (bad.length > 0) {
     const shown = bad.map((c) => JSON.stringify(c)).join(", ");
@@ -138,17 +141,15 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
     optional = params.optional === "true";
   }
 
-  return {
-    ok: true,
-    value: {
-      ...id.value,
-      ...(params.versionStage !== undefined && { versionStage: params.versionStage }),
-      ...(params.versionId !== undefined && { versionId: params.versionId }),
-      ...(key !== undefined && { key }),
-      ...(params.prefix !== undefined && { prefix: params.prefix }),
-      optional,
-    },
-  };
+  // Built field by field rather than with conditional spreads (several times faster in V8); the
+  // key order is the same, and it matters: entries are serialized into the init container's spec.
+  const value = { ...id.value } as { -readonly [K in keyof ParsedReference]: ParsedReference[K] };
+  if (params.versionStage !== undefined) value.versionStage = params.versionStage;
+  if (params.versionId !== undefined) value.versionId = params.versionId;
+  if (key !== undefined) value.key = key;
+  if (params.prefix !== undefined) value.prefix = params.prefix;
+  value.optional = optional;
+  return { ok: true, value };
 }
 
 function decodeParam(v: string): string | undefined {

@@ -7,7 +7,7 @@ import type { Server as HttpsServer } from "node:https";
 import { createSecureContext } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { type Logger, pino } from "pino";
-import { AdmissionReviewSchema, type ReviewDeps, reviewPod, reviewResponse } from "../admission/review.ts";
+import { parseAdmissionReview, type ReviewDeps, reviewPod, reviewResponse } from "../admission/review.ts";
 import type { WebhookConfig } from "./config.ts";
 import { createMetrics, type WebhookMetrics } from "./metrics.ts";
 
@@ -94,7 +94,7 @@ export function buildServer(opts: ServerOptions): Webhook {
     { schema: { response: { 200: admissionResponseSchema, 400: errorSchema } } },
     async (req, reply) => {
       const started = process.hrtime.bigint();
-      const parsed = AdmissionReviewSchema.safeParse(req.body);
+      const parsed = parseAdmissionReview(req.body);
       if (!parsed.success) {
         metrics.admissions.inc({ result: "error" });
         const issue = parsed.error.issues[0];

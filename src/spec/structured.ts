@@ -1,0 +1,114 @@
+// The structured annotation (`sm-injector.io/secrets`): a YAML or JSON list of entries, its schema,
+// and fast paths for the form people actually write, because the general YAML parser and zod
+// together cost a large share of an admission:
+//
+//   - secret: erp/production/aws/s3_app_user_credentials
+//     prefix: S3_
+//
+// Each fast path answers only where it is sure to agree with the general one (property tests hold
+// them to that: test/unit/fast-paths.test.ts) and hands everything else, errors included, to it.
+import { z } from "zod";
+
+export const StructuredEntrySchema = z.strictObject({
+  secret: z.string({ error: "secret (a name or ARN) is required" }).min(1, "secret must not be empty"),
+  env: z.string().optional(),
+  key: z.string().min(1, "key must not be empty").optional(),
+  prefix: z.string().optional(),
+  keys: z.array(z.string().min(1)).min(1, "keys must list at least one key").optional(),
+  rename: z.record(z.string(), z.string()).optional(),
+  versionStage: z.string().optional(),
+  versionId: z.string().optional(),
+  region: z.string().optional(),
+  optional: z.boolean().optional(),
+});
+export const StructuredSchema = z.array(StructuredEntrySchema, {
+  error: "must be a YAML or JSON list of entries",
+});
+export type StructuredEntry = z.infer<typeof StructuredEntrySchema>;
+
+/**
+ * StructuredSchema.safeParse, with a hand-written check of the common case: entries with scalar
+ * fields only. Those come back as they are; everything else, and every error message, is zod's.
+ */
+export function parseStructured(doc: unknown): ReturnType<typeof StructuredSchema.safeParse> {
+  if (Array.isArray(doc) && doc.every(isSimpleEntry))
+    return { success: true, data: doc as StructuredEntry[] };
+  return StructuredSchema.safeParse(doc);
+}
+
+function isSimpleEntry(item: unknown): boolean {
+  if (typeof item !== "object" || item === null || Object.getPrototypeOf(item) !== Object.prototype)
+    return false;
+  const e = item as Record<string, unknown>;
+  if (typeof e.secret !== "string" || e.secret === "") return false;
+  for (const k of Object.keys(e)) {
+    const v = e[k];
+    switch (k) {
+      case "secret":
+        break;
+      case "key":
+        if (typeof v !== "string" || v === "") return false;
+        break;
+      case "env":
+      case "prefix":
+      case "versionStage":
+      case "versionId":
+      case "region":
+        if (typeof v !== "string") return false;
+        break;
+      case "optional":
+        if (typeof v !== "boolean") return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+/** The fields of a structured entry whose values are scalars; `keys` and `rename` need nesting. */
+const SCALAR_FIELDS = new Set([
+  "secret",
+  "env",
+  "key",
+  "prefix",
+  "versionStage",
+  "versionId",
+  "region",
+  "optional",
+]);
+
+// A plain scalar that YAML 1.2's core schema can only read as a string, a boolean or null: it starts
+// with a letter, `_` or `/` (numbers, `.inf`, `~` and every YAML indicator start otherwise) and has
+// no space, `#`, quote, bracket, comma or `: `; a `:` is allowed inside when a name character
+// follows it, as in an ARN.
+const LINE = /^(- | {2})([A-Za-z]+): ([A-Za-z_/](?:[A-Za-z0-9_/.@+=-]|:(?=[A-Za-z0-9_/.@+=-]))*)$/;
+const BOOL_TRUE = /^(?:[Tt]rue|TRUE)$/;
+const BOOL_FALSE = /^(?:[Ff]alse|FALSE)$/;
+const NULL = /^(?:[Nn]ull|NULL)$/;
+
+/**
+ * What `yaml`'s parse returns for `text` when `text` is a block list of flat maps of plain scalars;
+ * undefined for anything else (quotes, flow collections, nesting, comments, anchors, tabs, blank
+ * lines, numbers, duplicate keys, fields other than the scalar ones, ...), for the YAML parser.
+ */
+export function parseSimpleYamlList(text: string): Record<string, string | boolean | null>[] | undefined {
+  const lines = text.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  if (lines.length === 0) return undefined;
+  const list: Record<string, string | boolean | null>[] = [];
+  let item: Record<string, string | boolean | null> | undefined;
+  for (const line of lines) {
+    const m = LINE.exec(line);
+    if (!m) return undefined;
+    const [, lead, key, raw] = m as unknown as [string, string, string, string];
+    if (!SCALAR_FIELDS.has(key)) return undefined;
+    if (lead === "- ") {
+      item = {};
+      list.push(item);
+    } else if (!item) return undefined;
+    if (Object.hasOwn(item, key)) return undefined;
+    item[key] = BOOL_TRUE.test(raw) ? true : BOOL_FALSE.test(raw) ? false : NULL.test(raw) ? null : raw;
+  }
+  return list;
+}
