@@ -8,6 +8,7 @@ Usage:
   sm-injector webhook [flags]        run the mutating admission webhook (HTTPS, POST /mutate)
   sm-injector fetch                  run as the injected init container: fetch secrets, write the file
   sm-injector inject -f FILE|- [flags]  print manifests as the webhook would mutate them
+  sm-injector rotation [flags]       restart workloads whose secrets got a new version
   sm-injector version                print the version
   sm-injector help [COMMAND]         help for a command
 
@@ -54,6 +55,10 @@ async function main(argv: string[]): Promise<number> {
     case "inject": {
       const { runInjectCommand } = await import("./inject.ts");
       return runInjectCommand(rest);
+    }
+    case "rotation": {
+      const { runRotationCommand } = await import("./rotation.ts");
+      return runRotationCommand(rest);
     }
     default:
       process.stderr.write(`sm-injector: unknown command "${command}"\n\n${USAGE}`);

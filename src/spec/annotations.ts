@@ -104,6 +104,13 @@ export const ANNOTATIONS = {
     default: "60",
     description: "Deadline for all fetches of the pod, retries included; the pod fails to start after it.",
   },
+  restartOnRotation: {
+    key: "restart-on-rotation",
+    example: 'sm-injector.io/restart-on-rotation: "true"',
+    default: "false",
+    description:
+      "`true`: when a secret the pod read gets a new version, `sm-injector rotation` gives its Deployment, StatefulSet or DaemonSet a rolling restart.",
+  },
 } as const satisfies Record<string, AnnotationDoc>;
 
 /** Annotation keys (after the prefix) that take a fixed name; the `env.` and `env-from` families are matched separately. */
@@ -118,6 +125,7 @@ export const FIXED_KEYS = {
   wrapCommand: "wrap-command",
   initPosition: "init-position",
   timeout: "timeout-seconds",
+  restartOnRotation: "restart-on-rotation",
 } as const;
 
 /** Names the webhook gives to what it adds to a pod. */

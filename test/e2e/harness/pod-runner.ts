@@ -29,7 +29,7 @@
  */
 import { type SpawnOptions, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { CoreV1Api, V1Container, V1EnvVar, V1Pod, V1Volume } from "@kubernetes/client-node";
 
@@ -79,6 +79,12 @@ export interface ContainerRun {
   stdout: Buffer;
   stderr: Buffer;
   durationMs: number;
+  /**
+   * What the kubelet would put in the container's status: the file at terminationMessagePath
+   * (default /dev/termination-log, bind-mounted from the pod's scratch directory, at most 4096
+   * bytes), or with terminationMessagePolicy FallbackToLogsOnError and a failure, the log's tail.
+   */
+  terminationMessage: string;
 }
 
 export interface PodRun {
@@ -357,15 +363,19 @@ function runProcess(
   });
 }
 
+const TERMINATION_MESSAGE_LIMIT = 4096;
+
 async function runContainer(
   pod: V1Pod,
   c: V1Container,
   init: boolean,
   images: Record<string, ImageConfig>,
   volumes: Map<string, string>,
-  createdDirs: string[],
+  created: { dirs: string[]; files: string[] },
   timeoutMs: number,
+  root: string,
 ): Promise<ContainerRun> {
+  const createdDirs = created.dirs;
   const image = (c.image !== undefined ? images[c.image] : undefined) ?? {};
   const { env, defined } = containerEnv(pod, c, image);
   const argv = commandOf(c, c.image !== undefined ? images[c.image] : undefined, defined);
@@ -384,6 +394,16 @@ async function runContainer(
   }
   // Parents before children, like the container runtimes sort mounts.
   mounts.sort((a, b) => a.target.split("/").length - b.target.split("/").length);
+  // The termination message file, writable by any user (as the kubelet makes it), mounted last.
+  const terminationFile = path.join(root, `termination-${init ? "init" : "app"}-${c.name}`);
+  await writeFile(terminationFile, "");
+  await chmod(terminationFile, 0o666);
+  const terminationPath = c.terminationMessagePath ?? "/dev/termination-log";
+  if (!existsSync(terminationPath)) {
+    for (const d of missingDirs(path.dirname(terminationPath)))
+      if (!createdDirs.includes(d)) createdDirs.push(d);
+    if (!created.files.includes(terminationPath)) created.files.push(terminationPath);
+  }
 
   const script: string[] = [`fail() { echo ${q(SETUP_MARKER)} "$*" >&2; exit ${SETUP_FAILED}; }`, "set -u"];
   for (const m of mounts) {
@@ -392,6 +412,10 @@ async function runContainer(
     script.push(`mount --bind ${q(m.source)} ${q(m.target)} || fail bind ${q(m.target)}`);
     if (m.readOnly) script.push(`mount -o remount,bind,ro ${q(m.target)} || fail remount ro ${q(m.target)}`);
   }
+  script.push(
+    `mkdir -p ${q(path.dirname(terminationPath))} && { [ -e ${q(terminationPath)} ] || : > ${q(terminationPath)}; } || fail termination file`,
+    `mount --bind ${q(terminationFile)} ${q(terminationPath)} || fail bind ${q(terminationPath)}`,
+  );
   if (sc?.readOnlyRootFilesystem) script.push("mount -o remount,bind,ro / || fail remount ro /");
   const setpriv = [
     "setpriv",
@@ -425,6 +449,13 @@ async function runContainer(
   const durationMs = Math.round(performance.now() - t0);
   if (r.code === SETUP_FAILED && r.stderr.toString("utf8").includes(SETUP_MARKER))
     throw new Error(`container ${c.name}: ${r.stderr.toString("utf8").trim()}`);
+  let terminationMessage = (await readFile(terminationFile))
+    .subarray(0, TERMINATION_MESSAGE_LIMIT)
+    .toString("utf8");
+  if (terminationMessage === "" && r.code !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
+    const log = Buffer.concat([r.stdout, r.stderr]).toString("utf8").split("\n").slice(-80).join("\n");
+    terminationMessage = log.slice(-TERMINATION_MESSAGE_LIMIT);
+  }
   return {
     name: c.name,
     init,
@@ -438,6 +469,7 @@ async function runContainer(
     stdout: r.stdout,
     stderr: r.stderr,
     durationMs,
+    terminationMessage,
   };
 }
 
@@ -448,11 +480,12 @@ export async function runPod(opts: RunPodOptions): Promise<PodRun> {
   const images = opts.images ?? {};
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const root = await mkdtemp(path.join(opts.scratchRoot ?? (await scratchRoot()), "sm-injector-pod-"));
-  const createdDirs: string[] = [];
+  const created = { dirs: [] as string[], files: [] as string[] };
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
-      for (const d of [...createdDirs].reverse()) await rmdir(d).catch(() => {});
+      for (const f of created.files) await unlink(f).catch(() => {});
+      for (const d of [...created.dirs].reverse()) await rmdir(d).catch(() => {});
       await rm(root, { recursive: true, force: true });
     })();
     return cleaned;
@@ -471,7 +504,7 @@ export async function runPod(opts: RunPodOptions): Promise<PodRun> {
       cleanup,
     };
     for (const c of pod.spec?.initContainers ?? []) {
-      const run = await runContainer(pod, c, true, images, volumes, createdDirs, timeoutMs);
+      const run = await runContainer(pod, c, true, images, volumes, created, timeoutMs, root);
       result.initContainers.push(run);
       if (run.exitCode !== 0) {
         result.phase = "Init:Error";
@@ -479,7 +512,7 @@ export async function runPod(opts: RunPodOptions): Promise<PodRun> {
       }
     }
     for (const c of pod.spec?.containers ?? []) {
-      const run = await runContainer(pod, c, false, images, volumes, createdDirs, timeoutMs);
+      const run = await runContainer(pod, c, false, images, volumes, created, timeoutMs, root);
       result.containers.push(run);
       if (run.exitCode !== 0) result.phase = "Failed";
     }
@@ -488,4 +521,49 @@ export async function runPod(opts: RunPodOptions): Promise<PodRun> {
     await cleanup();
     throw e;
   }
+}
+
+/**
+ * Writes the pod's status as the kubelet would after this run, through the status subresource: init
+ * containers terminated (exit code, reason, termination message), app containers as still running
+ * (phase Running), or the pod failed when an init container did.
+ */
+export async function reportStatus(core: CoreV1Api, pod: V1Pod, run: PodRun): Promise<V1Pod> {
+  const now = new Date();
+  const terminated = (c: ContainerRun) => ({
+    name: c.name,
+    image: pod.spec?.initContainers?.find((x) => x.name === c.name)?.image ?? "",
+    imageID: "",
+    ready: false,
+    restartCount: 0,
+    state: {
+      terminated: {
+        exitCode: c.exitCode ?? 137,
+        reason: c.exitCode === 0 ? "Completed" : "Error",
+        message: c.terminationMessage || undefined,
+        startedAt: now,
+        finishedAt: now,
+      },
+    },
+  });
+  const ok = run.phase !== "Init:Error";
+  const body: V1Pod = {
+    ...pod,
+    status: {
+      phase: ok ? "Running" : "Pending",
+      startTime: now,
+      initContainerStatuses: run.initContainers.map(terminated),
+      containerStatuses: (pod.spec?.containers ?? []).map((c) => ({
+        name: c.name,
+        image: c.image ?? "",
+        imageID: "",
+        ready: ok,
+        restartCount: 0,
+        state: ok ? { running: { startedAt: now } } : { waiting: { reason: "PodInitializing" } },
+      })),
+    },
+  };
+  const name = pod.metadata?.name as string;
+  const namespace = pod.metadata?.namespace as string;
+  return core.replaceNamespacedPodStatus({ name, namespace, body });
 }

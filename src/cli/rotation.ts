@@ -1,0 +1,169 @@
+// `sm-injector rotation`: the rotation controller (src/rotation/controller.ts) on a timer, or once.
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { z } from "zod";
+
+export const ROTATION_OPTIONS = {
+  kubeconfig: ["SM_INJECTOR_KUBECONFIG", "kubeconfig file (default: in-cluster, then KUBECONFIG)"],
+  namespace: ["SM_INJECTOR_NAMESPACE", "watch one namespace only (default: all)"],
+  "interval-seconds": ["SM_INJECTOR_INTERVAL_SECONDS", "time between checks (default 300)"],
+  "min-restart-interval-seconds": [
+    "SM_INJECTOR_MIN_RESTART_INTERVAL_SECONDS",
+    "never restart one workload more often (default 600)",
+  ],
+  concurrency: ["SM_INJECTOR_CONCURRENCY", "DescribeSecret calls in flight (default 8)"],
+  "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
+  once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
+  "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
+} as const;
+
+const Int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const Bool = z
+  .enum(["true", "false"])
+  .default("false")
+  .transform((v) => v === "true");
+
+const RotationConfigSchema = z.strictObject({
+  kubeconfig: z.string().min(1).optional(),
+  namespace: z.string().min(1).optional(),
+  intervalSeconds: Int(10, 86_400).default(300),
+  minRestartIntervalSeconds: Int(0, 7 * 86_400).default(600),
+  concurrency: Int(1, 64).default(8),
+  dryRun: Bool,
+  once: Bool,
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+});
+export type RotationConfig = z.infer<typeof RotationConfigSchema>;
+
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+export class RotationConfigError extends Error {}
+
+/** Flags win over SM_INJECTOR_* variables; every problem is listed, naming the flag and the variable. */
+export function loadRotationConfig(argv: string[], env: NodeJS.ProcessEnv): RotationConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: Object.fromEntries(
+        Object.keys(ROTATION_OPTIONS).map((f) => [
+          f,
+          { type: f === "dry-run" || f === "once" ? ("boolean" as const) : ("string" as const) },
+        ]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new RotationConfigError((e as Error).message);
+  }
+  const raw: Record<string, string> = {};
+  for (const [flag, [variable]] of Object.entries(ROTATION_OPTIONS)) {
+    const v = values[flag] ?? env[variable];
+    if (v !== undefined) raw[camel(flag)] = String(v);
+  }
+  const parsed = RotationConfigSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new RotationConfigError(
+      parsed.error.issues
+        .map((i) => {
+          const flag = Object.keys(ROTATION_OPTIONS).find((f) => camel(f) === i.path[0]) ?? String(i.path[0]);
+          const variable = ROTATION_OPTIONS[flag as keyof typeof ROTATION_OPTIONS]?.[0];
+          return `--${flag}${variable ? ` (${variable})` : ""}: ${i.message}`;
+        })
+        .join("\n"),
+    );
+  return parsed.data;
+}
+
+export function rotationHelp(): string {
+  const rows = Object.entries(ROTATION_OPTIONS).map(
+    ([flag, [env, desc]]) => `  --${flag.padEnd(30)} ${env.padEnd(42)} ${desc}`,
+  );
+  return `sm-injector rotation [flags]
+
+Restarts workloads (Deployments, StatefulSets, DaemonSets) whose pods run with a secret version that
+is no longer current: pods labelled sm-injector.io/inject=true and annotated
+sm-injector.io/restart-on-rotation: "true". Each check reads the versions every pod fetched from its
+status, asks Secrets Manager (DescribeSecret, no values) where each stage points now, and stamps a
+stale workload's pod template like \`kubectl rollout restart\`, once per new version.
+Needs Kubernetes RBAC: list pods; get replicasets; get and patch deployments, statefulsets, daemonsets.
+AWS: secretsmanager:DescribeSecret on the secrets.
+
+${rows.join("\n")}
+`;
+}
+
+export async function runRotationCommand(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(rotationHelp());
+    return 0;
+  }
+  let config: RotationConfig;
+  try {
+    config = loadRotationConfig(argv, process.env);
+  } catch (e) {
+    if (!(e instanceof RotationConfigError)) throw e;
+    process.stderr.write(`sm-injector rotation: ${e.message.split("\n").join("\nsm-injector rotation: ")}\n`);
+    return 2;
+  }
+  const log = pino({ base: { component: "rotation" }, level: config.logLevel });
+  const { realDeps, rotationCycle } = await import("../rotation/controller.ts");
+  const deps = await realDeps({
+    log,
+    ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
+    ...(config.namespace && { namespace: config.namespace }),
+  });
+  const options = {
+    minRestartIntervalMs: config.minRestartIntervalSeconds * 1000,
+    dryRun: config.dryRun,
+    concurrency: config.concurrency,
+  };
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopping = true;
+    wake?.();
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  let failed = false;
+  try {
+    while (!stopping) {
+      const t0 = performance.now();
+      try {
+        const r = await rotationCycle(deps, options);
+        if (r.restartErrors > 0) failed = true;
+        log.info(
+          {
+            pods: r.pods,
+            watchedPods: r.watchedPods,
+            secrets: r.secrets,
+            describeErrors: r.describeErrors,
+            stalePods: r.stalePods,
+            restarted: r.restarted.map(
+              (d) => `${d.workload.kind}/${d.workload.namespace}/${d.workload.name}`,
+            ),
+            held: r.held.length,
+            durationMs: Math.round(performance.now() - t0),
+          },
+          "rotation check done",
+        );
+      } catch (e) {
+        failed = true;
+        log.error(
+          { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
+          "rotation check failed",
+        );
+      }
+      if (config.once) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, config.intervalSeconds * 1000).unref();
+      });
+    }
+  } finally {
+    deps.close();
+  }
+  return failed && config.once ? 1 : 0;
+}
