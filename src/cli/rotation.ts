@@ -42,15 +42,12 @@ export class RotationConfigError extends Error {}
 /** Flags win over SM_INJECTOR_* variables; every problem is listed, naming the flag and the variable. */
 export function loadRotationConfig(argv: string[], env: NodeJS.ProcessEnv): RotationConfig {
   let values: Record<string, string | boolean | undefined>;
+  // `--once` alone means --once=true (and --dry-run likewise); `--once=false` is accepted too.
+  const args = argv.map((a) => (a === "--once" || a === "--dry-run" ? `${a}=true` : a));
   try {
     ({ values } = parseArgs({
-      args: argv,
-      options: Object.fromEntries(
-        Object.keys(ROTATION_OPTIONS).map((f) => [
-          f,
-          { type: f === "dry-run" || f === "once" ? ("boolean" as const) : ("string" as const) },
-        ]),
-      ),
+      args,
+      options: Object.fromEntries(Object.keys(ROTATION_OPTIONS).map((f) => [f, { type: "string" as const }])),
       strict: true,
       allowPositionals: false,
     }));

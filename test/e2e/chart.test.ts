@@ -155,6 +155,16 @@ describe("every rendered object is accepted by the API server (server-side dry r
     ["serviceMonitor.enabled (stand-in CRD)", { "serviceMonitor.enabled": true }, ["ServiceMonitor"]],
     ["tls.mode=manual", { "tls.mode": "manual" }, ["MutatingWebhookConfiguration"]],
     [
+      "rotation.enabled",
+      { "rotation.enabled": true, "rotation.region": "eu-west-1" },
+      ["ClusterRoleBinding"],
+    ],
+    [
+      "rotation.enabled in one namespace",
+      { "rotation.enabled": true, "rotation.namespace": "default" },
+      ["Role", "RoleBinding"],
+    ],
+    [
       "replicaCount=3 with extra namespace selector terms",
       {
         replicaCount: 3,

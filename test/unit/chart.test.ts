@@ -453,6 +453,60 @@ describe("serviceMonitor.enabled", () => {
   });
 });
 
+describe("rotation.enabled", () => {
+  test("absent by default; when enabled: its own pods, least RBAC, flags from values, restricted", async () => {
+    assert.equal((await renderChart()).filter((o) => o.metadata.name.endsWith("-rotation")).length, 0);
+    const o = await renderChart({
+      "rotation.enabled": true,
+      "rotation.intervalSeconds": 120,
+      "rotation.region": "eu-west-1",
+      "rotation.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn": "arn:aws:iam::1:role/rot",
+    });
+    const d = find(o, "Deployment", "sm-injector-rotation");
+    const spec = d.spec.template.spec;
+    assertRestrictedPod(spec, "rotation");
+    const c = spec.containers[0];
+    assert.equal(c.args[0], "rotation");
+    assert.equal(argValue(c.args, "interval-seconds"), "120");
+    assert.equal(argValue(c.args, "dry-run"), "false");
+    assert.deepEqual(c.env, [{ name: "AWS_REGION", value: "eu-west-1" }]);
+    const sa = find(o, "ServiceAccount", "sm-injector-rotation");
+    assert.equal(spec.serviceAccountName, sa.metadata.name);
+    assert.equal(sa.metadata.annotations?.["eks.amazonaws.com/role-arn"], "arn:aws:iam::1:role/rot");
+    // Not selected by anything of the webhook's: its Service, PDB and Deployment.
+    const labels = d.spec.template.metadata.labels;
+    assert.ok(selects(d.spec.selector, labels));
+    assert.equal(selects({ matchLabels: find(o, "Service").spec.selector }, labels), false);
+    assert.equal(selects(find(o, "PodDisruptionBudget").spec.selector, labels), false);
+    assert.equal(selects(find(o, "Deployment", "sm-injector").spec.selector, labels), false);
+    // RBAC: what the controller calls, nothing more (no Secrets, no pod writes).
+    const role = find(o, "ClusterRole", "sm-injector-rotation");
+    assert.deepEqual(role.rules, [
+      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+      { apiGroups: ["apps"], resources: ["replicasets"], verbs: ["get"] },
+      {
+        apiGroups: ["apps"],
+        resources: ["deployments", "statefulsets", "daemonsets"],
+        verbs: ["get", "patch"],
+      },
+    ]);
+    const binding = find(o, "ClusterRoleBinding", "sm-injector-rotation");
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: NS }]);
+    // The flags the chart passes are ones the CLI accepts.
+    const { loadRotationConfig } = await import("../../src/cli/rotation.ts");
+    assert.equal(loadRotationConfig(c.args.slice(1), {}).intervalSeconds, 120);
+  });
+
+  test("rotation.namespace: a Role and RoleBinding in that namespace, and --namespace", async () => {
+    const o = await renderChart({ "rotation.enabled": true, "rotation.namespace": "erp" });
+    assert.equal(find(o, "Role", "sm-injector-rotation").metadata.namespace, "erp");
+    assert.equal(find(o, "RoleBinding", "sm-injector-rotation").metadata.namespace, "erp");
+    assert.equal(all(o, "ClusterRole").filter((r) => r.metadata.name === "sm-injector-rotation").length, 0);
+    const c = find(o, "Deployment", "sm-injector-rotation").spec.template.spec.containers[0];
+    assert.equal(argValue(c.args, "namespace"), "erp");
+  });
+});
+
 test("replicaCount=3: three replicas, still one Secret and one CA", async () => {
   const o = await renderChart({ replicaCount: 3 });
   assert.equal(find(o, "Deployment").spec.replicas, 3);
