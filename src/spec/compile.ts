@@ -348,6 +348,15 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
     }
   }
 
+  // Read by `sm-injector rotation` from the pod; checked here so that a typo is refused at apply time.
+  if (fixed.restartOnRotation !== undefined) {
+    const v = fixed.restartOnRotation.trim();
+    if (v !== "true" && v !== "false")
+      errors.push(
+        `${annotationName(FIXED_KEYS.restartOnRotation)}: "${v}" is not allowed; use "true" or "false"`,
+      );
+  }
+
   let initPosition: "first" | "last" = "last";
   if (fixed.initPosition !== undefined) {
     const v = fixed.initPosition.trim();

@@ -26,6 +26,7 @@ const keys = fc.oneof(
     "wrap-command",
     "init-position",
     "timeout-seconds",
+    "restart-on-rotation",
     "status",
   ),
   fc.string({ maxLength: 12 }).map((s) => `env.${s}`),

@@ -137,6 +137,11 @@ describe("refusals", () => {
       /init-position: "middle" is not allowed; use first or last/,
     ],
     [
+      "bad restart-on-rotation",
+      pod({ ...A, "sm-injector.io/restart-on-rotation": "yes" }),
+      /restart-on-rotation: "yes" is not allowed; use "true" or "false"/,
+    ],
+    [
       "timeout out of range",
       pod({ ...A, "sm-injector.io/timeout-seconds": "0" }),
       /timeout-seconds: "0" must be a whole number of seconds from 1 to 300/,
