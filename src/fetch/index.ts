@@ -24,6 +24,7 @@ import {
   type VersionRecord,
 } from "../spec/fetched-versions.ts";
 import { type BatchResult, planCalls, SecretFetcher } from "./aws.ts";
+import { forEachBounded } from "./bounded.ts";
 import {
   AwsCallError,
   callErrorLine,
@@ -101,19 +102,6 @@ async function recordVersions(
   } finally {
     await fh?.close().catch(() => {});
   }
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function forEachBounded<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (t: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function writeError(e: unknown, spec: FetchSpec): string {

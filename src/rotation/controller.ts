@@ -13,6 +13,7 @@
 import { DescribeSecretCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { forEachBounded } from "../fetch/bounded.ts";
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { versionKey } from "../spec/fetched-versions.ts";
 import {
@@ -60,14 +61,6 @@ export interface CycleReport {
   restarted: RestartDecision[];
   restartErrors: number;
   held: Array<{ workload: Workload | string; why: string }>;
-}
-
-async function forEachBounded<T>(items: readonly T[], limit: number, fn: (t: T) => Promise<void>) {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function errorCode(e: unknown): string {

@@ -7,6 +7,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { V1Container, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { generateCA, generateCert } from "./harness/certs.ts";
+import { createDeploymentPod } from "./harness/controllers.ts";
 import { apiError, INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E, WEBHOOK_NAME } from "./harness/env.ts";
 import { getFreePort } from "./harness/ports.ts";
 
@@ -78,63 +79,11 @@ describe("an opted-in pod as the API server stores it", () => {
     assert.equal(deployment.spec?.template.metadata?.annotations?.["sm-injector.io/status"], undefined);
 
     // What the deployment controller then the ReplicaSet controller would create.
-    const template = deployment.spec?.template as V1PodTemplateSpec;
     const hash = "7c9f8d6b5";
-    const rs = await apps.createNamespacedReplicaSet({
-      namespace: NS,
-      body: {
-        metadata: {
-          name: `erp-api-${hash}`,
-          labels: { ...template.metadata?.labels, "pod-template-hash": hash },
-          ownerReferences: [
-            {
-              apiVersion: "apps/v1",
-              kind: "Deployment",
-              name: "erp-api",
-              uid: deployment.metadata?.uid as string,
-              controller: true,
-              blockOwnerDeletion: true,
-            },
-          ],
-        },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { app: "erp-api", "pod-template-hash": hash } },
-          template: {
-            ...template,
-            metadata: {
-              ...template.metadata,
-              labels: { ...template.metadata?.labels, "pod-template-hash": hash },
-            },
-          },
-        },
-      },
-    });
-    const rsTemplate = rs.spec?.template as V1PodTemplateSpec;
-    const created = await core.createNamespacedPod({
-      namespace: NS,
-      body: {
-        metadata: {
-          ...rsTemplate.metadata,
-          generateName: `erp-api-${hash}-`,
-          ownerReferences: [
-            {
-              apiVersion: "apps/v1",
-              kind: "ReplicaSet",
-              name: rs.metadata?.name as string,
-              uid: rs.metadata?.uid as string,
-              controller: true,
-              blockOwnerDeletion: true,
-            },
-          ],
-        },
-        spec: rsTemplate.spec,
-      },
-    });
-    const name = created.metadata?.name as string;
+    const { pod } = await createDeploymentPod(apps, core, deployment, hash);
+    const name = pod.metadata?.name as string;
     assert.match(name, new RegExp(`^erp-api-${hash}-[a-z0-9]{5}$`));
 
-    const pod = await core.readNamespacedPod({ namespace: NS, name });
     assert.equal(pod.metadata?.annotations?.["sm-injector.io/status"], "injected");
 
     const inits = initOf(pod);

@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import type { V1Deployment, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { decodeVersions } from "../../src/spec/fetched-versions.ts";
 import { CLI } from "../helpers/webhook.ts";
+import { createDeploymentPod } from "./harness/controllers.ts";
 import { INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E } from "./harness/env.ts";
 import { IMAGE_PATH, NODE_BIND, sminjectorImage } from "./harness/images.ts";
 import { podRunnerUnsupportedReason, reportStatus, runPod } from "./harness/pod-runner.ts";
@@ -84,51 +85,7 @@ async function deployAndRun(name: string, optIn: boolean): Promise<{ pod: V1Pod;
     namespace: NS,
     body: { metadata: { name }, spec: { selector: { matchLabels: labels }, template: tpl } },
   });
-  const rs = await apps.createNamespacedReplicaSet({
-    namespace: NS,
-    body: {
-      metadata: {
-        name: `${name}-5d8f7c`,
-        labels: { ...labels, "pod-template-hash": "5d8f7c" },
-        ownerReferences: [
-          {
-            apiVersion: "apps/v1",
-            kind: "Deployment",
-            name,
-            uid: deployment.metadata?.uid as string,
-            controller: true,
-          },
-        ],
-      },
-      spec: {
-        selector: { matchLabels: { ...labels, "pod-template-hash": "5d8f7c" } },
-        template: {
-          ...tpl,
-          metadata: { ...tpl.metadata, labels: { ...tpl.metadata?.labels, "pod-template-hash": "5d8f7c" } },
-        },
-      },
-    },
-  });
-  const created = await core.createNamespacedPod({
-    namespace: NS,
-    body: {
-      metadata: {
-        ...rs.spec?.template?.metadata,
-        generateName: `${name}-5d8f7c-`,
-        ownerReferences: [
-          {
-            apiVersion: "apps/v1",
-            kind: "ReplicaSet",
-            name: rs.metadata?.name as string,
-            uid: rs.metadata?.uid as string,
-            controller: true,
-          },
-        ],
-      },
-      spec: rs.spec?.template?.spec,
-    } as V1Pod,
-  });
-  const stored = await core.readNamespacedPod({ namespace: NS, name: created.metadata?.name as string });
+  const { pod: stored } = await createDeploymentPod(apps, core, deployment, "5d8f7c");
   assert.ok(
     stored.spec?.initContainers?.some((c) => c.name === INIT_CONTAINER),
     "injected",
