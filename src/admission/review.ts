@@ -189,17 +189,22 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
     secretIds: [] as string[],
     dryRun: request.dryRun === true,
   };
-  const allow = (result: ReviewOutcome["result"], reason: string): ReviewOutcome => ({
-    ...base,
-    result,
-    reason,
-    response: { uid: request.uid, allowed: true },
-  });
-  const deny = (reason: string, message: string, code = 400, warnings: string[] = []): ReviewOutcome => ({
-    ...base,
-    result: "denied",
-    reason,
-    response: {
+  // Literals rather than `{ ...base, result, ... }`, which is slow on Node 20 (see withFields).
+  const outcome = (
+    result: ReviewOutcome["result"],
+    reason: string,
+    response: AdmissionResponse,
+    identity?: string,
+  ): ReviewOutcome => {
+    const { pod, serviceAccount, secretIds, dryRun } = base;
+    return identity === undefined
+      ? { namespace, pod, serviceAccount, secretIds, dryRun, result, reason, response }
+      : { namespace, pod, serviceAccount, secretIds, dryRun, result, reason, identity, response };
+  };
+  const allow = (result: ReviewOutcome["result"], reason: string): ReviewOutcome =>
+    outcome(result, reason, { uid: request.uid, allowed: true });
+  const deny = (reason: string, message: string, code = 400, warnings: string[] = []): ReviewOutcome =>
+    outcome("denied", reason, {
       uid: request.uid,
       allowed: false,
       status: {
@@ -208,8 +213,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
         reason: code === 400 ? "BadRequest" : code === 403 ? "Forbidden" : "InternalError",
       },
       ...(warnings.length > 0 && { warnings: warnings.slice(0, MAX_WARNINGS) }),
-    },
-  });
+    });
 
   if (request.kind.kind !== "Pod" || request.kind.group !== "" || (request.subResource ?? "") !== "") {
     return allow("skipped", "not a pod");
@@ -236,18 +240,17 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
     // Reinvocation: only catch up with an identity another webhook added since.
     const synced = syncInjectedIdentity(pod);
     if (!synced.changed) return allow("unchanged", "already injected");
-    return {
-      ...base,
-      result: "injected",
-      reason: "identity synced on reinvocation",
-      identity: synced.identity,
-      response: {
+    return outcome(
+      "injected",
+      "identity synced on reinvocation",
+      {
         uid: request.uid,
         allowed: true,
         patchType: "JSONPatch",
         patch: Buffer.from(patchJson(pod, synced.pod)).toString("base64"),
       },
-    };
+      synced.identity,
+    );
   }
 
   const compiled = compileInjectionSpec(pod, deps.config);
@@ -299,17 +302,16 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
   const mutated = mutatePod(pod, compiled.spec, deps.config, sa);
   const warnings = [...compiled.warnings, ...mutated.warnings].slice(0, MAX_WARNINGS);
 
-  return {
-    ...base,
-    result: "injected",
-    reason: "injected",
-    identity: mutated.identity,
-    response: {
+  return outcome(
+    "injected",
+    "injected",
+    {
       uid: request.uid,
       allowed: true,
       patchType: "JSONPatch",
       patch: Buffer.from(patchJson(pod, mutated.pod)).toString("base64"),
       ...(warnings.length > 0 && { warnings }),
     },
-  };
+    mutated.identity,
+  );
 }

@@ -2,7 +2,7 @@
 // Identity), never with the node's role. Pure.
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { AWS_TOKEN_VOLUME_NAME } from "../spec/annotations.ts";
-import { clonePlain } from "./clone.ts";
+import { clonePlain, withFields } from "./clone.ts";
 
 /** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */
 export const IDENTITY_ENV = [
@@ -111,7 +111,7 @@ export function planIdentity(
       .filter((v): v is string => typeof v === "string");
     const mounts = (from.volumeMounts ?? [])
       .filter((m) => files.some((f) => f.startsWith(`${m.mountPath.replace(/\/+$/, "")}/`)))
-      .map((m) => ({ ...m, readOnly: true }));
+      .map((m) => withFields(m, { readOnly: true }));
     return { env: clonePlain(env), mounts: clonePlain(mounts), volumes: [], source: "container" };
   }
   if (sa?.roleArn) {

@@ -11,7 +11,7 @@ import {
 import type { InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
-import { clonePlain } from "./clone.ts";
+import { clonePlain, withFields } from "./clone.ts";
 import {
   clientSettingsEnv,
   hasIdentityEnv,
@@ -130,13 +130,15 @@ export function mutatePod(
   serviceAccount?: ServiceAccountIdentity,
 ): MutationResult {
   if (isInjected(original)) return syncInjectedIdentity(original);
-  const podSpec = original.spec ? { ...original.spec } : { containers: [] };
-  const pod: V1Pod = { ...original, spec: podSpec };
+  // Everything below reads `original` and builds new objects for what changes (with withFields
+  // rather than spreads: see there).
+  const spec0 = original.spec ?? { containers: [] };
+  const pod0 = original.spec ? original : withFields(original, { spec: spec0 });
   const warnings: string[] = [];
 
-  const run = chooseRunAs(pod, spec, config);
+  const run = chooseRunAs(pod0, spec, config);
   if (run.warning) warnings.push(run.warning);
-  const identity = planIdentity(pod, spec.targets, serviceAccount);
+  const identity = planIdentity(pod0, spec.targets, serviceAccount);
   if (identity.source === "none") {
     warnings.push(
       "no AWS identity found (no IRSA or EKS Pod Identity variables in the targeted containers and no eks.amazonaws.com/role-arn on the ServiceAccount); the init container will fail to fetch",
@@ -152,7 +154,7 @@ export function mutatePod(
     { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
     ...identity.env,
   ];
-  env.push(...clientSettingsEnv(pod, spec.targets, new Set(env.map((e) => e.name))));
+  env.push(...clientSettingsEnv(pod0, spec.targets, new Set(env.map((e) => e.name))));
   if (!config.allowNodeIdentity) env.push({ name: "AWS_EC2_METADATA_DISABLED", value: "true" });
 
   const init: V1Container = {
@@ -167,31 +169,34 @@ export function mutatePod(
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
 
-  podSpec.volumes = [
-    ...(podSpec.volumes ?? []),
+  const volumes = [
+    ...(spec0.volumes ?? []),
     { name: VOLUME_NAME, emptyDir: { medium: "Memory", sizeLimit: config.volumeSizeLimit } },
     ...identity.volumes,
   ];
-  const inits = podSpec.initContainers ?? [];
-  podSpec.initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
-
-  podSpec.containers = podSpec.containers.map((original) => {
-    if (!spec.targets.includes(original.name)) return original;
-    const c = { ...original };
-    c.volumeMounts = [
-      ...(c.volumeMounts ?? []),
-      { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
-    ];
+  const inits = spec0.initContainers ?? [];
+  const initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
+  const containers = spec0.containers.map((c) => {
+    if (!spec.targets.includes(c.name)) return c;
+    const changes: Partial<V1Container> = {
+      volumeMounts: [
+        ...(c.volumeMounts ?? []),
+        { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
+      ],
+    };
     if (!(c.env ?? []).some((e) => e.name === pathVar))
-      c.env = [...(c.env ?? []), { name: pathVar, value: path }];
-    if (spec.wrap.includes(c.name) && c.command) c.command = wrapCommand(c.command, path);
-    return c;
+      changes.env = [...(c.env ?? []), { name: pathVar, value: path }];
+    if (spec.wrap.includes(c.name) && c.command) changes.command = wrapCommand(c.command, path);
+    return withFields(c, changes);
   });
 
-  pod.metadata = {
-    ...(pod.metadata ?? {}),
-    annotations: { ...(pod.metadata?.annotations ?? {}), [STATUS_ANNOTATION]: STATUS_INJECTED },
-  };
+  const metadata = original.metadata ?? {};
+  const pod = withFields(original, {
+    spec: withFields(spec0, { volumes, initContainers, containers }),
+    metadata: withFields(metadata, {
+      annotations: withFields(metadata.annotations ?? {}, { [STATUS_ANNOTATION]: STATUS_INJECTED }),
+    }),
+  });
   return { pod, warnings, changed: true, identity: identity.source };
 }
 

@@ -161,13 +161,14 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
           : { secretId, arnRegion, name, key, optional },
     };
   }
-  const value = { ...id.value } as { -readonly [K in keyof ParsedReference]: ParsedReference[K] };
+  const value: { -readonly [K in keyof ParsedReference]?: ParsedReference[K] } =
+    arnRegion === undefined ? { secretId, name } : { secretId, arnRegion, name };
   if (params.versionStage !== undefined) value.versionStage = params.versionStage;
   if (params.versionId !== undefined) value.versionId = params.versionId;
   if (key !== undefined) value.key = key;
   if (params.prefix !== undefined) value.prefix = params.prefix;
   value.optional = optional;
-  return { ok: true, value };
+  return { ok: true, value: value as ParsedReference };
 }
 
 function decodeParam(v: string): string | undefined {

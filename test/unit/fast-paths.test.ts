@@ -11,7 +11,7 @@ import {
   PodShape,
   parseAdmissionReview,
 } from "../../src/admission/review.ts";
-import { clonePlain } from "../../src/mutate/clone.ts";
+import { clonePlain, withFields } from "../../src/mutate/clone.ts";
 import { patchJson } from "../../src/mutate/patch.ts";
 import { parseSimpleYamlList, parseStructured, StructuredSchema } from "../../src/spec/structured.ts";
 
@@ -401,6 +401,23 @@ test("clonePlain: equal to structuredClone, sharing nothing", () => {
       const c = clonePlain(v);
       assert.deepStrictEqual(c, structuredClone(v));
       if (typeof v === "object" && v !== null) assert.notEqual(c, v);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+test("withFields: the spread's keys, order and values", () => {
+  const obj = fc.oneof(
+    fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 8 }),
+    fc.constant(JSON.parse('{"__proto__": 1, "a": 2}') as Record<string, unknown>),
+  );
+  fc.assert(
+    fc.property(obj, obj, (o, f) => {
+      const spread = { ...o, ...f };
+      const built = withFields(o, f);
+      assert.deepStrictEqual(built, spread);
+      assert.deepStrictEqual(Object.keys(built), Object.keys(spread));
+      assert.equal(Object.getPrototypeOf(built), Object.prototype);
     }),
     { numRuns: RUNS },
   );
