@@ -40,6 +40,7 @@ import {
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
+import { createDeploymentPod } from "../../test/e2e/harness/controllers.ts";
 import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
 import {
   apiError,
@@ -51,14 +52,16 @@ import {
 } from "../../test/e2e/harness/env.ts";
 import { PYTHON_IN_IMAGE, pythonImage, sminjectorImage } from "../../test/e2e/harness/images.ts";
 import {
+  type ContainerRun,
   type ImageConfig,
   type PodRun,
   podRunnerUnsupportedReason,
+  reportStatus,
   runPod,
 } from "../../test/e2e/harness/pod-runner.ts";
 import { leaveSignalsToCaller } from "../../test/e2e/harness/process.ts";
 import { CLI } from "../../test/helpers/webhook.ts";
-import { maskedSecrets, type SeededSecret, secretsFor } from "./secrets.ts";
+import { maskedSecrets, rotated, type SeededSecret, secretsFor } from "./secrets.ts";
 
 const USAGE = `Usage: npm run demo [-- --example FILE] [-- --keep]
 
@@ -86,7 +89,7 @@ const yellow = paint("33");
 const OK = green("✓");
 const BAD = red("✗");
 
-const TOTAL_STEPS = 7;
+const TOTAL_STEPS = 8;
 let stepStarted = 0;
 function step(n: number, title: string): void {
   stepStarted = performance.now();
@@ -226,6 +229,8 @@ const IDENTITY: Record<string, string> = {
   container: "the app container's IRSA / Pod Identity settings, copied",
   none: "none found (the init container will fail)",
 };
+
+const RESTART_ON_ROTATION = "sm-injector.io/restart-on-rotation";
 
 /** The API server's ServiceAccount admission plugin adds this token volume to every pod, not us. */
 const isApiServerOwn = (volume: string) => volume.startsWith("kube-api-access-");
@@ -458,18 +463,26 @@ async function main(): Promise<number> {
   step(5, `A pod of ${workload.kind.toLowerCase()}/${workload.name}, created through the API server`);
   line(
     dim(
-      `no controller-manager runs here: the demo creates the pod from the template, as the ${workload.kind} controller would`,
+      `no controller-manager runs here: the demo creates ${workload.kind === "Deployment" ? "its ReplicaSet and the ReplicaSet's pod" : "the pod from the template"}, as the controllers would`,
     ),
   );
   const logBefore = env.webhookLogEntries().length;
-  const created = await env.core.createNamespacedPod({
-    namespace: ns,
-    body: {
-      metadata: { ...template.metadata, generateName: `${workload.name}-demo-`, namespace: ns },
-      spec: template.spec,
-    } as V1Pod,
-  });
-  const pod = await env.core.readNamespacedPod({ namespace: ns, name: created.metadata?.name as string });
+  let pod: V1Pod;
+  if (workload.kind === "Deployment") {
+    // Its ReplicaSet, then the ReplicaSet's pod (owned by it, so the rotation controller finds the
+    // Deployment to restart).
+    const deployment = await env.apps.readNamespacedDeployment({ namespace: ns, name: workload.name });
+    ({ pod } = await createDeploymentPod(env.apps, env.core, deployment));
+  } else {
+    const created = await env.core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { ...template.metadata, generateName: `${workload.name}-demo-`, namespace: ns },
+        spec: template.spec,
+      } as V1Pod,
+    });
+    pod = await env.core.readNamespacedPod({ namespace: ns, name: created.metadata?.name as string });
+  }
   const podName = pod.metadata?.name ?? "";
   line(`pod/${podName} created`);
   // The webhook's audit lines for it (the pod has no name yet when it is admitted: generateName).
@@ -490,7 +503,7 @@ async function main(): Promise<number> {
   if (cannotRun) {
     step(6, "Run the pod");
     line(`${yellow("skipped")}: ${cannotRun}.`);
-    line("Steps 6 and 7 run the init container and the app like a kubelet; on Linux run the demo as root");
+    line("Steps 6 to 8 run the init container and the app like a kubelet; on Linux run the demo as root");
     line("(e.g. `sudo -E npm run demo`, or inside a Linux VM or container).");
     return finish(opts.keep, t0, true);
   }
@@ -502,7 +515,51 @@ async function main(): Promise<number> {
   const images: Record<string, ImageConfig> = { [INIT_IMAGE]: sminjectorImage() };
   for (const c of pod.spec?.containers ?? []) if (c.image) images[c.image] = app;
   podRun = await runPod({ core: env.core, pod, images, scratchRoot: scratch, timeoutMs: 90_000 });
-  const init = podRun.initContainers.find((c) => c.name === INIT_CONTAINER);
+  const init = showInit(pod, podRun);
+  // The kubelet's part: the pod's status, with the init container's termination message.
+  await reportStatus(env.core, pod, podRun);
+
+  // 7. The app.
+  step(7, "The app, started after the init container");
+  line(
+    dim(
+      "its program is a stand-in (scripts/demo/app-view.py) that loads pydantic-settings like a FastAPI app and reports",
+    ),
+  );
+  line(dim("a SHA-256 of each value, compared here with what was stored; values are shown masked"));
+  showApp(pod, podRun, maskedSecrets(secrets));
+
+  // 8. Rotation.
+  const optedIn = template.metadata?.annotations?.[RESTART_ON_ROTATION] === "true";
+  const places: Array<[string, string]> = [
+    ["the stored pod", JSON.stringify(pod)],
+    ["the init container's output", init.stdout.toString("utf8") + init.stderr.toString("utf8")],
+  ];
+  if (!optedIn || workload.kind !== "Deployment") {
+    step(8, "Rotation");
+    line(
+      dim(
+        `skipped: ${!optedIn ? `the example does not annotate ${RESTART_ON_ROTATION}: "true"` : `${workload.kind}s are not rolled by \`sm-injector rotation\``}`,
+      ),
+    );
+  } else {
+    await podRun.cleanup();
+    places.push(...(await showRotation({ ns, workload, pod, images, secrets, regions, moto })));
+  }
+
+  // The promise: no value anywhere but in the memory-backed file and the app.
+  places.push(["the webhook's log", env.webhookLog()]);
+  const leaks = secrets
+    .flatMap((s) => s.parts)
+    .flatMap((v) => places.filter(([, text]) => text.includes(v)).map(([w]) => w));
+  if (leaks.length > 0) throw new DemoError(`a secret value appears in ${[...new Set(leaks)].join(", ")}`);
+  process.stdout.write(`\n${OK} No secret value in ${places.map(([w]) => w).join(", ")}.\n`);
+  return finish(opts.keep, t0, false);
+}
+
+/** Step 6's report: who ran the init container, what it fetched and wrote. */
+function showInit(pod: V1Pod, run: PodRun): ContainerRun {
+  const init = run.initContainers.find((c) => c.name === INIT_CONTAINER);
   if (!init) throw new DemoError("the init container did not run");
   const initLog = init.stdout
     .toString("utf8")
@@ -510,7 +567,7 @@ async function main(): Promise<number> {
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
   line(
-    `ran as uid ${init.uid} gid ${init.gid}, with a TokenRequest token for sts.amazonaws.com bound to pod/${podName}: ` +
+    `ran as uid ${init.uid} gid ${init.gid}, with a TokenRequest token for sts.amazonaws.com bound to pod/${pod.metadata?.name}: ` +
       `${init.exitCode === 0 ? green("exit 0") : red(`exit ${init.exitCode ?? init.signal}`)} in ${formatMs(init.durationMs)}`,
   );
   for (const l of initLog.filter((e) => e.msg === "fetched secret"))
@@ -529,7 +586,7 @@ async function main(): Promise<number> {
           `(${written.apiCalls} API call${written.apiCalls === 1 ? "" : "s"}, ${written.sinceProcessStartMs} ms from process start)`,
         ),
     );
-    const dir = podRun.volumeDir("sm-injector-secrets");
+    const dir = run.volumeDir("sm-injector-secrets");
     for (const f of listFiles(dir)) {
       const st = statSync(path.join(dir, f));
       line(
@@ -543,19 +600,14 @@ async function main(): Promise<number> {
     process.stdout.write(init.stderr.toString("utf8"));
     throw new DemoError("the init container failed (its message is above); the app would not start");
   }
+  return init;
+}
 
-  // 7. The app.
-  step(7, "The app, started after the init container");
-  line(
-    dim(
-      "its program is a stand-in (scripts/demo/app-view.py) that loads pydantic-settings like a FastAPI app and reports",
-    ),
-  );
-  line(dim("a SHA-256 of each value, compared here with what was stored; values are shown masked"));
-  const known = maskedSecrets(secrets);
+/** Step 7's report: what each app container saw, masked, checked against `known` (SHA-256 → label). */
+function showApp(pod: V1Pod, run: PodRun, known: Map<string, string>): void {
   let seen = 0;
   let wrong = 0;
-  for (const c of podRun.containers) {
+  for (const c of run.containers) {
     const spec = pod.spec?.containers.find((x) => x.name === c.name) as V1Container;
     if (c.exitCode !== 0) {
       line(
@@ -605,19 +657,97 @@ async function main(): Promise<number> {
   }
   if (seen === 0 || wrong > 0)
     throw new DemoError(`the app saw ${seen} stored value(s) and ${wrong} problem(s) (above)`);
+}
 
-  // The promise: no value anywhere but in the memory-backed file and the app.
-  const places: Array<[string, string]> = [
-    ["the stored pod", JSON.stringify(pod)],
-    ["the webhook's log", env.webhookLog()],
-    ["the init container's output", init.stdout.toString("utf8") + init.stderr.toString("utf8")],
+/**
+ * Step 8: a new version of one secret the pod reads; `sm-injector rotation --once` (the bundle)
+ * stamps the Deployment; the rollout's new pod (created as the controllers would) fetches the new
+ * version. Returns the texts to check for leaks.
+ */
+async function showRotation(ctx: {
+  ns: string;
+  workload: Workload;
+  pod: V1Pod;
+  images: Record<string, ImageConfig>;
+  secrets: SeededSecret[];
+  regions: string[];
+  moto: NonNullable<E2E["moto"]>;
+}): Promise<Array<[string, string]>> {
+  const e = env as E2E;
+  const init = ctx.pod.spec?.initContainers?.find((c) => c.name === INIT_CONTAINER);
+  const spec = JSON.parse(init?.env?.find((v) => v.name === "SM_INJECTOR_SPEC")?.value ?? "{}") as {
+    entries: Array<{ source: { secretId: string } }>;
+  };
+  const referenced = new Set(spec.entries.map((x) => x.source.secretId));
+  const index = ctx.secrets.findIndex((s) => referenced.has(s.name) && s.parts.length === 1);
+  const at = index >= 0 ? index : ctx.secrets.findIndex((s) => referenced.has(s.name));
+  const old = ctx.secrets[at] as SeededSecret;
+  step(8, `Rotation: ${old.name} gets a new version`);
+  const fresh = rotated(old);
+  ctx.secrets.push(fresh); // its values are checked for leaks too
+  let versionId = "";
+  for (const region of ctx.regions)
+    versionId = (await ctx.moto.putSecretValue(old.name, fresh.value, undefined, { region })).versionId;
+  line(
+    `PutSecretValue ${bold(old.name)}: version ${versionId.slice(0, 8)}… is AWSCURRENT now (the old one AWSPREVIOUS)`,
+  );
+
+  const rotation = spawnSync(
+    process.execPath,
+    [CLI, "rotation", "--once", "--kubeconfig", e.cp.kubeconfigPath, "--namespace", ctx.ns],
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        AWS_ENDPOINT_URL: ctx.moto.endpoint,
+        AWS_ACCESS_KEY_ID: "testing",
+        AWS_SECRET_ACCESS_KEY: "testing",
+        AWS_REGION: ctx.regions.at(-1) ?? "us-east-1",
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      },
+      encoding: "utf8",
+    },
+  );
+  const logs = rotation.stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const restart = logs.find((l) => l.msg === "restarting: a secret it reads has a new version");
+  line(
+    `\`sm-injector rotation --once\` ${dim("(DescribeSecret for each watched secret: versions, never values)")}:`,
+  );
+  if (rotation.status !== 0 || !restart)
+    throw new DemoError(
+      `the rotation controller did not restart the Deployment:\n${rotation.stdout}${rotation.stderr}`,
+    );
+  line(
+    `${OK} restarting ${String(restart.kind).toLowerCase()}/${restart.name}: ${(restart.changes as string[]).join("; ")} ` +
+      dim(`(stale: ${(restart.stalePods as string[]).join(", ")})`),
+  );
+  const deployment = await e.apps.readNamespacedDeployment({ namespace: ctx.ns, name: ctx.workload.name });
+  const stamped = deployment.spec?.template.metadata?.annotations ?? {};
+  line(
+    `${OK} its pod template now has rotation.sm-injector.io/restarted-at: ${stamped["rotation.sm-injector.io/restarted-at"]} ` +
+      dim("(as `kubectl rollout restart` does: the Deployment's strategy paces the rollout)"),
+  );
+
+  // The rollout's first new pod, as the controllers would create it, run like before.
+  const { pod: next } = await createDeploymentPod(e.apps, e.core, deployment, "6f4b9c2d1");
+  line(`the rollout's new pod/${next.metadata?.name} (created as the controllers would), run:`);
+  podRun = await runPod({
+    core: e.core,
+    pod: next,
+    images: ctx.images,
+    scratchRoot: scratch,
+    timeoutMs: 90_000,
+  });
+  const nextInit = showInit(next, podRun);
+  const current = ctx.secrets.filter((s) => s !== old);
+  showApp(next, podRun, maskedSecrets(current));
+  return [
+    ["the rotation controller's output", rotation.stdout + rotation.stderr],
+    ["the new pod", JSON.stringify(next)],
+    ["its init container's output", nextInit.stdout.toString("utf8") + nextInit.stderr.toString("utf8")],
   ];
-  const leaks = secrets
-    .flatMap((s) => s.parts)
-    .flatMap((v) => places.filter(([, text]) => text.includes(v)).map(([w]) => w));
-  if (leaks.length > 0) throw new DemoError(`a secret value appears in ${[...new Set(leaks)].join(", ")}`);
-  process.stdout.write(`\n${OK} No secret value in ${places.map(([w]) => w).join(", ")}.\n`);
-  return finish(opts.keep, t0, false);
 }
 
 /** One executable per app command name (uvicorn, celery, node...) that runs scripts/demo/app-view.py. */

@@ -32,6 +32,12 @@ function plain(name: string, value: string): SeededSecret {
   return { name, value, describe: `a string of ${value.length} characters`, parts: [value], labels: [name] };
 }
 
+/** A new value of the same shape (a rotation): every part new and random, labels marked "(new version)". */
+export function rotated(s: SeededSecret): SeededSecret {
+  const fresh = secretsFor().find((x) => x.name === s.name) as SeededSecret;
+  return { ...fresh, labels: fresh.labels.map((l) => `${l} (new version)`) };
+}
+
 export function secretsFor(): SeededSecret[] {
   const dbPassword = `p'a"s$s\\SMDEMO-${token(9)}`;
   return [

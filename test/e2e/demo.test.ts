@@ -96,7 +96,7 @@ describe("npm run demo", () => {
     const { code } = await withDeadline(run.exited, 30_000, "demo");
     assert.equal(code, 1);
     assert.match(run.stderr(), /examples\/nope\.yaml does not exist/);
-    assert.doesNotMatch(run.stdout(), /\[2\/7\]/);
+    assert.doesNotMatch(run.stdout(), /\[2\/8\]/);
   });
 
   test("the whole flow: every step, the app sees the stored values, none is printed, nothing is left", async () => {
@@ -105,7 +105,7 @@ describe("npm run demo", () => {
     const { code } = await withDeadline(run.exited, 300_000, "the demo");
     const out = run.stdout();
     assert.equal(code, 0, `${out}\n${run.stderr()}`);
-    for (let n = 1; n <= 7; n++) assert.match(out, new RegExp(`\\[${n}/7\\]`), `step ${n} is shown`);
+    for (let n = 1; n <= 8; n++) assert.match(out, new RegExp(`\\[${n}/8\\]`), `step ${n} is shown`);
     assert.match(out, /MutatingWebhookConfiguration sm-injector from the Helm chart/);
     assert.match(out, /erp\/production\/database +version [0-9a-f]{8}/);
     assert.match(out, /the API server called the webhook: injected/);
@@ -118,10 +118,17 @@ describe("npm run demo", () => {
       assert.match(out, /env: mode 0400, owner 10001:10001/);
       assert.match(out, /\.database_url +•+ +\d+ chars +✓ = erp\/production\/database#DATABASE_URL/);
       assert.match(out, /\.jwt_secret_key +•+ +\d+ chars +✓ = erp\/staging\/jwt\/secret_key/);
+      // Rotation: a new version, one restart by `sm-injector rotation`, the new pod sees the new value.
+      assert.match(
+        out,
+        /✓ restarting deployment\/erp-api: erp\/staging\/jwt\/secret_key AWSCURRENT [0-9a-f]{8}→[0-9a-f]{8} \(eu-west-1\)/,
+      );
+      assert.match(out, /rotation\.sm-injector\.io\/restarted-at: \d{4}-\d\d-\d\dT/);
+      assert.match(out, /\.jwt_secret_key +•+ +\d+ chars +✓ = erp\/staging\/jwt\/secret_key \(new version\)/);
       assert.doesNotMatch(out, /✗/);
       assert.match(
         out,
-        /✓ No secret value in the stored pod, the webhook's log, the init container's output/,
+        /✓ No secret value in the stored pod, the init container's output, the rotation controller's output, the new pod, its init container's output, the webhook's log/,
       );
     } else {
       assert.match(out, /skipped: /);
@@ -150,6 +157,10 @@ describe("npm run demo", () => {
     ])
       assert.match(out, new RegExp(`\\$${name} +•+ +\\d+ chars +✓ = ${from.replace(/[/#]/g, "\\$&")}`));
     assert.doesNotMatch(out, /✗/);
+    assert.match(
+      out,
+      /\[8\/8\] Rotation\n.*skipped: the example does not annotate sm-injector.io\/restart-on-rotation/,
+    );
     assertNoValuePrinted(run);
   });
 
@@ -160,7 +171,7 @@ describe("npm run demo", () => {
     await withDeadline(
       new Promise<void>((resolve, reject) => {
         const check = setInterval(() => {
-          if (/\[3\/7\]/.test(run.stdout())) {
+          if (/\[3\/8\]/.test(run.stdout())) {
             clearInterval(check);
             resolve();
           }

@@ -24,7 +24,12 @@ export interface Moto {
     value: string | Uint8Array,
     opts?: { region?: string },
   ): Promise<{ arn: string; versionId: string }>;
-  putSecretValue(name: string, value: string, stages?: string[]): Promise<{ versionId: string }>;
+  putSecretValue(
+    name: string,
+    value: string,
+    stages?: string[],
+    opts?: { region?: string },
+  ): Promise<{ versionId: string }>;
   /** Forgets every secret (moto's /moto-api/reset). */
   reset(): Promise<void>;
   stop(): Promise<void>;
@@ -70,8 +75,8 @@ export async function startMoto(opts: { region?: string; log?: (l: string) => vo
       );
       return { arn: out.ARN as string, versionId: out.VersionId as string };
     },
-    async putSecretValue(name, value, stages) {
-      const out = await client.send(
+    async putSecretValue(name, value, stages, o = {}) {
+      const out = await clientFor(o.region ?? region).send(
         new PutSecretValueCommand({
           SecretId: name,
           SecretString: value,
