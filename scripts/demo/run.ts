@@ -74,7 +74,7 @@ moto's Secrets Manager + STS, the webhook, an example Deployment, its init conta
 
 Needs: Node 20+, Python 3 with moto[server] and pydantic-settings (pip install -r test/requirements.txt),
 Go on the first run (builds kube-apiserver, etcd and helm from Go modules, then caches them). Running
-the pod (steps 6 and 7) needs Linux and root, like a kubelet: mount namespaces, bind mounts, setpriv.`;
+the pods (steps 6 to 8) needs Linux and root, like a kubelet: mount namespaces, bind mounts, setpriv.`;
 
 // ---------------------------------------------------------------------------------------------
 // Output
