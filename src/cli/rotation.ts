@@ -38,6 +38,7 @@ export type RotationConfig = z.infer<typeof RotationConfigSchema>;
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 export class RotationConfigError extends Error {}
+class CheckTimeout extends Error {}
 
 /** Flags win over SM_INJECTOR_* variables; every problem is listed, naming the flag and the variable. */
 export function loadRotationConfig(argv: string[], env: NodeJS.ProcessEnv): RotationConfig {
@@ -129,7 +130,19 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     while (!stopping) {
       const t0 = performance.now();
       try {
-        const r = await rotationCycle(deps, options);
+        // A check that hangs (an API call that never answers) must not stop the controller silently:
+        // after the deadline it exits non-zero, and the kubelet restarts it.
+        const deadlineMs = Math.min(config.intervalSeconds, 300) * 1000;
+        let timer: NodeJS.Timeout | undefined;
+        const r = await Promise.race([
+          rotationCycle(deps, options),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new CheckTimeout(`a check took longer than ${deadlineMs / 1000} s`)),
+              deadlineMs,
+            );
+          }),
+        ]).finally(() => clearTimeout(timer));
         if (r.restartErrors > 0) failed = true;
         log.info(
           {
@@ -147,6 +160,11 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
           "rotation check done",
         );
       } catch (e) {
+        if (e instanceof CheckTimeout) {
+          log.error({ err: { message: e.message } }, "rotation check timed out; exiting to be restarted");
+          deps.close();
+          process.exit(1); // the hung call would keep the process alive
+        }
         failed = true;
         log.error(
           { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
@@ -155,8 +173,11 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
       }
       if (config.once) break;
       await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, config.intervalSeconds * 1000).unref();
+        const timer = setTimeout(resolve, config.intervalSeconds * 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
   } finally {

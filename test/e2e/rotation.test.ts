@@ -5,7 +5,7 @@
 // the versions are current, give the Deployment one rolling restart after a PutSecretValue, and not
 // restart it again for the same versions; the stamped template must still pass the webhook.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { V1Deployment, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
@@ -219,6 +219,44 @@ describe("sm-injector rotation", { skip: unsupported }, () => {
       },
     } as never);
     assert.ok(pod.spec?.initContainers?.some((c) => c.name === INIT_CONTAINER));
+  });
+
+  test("as a service: checks every interval until SIGTERM, then exits 0", async () => {
+    const e = env();
+    const child = spawn(
+      process.execPath,
+      [CLI, "rotation", "--interval-seconds", "10", "--kubeconfig", e.cp.kubeconfigPath, "--namespace", NS],
+      {
+        env: {
+          PATH: process.env.PATH ?? "",
+          AWS_ENDPOINT_URL: e.moto?.endpoint,
+          AWS_ACCESS_KEY_ID: "testing",
+          AWS_SECRET_ACCESS_KEY: "testing",
+          AWS_REGION: "us-east-1",
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      out += c;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      const t0 = Date.now();
+      while (!out.includes('"msg":"rotation check done"')) {
+        assert.ok(Date.now() - t0 < 30_000, `no check within 30 s: ${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(child.exitCode, null, "still running between checks");
+      child.kill("SIGTERM");
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 5000))]);
+      assert.equal(code, 0);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   test("bad flags: exit 2 naming the flag and its variable", async () => {
