@@ -40,7 +40,8 @@ const admissionResponseSchema = {
           properties: { code: { type: "integer" }, message: { type: "string" }, reason: { type: "string" } },
         },
         patchType: { type: "string" },
-        patch: { type: "string" },
+        // Base64 has nothing to escape: copied as is instead of scanned (5+ KB per admission).
+        patch: { type: "string", format: "unsafe" },
         warnings: { type: "array", items: { type: "string" } },
       },
       required: ["uid", "allowed"],
