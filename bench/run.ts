@@ -31,8 +31,11 @@ md.push(
   `Measured ${result.date.slice(0, 10)} on ${result.machine.cpus} × ${result.machine.cpu}, Node ${result.machine.node} (\`npm run bench\`).`,
   "",
 );
+const where = webhook.pinned
+  ? `its own process pinned to one core (CPU ${webhook.pinned.webhookCpu}; the load generator on CPU ${webhook.pinned.generatorCpu})`
+  : "its own process (not pinned: no taskset or a single CPU)";
 md.push(
-  "**Webhook** (its own process, TLS on loopback, default log level so each admission writes its audit line; a pod with 3 containers and 10 secret references):",
+  `**Webhook** (${where}, TLS on loopback, default log level so each admission writes its audit line; a pod with 3 containers and 10 secret references):`,
   "",
 );
 md.push(

@@ -1,7 +1,7 @@
-// Webhook under load: the real bundled server in its own process, over TLS on loopback, at its
-// default log level (so every admission writes its audit line, to a file as a pod's stdout would
-// go to the node), answering a realistic AdmissionReview (a Deployment's pod with 3 containers and
-// 10 secret references).
+// Webhook under load: the real bundled server in its own process, pinned to one core (the load
+// generator, this process, gets another), over TLS on loopback, at its default log level (so every
+// admission writes its audit line, to a file as a pod's stdout would go to the node), answering a
+// realistic AdmissionReview (a Deployment's pod with 3 containers and 10 secret references).
 //
 // - closed loop (autocannon) at 1, 16 and 64 connections: throughput and latency when saturated;
 // - fixed rate 1,000/s (bench/open-loop.ts: a request due every millisecond whatever the server
@@ -156,6 +156,26 @@ async function measured<T>(pid: number, work: () => Promise<T>) {
   };
 }
 
+/**
+ * "One core", literally: with taskset and 2+ CPUs, the webhook process (all its threads) runs on the
+ * last CPU and this process — the load generator — on the first, so that neither takes the other's
+ * core. Other processes on the machine can still use both (see otherLoadPercent).
+ */
+function pinning(): { webhookCpu: number; generatorCpu: number; allCpus: string } | undefined {
+  const n = cpus().length;
+  if (n < 2) return undefined;
+  try {
+    execFileSync("taskset", ["-V"], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  return { webhookCpu: n - 1, generatorCpu: 0, allCpus: `0-${n - 1}` };
+}
+
+function pinSelf(cpuList: string): void {
+  execFileSync("taskset", ["-a", "-cp", cpuList, String(process.pid)], { stdio: "ignore" });
+}
+
 interface BenchWebhook {
   url: string;
   ca: string;
@@ -164,7 +184,7 @@ interface BenchWebhook {
 }
 
 /** The bundled webhook, its output straight to a file (not through this process's event loop). */
-async function startBenchWebhook(): Promise<BenchWebhook> {
+async function startBenchWebhook(cpu: number | undefined): Promise<BenchWebhook> {
   const cli = requireBundle();
   const dir = await mkdtemp(join(tmpdir(), "sm-injector-bench-"));
   const ca = await generateCA(dir, "webhook-ca");
@@ -172,9 +192,13 @@ async function startBenchWebhook(): Promise<BenchWebhook> {
   const port = await getFreePort();
   const logPath = join(dir, "webhook.log");
   const out = openSync(logPath, "a");
+  // taskset execs node in place, so the pid is the webhook's.
+  const [command, ...prefix] =
+    cpu === undefined ? [process.execPath] : ["taskset", "-c", String(cpu), process.execPath];
   const child = spawn(
-    process.execPath,
+    command as string,
     [
+      ...prefix,
       cli,
       "webhook",
       "--host",
@@ -249,10 +273,14 @@ export async function benchWebhook(opts: {
     errors: number;
     met: boolean;
   };
+  /** CPUs the webhook and the load generator were pinned to, if they were. */
+  pinned: { webhookCpu: number; generatorCpu: number } | undefined;
   rssBeforeKiB: number;
   rssAfterKiB: number;
 }> {
-  const wh = await startBenchWebhook();
+  const pin = pinning();
+  const wh = await startBenchWebhook(pin?.webhookCpu);
+  if (pin) pinSelf(String(pin.generatorCpu));
   try {
     const body = JSON.stringify(admissionReview(realisticPod()));
     const check = await postOnce(wh, body);
@@ -283,7 +311,7 @@ export async function benchWebhook(opts: {
       });
     }
 
-    const runs = opts.fixedRateRuns ?? 3;
+    const runs = opts.fixedRateRuns ?? 5;
     for (let i = 1; i <= runs; i++) {
       opts.log(`webhook: fixed rate ${FIXED_RATE}/s, run ${i}/${runs}, ${opts.seconds} s`);
       const warmupSeconds = 1;
@@ -331,10 +359,12 @@ export async function benchWebhook(opts: {
         errors,
         met: medianP99Ms < TARGET_P99_MS && errors === 0,
       },
+      pinned: pin ? { webhookCpu: pin.webhookCpu, generatorCpu: pin.generatorCpu } : undefined,
       rssBeforeKiB,
       rssAfterKiB: rssKiB(wh.pid),
     };
   } finally {
+    if (pin) pinSelf(pin.allCpus);
     await wh.stop();
   }
 }
