@@ -89,14 +89,21 @@ const yellow = paint("33");
 const OK = green("✓");
 const BAD = red("✗");
 
+/** Everything the demo printed, for its own leak check. */
+let printed = "";
+function say(text: string): void {
+  printed += text;
+  process.stdout.write(text);
+}
+
 const TOTAL_STEPS = 8;
 let stepStarted = 0;
 function step(n: number, title: string): void {
   stepStarted = performance.now();
-  process.stdout.write(`\n${bold(`[${n}/${TOTAL_STEPS}]`)} ${bold(title)}\n`);
+  say(`\n${bold(`[${n}/${TOTAL_STEPS}]`)} ${bold(title)}\n`);
 }
 function line(text = ""): void {
-  process.stdout.write(`      ${text}\n`);
+  say(`      ${text}\n`);
 }
 function took(): string {
   return dim(`(${formatMs(performance.now() - stepStarted)})`);
@@ -111,7 +118,7 @@ function table(rows: string[][], indent = "      "): void {
   for (const r of rows)
     for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, visible(c).length);
   for (const r of rows)
-    process.stdout.write(
+    say(
       `${indent}${r.map((c, i) => (i === r.length - 1 ? c : c + " ".repeat((widths[i] ?? 0) - visible(c).length))).join("  ")}\n`,
     );
 }
@@ -127,6 +134,9 @@ const scratch = mkdtempSync(path.join(existsSync("/dev/shm") ? "/dev/shm" : tmpd
 chmodSync(scratch, 0o755);
 let env: E2E | undefined;
 let podRun: PodRun | undefined;
+/** The cleanups of every pod run (registered before the run creates anything: Ctrl-C may come mid-run). */
+const podCleanups: Array<() => Promise<void>> = [];
+const trackCleanup = (fn: () => Promise<void>) => podCleanups.push(fn);
 let interrupted = false;
 function removeScratchSync(): void {
   rmSync(scratch, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
@@ -141,9 +151,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
       process.exit(SIGNAL_EXIT[signal]);
     }
     interrupted = true;
-    process.stdout.write(
-      `\n${yellow(`${signal}: stopping`)} the control plane, moto and the webhook… (again to force)\n`,
-    );
+    say(`\n${yellow(`${signal}: stopping`)} the control plane, moto and the webhook… (again to force)\n`);
     // An orderly stop (waits for every process to exit), bounded; then the exit hooks finish the job.
     const force = setTimeout(() => process.exit(SIGNAL_EXIT[signal]), 15_000);
     force.unref();
@@ -158,12 +166,10 @@ let cleaned: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaned ??= (async () => {
     const t0 = performance.now();
-    await podRun?.cleanup();
+    for (const fn of podCleanups) await fn().catch(() => {});
     await env?.stop();
     removeScratchSync();
-    process.stdout.write(
-      `\nStopped everything and removed its files ${dim(`(${formatMs(performance.now() - t0)})`)}.\n`,
-    );
+    say(`\nStopped everything and removed its files ${dim(`(${formatMs(performance.now() - t0)})`)}.\n`);
   })();
   return cleaned;
 }
@@ -334,7 +340,7 @@ async function main(): Promise<number> {
     },
   });
   if (opts.help) {
-    process.stdout.write(`${USAGE}\n`);
+    say(`${USAGE}\n`);
     return 0;
   }
   const exampleFile = path.resolve(REPO_ROOT, opts.example as string);
@@ -353,7 +359,7 @@ async function main(): Promise<number> {
   if (!cannotRun && typeof app === "string") throw new DemoError(app);
 
   const t0 = performance.now();
-  process.stdout.write(
+  say(
     `${bold("sm-injector demo")}: ${path.relative(REPO_ROOT, exampleFile)} on a local control plane, with moto as Secrets Manager and STS.\n`,
   );
 
@@ -514,7 +520,14 @@ async function main(): Promise<number> {
   writeStandIns(pod.spec?.containers ?? []);
   const images: Record<string, ImageConfig> = { [INIT_IMAGE]: sminjectorImage() };
   for (const c of pod.spec?.containers ?? []) if (c.image) images[c.image] = app;
-  podRun = await runPod({ core: env.core, pod, images, scratchRoot: scratch, timeoutMs: 90_000 });
+  podRun = await runPod({
+    core: env.core,
+    pod,
+    images,
+    scratchRoot: scratch,
+    timeoutMs: 90_000,
+    onCleanup: trackCleanup,
+  });
   const init = showInit(pod, podRun);
   // The kubelet's part: the pod's status, with the init container's termination message.
   await reportStatus(env.core, pod, podRun);
@@ -548,12 +561,12 @@ async function main(): Promise<number> {
   }
 
   // The promise: no value anywhere but in the memory-backed file and the app.
-  places.push(["the webhook's log", env.webhookLog()]);
+  places.push(["the webhook's log", env.webhookLog()], ["this demo's own output", printed]);
   const leaks = secrets
     .flatMap((s) => s.parts)
     .flatMap((v) => places.filter(([, text]) => text.includes(v)).map(([w]) => w));
   if (leaks.length > 0) throw new DemoError(`a secret value appears in ${[...new Set(leaks)].join(", ")}`);
-  process.stdout.write(`\n${OK} No secret value in ${places.map(([w]) => w).join(", ")}.\n`);
+  say(`\n${OK} No secret value in ${places.map(([w]) => w).join(", ")}.\n`);
   return finish(opts.keep, t0, false);
 }
 
@@ -597,7 +610,7 @@ function showInit(pod: V1Pod, run: PodRun): ContainerRun {
     }
   }
   if (init.exitCode !== 0) {
-    process.stdout.write(init.stderr.toString("utf8"));
+    say(init.stderr.toString("utf8"));
     throw new DemoError("the init container failed (its message is above); the app would not start");
   }
   return init;
@@ -705,6 +718,7 @@ async function showRotation(ctx: {
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       },
       encoding: "utf8",
+      timeout: 120_000,
     },
   );
   const logs = rotation.stdout
@@ -778,13 +792,11 @@ function listFiles(dir: string): string[] {
 }
 
 async function finish(keep: boolean | undefined, t0: number, partial: boolean): Promise<number> {
-  process.stdout.write(
-    `\n${bold(partial ? "Done up to the mutation" : "Done")} in ${formatMs(performance.now() - t0)}.\n`,
-  );
+  say(`\n${bold(partial ? "Done up to the mutation" : "Done")} in ${formatMs(performance.now() - t0)}.\n`);
   if (keep && env) {
     const kubeconfig = path.join(scratch, "kubeconfig");
     copyFileSync(env.cp.kubeconfigPath, kubeconfig);
-    process.stdout.write(
+    say(
       `\nStill running (--keep). Look around, then press Ctrl-C:\n  export KUBECONFIG=${kubeconfig}\n  kubectl get pods -A; kubectl get mutatingwebhookconfigurations -o yaml\n`,
     );
     await new Promise(() => {});

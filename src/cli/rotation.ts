@@ -12,6 +12,10 @@ export const ROTATION_OPTIONS = {
     "never restart one workload more often (default 600)",
   ],
   concurrency: ["SM_INJECTOR_CONCURRENCY", "DescribeSecret calls in flight (default 8)"],
+  "max-restarts-per-check": [
+    "SM_INJECTOR_MAX_RESTARTS_PER_CHECK",
+    "workloads restarted per check at most; the rest wait for the next (default 10)",
+  ],
   "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
   once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
   "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
@@ -29,6 +33,7 @@ const RotationConfigSchema = z.strictObject({
   intervalSeconds: Int(10, 86_400).default(300),
   minRestartIntervalSeconds: Int(0, 7 * 86_400).default(600),
   concurrency: Int(1, 64).default(8),
+  maxRestartsPerCheck: Int(1, 1000).default(10),
   dryRun: Bool,
   once: Bool,
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -116,6 +121,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     minRestartIntervalMs: config.minRestartIntervalSeconds * 1000,
     dryRun: config.dryRun,
     concurrency: config.concurrency,
+    maxRestartsPerCheck: config.maxRestartsPerCheck,
   };
   let stopping = false;
   let wake: (() => void) | undefined;
@@ -132,7 +138,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
       try {
         // A check that hangs (an API call that never answers) must not stop the controller silently:
         // after the deadline it exits non-zero, and the kubelet restarts it.
-        const deadlineMs = Math.min(config.intervalSeconds, 300) * 1000;
+        const deadlineMs = 300_000;
         let timer: NodeJS.Timeout | undefined;
         const r = await Promise.race([
           rotationCycle(deps, options),
@@ -171,7 +177,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
           "rotation check failed",
         );
       }
-      if (config.once) break;
+      if (config.once || stopping) break; // SIGTERM during the check: stop now, not after a sleep
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, config.intervalSeconds * 1000);
         wake = () => {

@@ -80,15 +80,18 @@ export interface BatchResult {
   attempts: number;
 }
 
-/** Whether an answer's entry is the secret asked for by name, full ARN or partial ARN (no suffix). */
-function isEntryFor(entry: SecretValueEntry, secretId: string): boolean {
-  if (entry.Name === secretId || entry.ARN === secretId) return true;
-  // A partial ARN leaves out the "-" and 6 random characters AWS appends to the name.
-  return (
-    secretId.startsWith("arn:") &&
-    entry.ARN?.length === secretId.length + 7 &&
-    entry.ARN.startsWith(`${secretId}-`)
+/**
+ * The answer's entry for a requested id: its name or full ARN exactly, else (for a partial ARN, which
+ * leaves out the "-" and 6 random characters AWS appends to the name) the one ARN it is a prefix of.
+ * Exact matches first: a secret may be named like another one's ARN suffix.
+ */
+function entryFor(entries: readonly SecretValueEntry[], secretId: string): SecretValueEntry | undefined {
+  const exact = entries.find((e) => e.Name === secretId || e.ARN === secretId);
+  if (exact || !secretId.startsWith("arn:")) return exact;
+  const partial = entries.filter(
+    (e) => e.ARN?.length === secretId.length + 7 && e.ARN.startsWith(`${secretId}-`),
   );
+  return partial.length === 1 ? partial[0] : undefined;
 }
 
 function fetchedFrom(
@@ -242,22 +245,24 @@ export class SecretFetcher {
   }
 
   /**
-   * One BatchGetSecretValue for `sources` (one region, at most 20, see planCalls), retried like
-   * get(). Throws AwsCallError when the call itself fails (e.g. AccessDenied without the
-   * secretsmanager:BatchGetSecretValue permission): the caller then falls back to get().
+   * One BatchGetSecretValue for `sources` (one region, at most 20, see planCalls), not retried.
+   * Throws AwsCallError when the call fails (AccessDenied without the
+   * secretsmanager:BatchGetSecretValue permission, throttling, ...): the caller then uses get().
    */
   async getBatch(sources: readonly SecretSource[]): Promise<BatchResult> {
     const region = sources[0]?.region;
     await this.ensureCredentials(region);
     const client = this.client(region);
     const ids = [...new Set(sources.map((s) => s.secretId))];
+    // One attempt: on any failure (throttling included: its quota is 100 calls/s per region, where
+    // GetSecretValue's is 10,000) the caller reads the secrets one by one instead.
     const { value: out, attempts } = await withRetries(
       () =>
         client.send(new BatchGetSecretValueCommand({ SecretIdList: ids }), {
           abortSignal: this.opts.signal,
         }),
       {
-        policy: this.retry,
+        policy: { ...this.retry, maxAttempts: 1 },
         signal: this.opts.signal,
         ...(this.opts.onAttempt && { onAttempt: this.opts.onAttempt }),
       },
@@ -266,7 +271,7 @@ export class SecretFetcher {
     const unresolved: BatchResult["unresolved"] = [];
     const entries = out.SecretValues ?? [];
     for (const id of ids) {
-      const entry = entries.find((e) => isEntryFor(e, id));
+      const entry = entryFor(entries, id);
       if (entry) {
         fetched.set(id, fetchedFrom(id, entry));
         continue;

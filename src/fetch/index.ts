@@ -79,6 +79,7 @@ async function recordVersions(
   sources: readonly SecretSource[],
   fetched: ReadonlyMap<string, FetchOutcome>,
   defaultRegion: string | undefined,
+  limit: number,
 ): Promise<boolean> {
   const records: VersionRecord[] = [];
   for (const s of sources) {
@@ -95,7 +96,7 @@ async function recordVersions(
   try {
     fh = await open(file, "r+"); // never created here: only the kubelet's file
     await fh.truncate(0);
-    await fh.write(encodeVersions(records), 0);
+    await fh.write(encodeVersions(records, limit), 0);
     return true;
   } catch {
     return false;
@@ -230,9 +231,10 @@ export async function runFetch(io: FetchIO): Promise<number> {
     }
   };
 
-  // Up to 20 secrets of a region in one BatchGetSecretValue. What it does not return (a missing
-  // secret, one the role may not read) is fetched again with GetSecretValue, whose error is the
-  // one reported; without the batch permission, everything is fetched one by one.
+  // With spec.batch, up to 20 secrets of a region in one BatchGetSecretValue. What it does not
+  // return (a missing secret, one the role may not read), and everything when the call fails, is
+  // read afterwards with GetSecretValue, whose error is the one reported.
+  const later: SecretSource[] = [];
   const fetchBatch = async (batch: SecretSource[]) => {
     const t0 = performance.now();
     let result: BatchResult;
@@ -250,31 +252,36 @@ export async function runFetch(io: FetchIO): Promise<number> {
           secrets: batch.length,
           code: err.code,
           hint: err.code.startsWith("AccessDenied")
-            ? 'allow secretsmanager:BatchGetSecretValue (Resource "*") to the role for fewer calls'
+            ? 'allow secretsmanager:BatchGetSecretValue (Resource "*") to the role, or run the webhook without --batch-get-secret-value'
             : undefined,
         },
-        "BatchGetSecretValue failed; fetching these secrets one by one",
+        "BatchGetSecretValue failed; reading these secrets one by one",
       );
-      await forEachBounded(batch, spec.concurrency, fetchOne);
+      later.push(...batch);
       return;
     }
     for (const s of batch) {
       const r = result.fetched.get(s.secretId);
-      if (!r) continue;
+      if (!r) {
+        later.push(s);
+        continue;
+      }
       fetched.set(sourceKey(s), r);
       logFetched(r, "BatchGetSecretValue", result.attempts, t0);
     }
-    await forEachBounded(
-      batch.filter((s) => !result.fetched.has(s.secretId)),
-      spec.concurrency,
-      fetchOne,
-    );
   };
 
   try {
-    const { batches, singles } = planCalls([...sources.values()]);
-    const calls = [...batches.map((b) => () => fetchBatch(b)), ...singles.map((s) => () => fetchOne(s))];
+    const plan = spec.batch
+      ? planCalls([...sources.values()])
+      : { batches: [], singles: [...sources.values()] };
+    const calls = [
+      ...plan.batches.map((b) => () => fetchBatch(b)),
+      ...plan.singles.map((s) => () => fetchOne(s)),
+    ];
     await forEachBounded(calls, spec.concurrency, (call) => call());
+    // Never more than spec.concurrency calls in flight: the fallback runs after the batches.
+    await forEachBounded(later, spec.concurrency, fetchOne);
   } finally {
     clearTimeout(timer);
     fetcher.destroy();
@@ -312,6 +319,7 @@ export async function runFetch(io: FetchIO): Promise<number> {
     [...sources.values()],
     fetched,
     ctx.defaultRegion,
+    spec.messageBytes,
   );
 
   log.info(

@@ -100,7 +100,14 @@ function initSecurityContext(run: RunAs): V1SecurityContext {
 }
 
 /** The JSON the init container reads from SM_INJECTOR_SPEC (its entries are the spec's own, not copies). */
-export function buildFetchSpec(spec: InjectionSpec, mode: number, config: InjectorConfig): FetchSpecInput {
+export function buildFetchSpec(
+  spec: InjectionSpec,
+  mode: number,
+  config: InjectorConfig,
+  containersInPod = 1,
+): FetchSpecInput {
+  // The kubelet keeps 12 KiB of termination messages per pod, at most 4 KiB per container.
+  const messageBytes = Math.min(4096, Math.floor(12288 / Math.max(1, containersInPod)));
   return {
     version: 1,
     format: spec.format,
@@ -110,6 +117,8 @@ export function buildFetchSpec(spec: InjectionSpec, mode: number, config: Inject
     timeoutSeconds: spec.timeoutSeconds,
     concurrency: config.concurrency,
     entries: [...spec.entries],
+    ...(config.batchGetSecretValue && { batch: true }),
+    ...(messageBytes < 4096 && { messageBytes }),
   };
 }
 
@@ -148,7 +157,18 @@ export function mutatePod(
   const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
 
   const env: V1EnvVar[] = [
-    { name: FETCH_SPEC_ENV, value: JSON.stringify(buildFetchSpec(spec, run.mode, config)) },
+    {
+      name: FETCH_SPEC_ENV,
+      value: JSON.stringify(
+        buildFetchSpec(
+          spec,
+          run.mode,
+          config,
+          // ours included; sidecars injected after us are not known (the digest survives truncation)
+          spec0.containers.length + (spec0.initContainers?.length ?? 0) + 1,
+        ),
+      ),
+    },
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
     { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },

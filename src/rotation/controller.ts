@@ -21,6 +21,7 @@ import {
   changesFor,
   decideRestarts,
   describeChange,
+  type OwnerRef,
   type PodView,
   podView,
   RESTARTED_AT_ANNOTATION,
@@ -33,10 +34,13 @@ import {
 export interface RotationDeps {
   /** Pods labelled for injection (in one namespace, or all). */
   listPods(): Promise<V1Pod[]>;
-  /** The controller of a ReplicaSet (a Deployment), if any. */
-  replicaSetOwner(namespace: string, name: string): Promise<{ kind: string; name: string } | undefined>;
-  /** The pod template annotations of a workload; undefined when it is gone. */
-  templateAnnotations(w: Workload): Promise<Record<string, string> | undefined>;
+  /** A ReplicaSet's uid and controller (a Deployment), if it exists. */
+  replicaSet(
+    namespace: string,
+    name: string,
+  ): Promise<{ uid: string; owner: OwnerRef | undefined } | undefined>;
+  /** A workload's uid and pod template annotations; undefined when it is gone. */
+  workload(w: Workload): Promise<{ uid: string; annotations: Record<string, string> } | undefined>;
   /** Merges these annotations into the workload's pod template (a rolling restart). */
   stampTemplate(w: Workload, annotations: Record<string, string>): Promise<void>;
   /** DescribeSecret's VersionIdsToStages: version id → its stages. */
@@ -47,6 +51,8 @@ export interface RotationDeps {
 
 export interface RotationOptions {
   minRestartIntervalMs: number;
+  /** Workloads restarted per check at most; the others wait for the next check (default 10). */
+  maxRestartsPerCheck?: number;
   dryRun: boolean;
   /** DescribeSecret calls in flight. */
   concurrency?: number;
@@ -97,6 +103,11 @@ export async function rotationCycle(deps: RotationDeps, opts: RotationOptions): 
         current.set(versionKey(ref), version ?? null);
       }
     } catch (e) {
+      if (errorCode(e) === "ResourceNotFoundException") {
+        // Deleted (or never there: an optional reference): nothing to restart into.
+        for (const ref of s.refs) current.set(versionKey(ref), null);
+        return;
+      }
       describeErrors++;
       // Unknown is never a reason to restart.
       deps.log.warn(
@@ -115,29 +126,40 @@ export async function rotationCycle(deps: RotationDeps, opts: RotationOptions): 
   // Stale pods and the workloads that own them.
   const held: CycleReport["held"] = [];
   const stale: Array<{ pod: PodView; workload: Workload; changes: Change[] }> = [];
-  const rsOwners = new Map<string, Promise<{ kind: string; name: string } | undefined>>();
+  const replicaSets = new Map<string, Promise<{ uid: string; owner: OwnerRef | undefined } | undefined>>();
   for (const pod of views) {
     const changes = changesFor(pod, current);
     if (changes.length === 0) continue;
     let workload: Workload | undefined;
-    if (pod.owner?.kind === "StatefulSet" || pod.owner?.kind === "DaemonSet")
-      workload = { kind: pod.owner.kind, namespace: pod.namespace, name: pod.owner.name };
-    else if (pod.owner?.kind === "ReplicaSet") {
-      const key = `${pod.namespace}/${pod.owner.name}`;
-      let owner = rsOwners.get(key);
-      if (!owner) {
-        owner = deps.replicaSetOwner(pod.namespace, pod.owner.name);
-        rsOwners.set(key, owner);
+    const owner = pod.owner?.apiVersion === "apps/v1" ? pod.owner : undefined;
+    if (owner?.kind === "StatefulSet" || owner?.kind === "DaemonSet")
+      workload = { kind: owner.kind, namespace: pod.namespace, name: owner.name, uid: owner.uid };
+    else if (owner?.kind === "ReplicaSet") {
+      const key = `${pod.namespace}/${owner.name}`;
+      let rs = replicaSets.get(key);
+      if (!rs) {
+        rs = deps.replicaSet(pod.namespace, owner.name);
+        replicaSets.set(key, rs);
       }
-      const rsOwner = await owner.catch(() => undefined);
-      if (rsOwner?.kind === "Deployment")
-        workload = { kind: "Deployment", namespace: pod.namespace, name: rsOwner.name };
+      const found = await rs.catch(() => undefined);
+      // The ReplicaSet the pod names (same uid), owned by an apps/v1 Deployment.
+      if (
+        found?.uid === owner.uid &&
+        found.owner?.apiVersion === "apps/v1" &&
+        found.owner.kind === "Deployment"
+      )
+        workload = {
+          kind: "Deployment",
+          namespace: pod.namespace,
+          name: found.owner.name,
+          uid: found.owner.uid,
+        };
     }
     if (!workload) {
-      const what = pod.owner ? `${pod.owner.kind}/${pod.owner.name}` : "a bare pod";
+      const what = pod.owner ? `${pod.owner.kind}/${pod.owner.name} (${pod.owner.apiVersion})` : "a bare pod";
       held.push({
         workload: `Pod/${pod.namespace}/${pod.name}`,
-        why: `runs an old version but belongs to ${what}, which cannot be rolled: delete the pod to restart it`,
+        why: `runs an old version but belongs to ${what}, which this controller does not roll: delete the pod to restart it`,
       });
       deps.log.warn(
         { namespace: pod.namespace, pod: pod.name, owner: what, changes: changes.map(describeChange) },
@@ -148,10 +170,27 @@ export async function rotationCycle(deps: RotationDeps, opts: RotationOptions): 
     stale.push({ pod, workload, changes });
   }
 
+  // Each workload once: it must still be the object the pods' owner references name.
   const annotations = new Map<string, Record<string, string> | undefined>();
-  for (const s of stale) {
-    const key = `${s.workload.kind}/${s.workload.namespace}/${s.workload.name}`;
-    if (!annotations.has(key)) annotations.set(key, await deps.templateAnnotations(s.workload));
+  const checked: typeof stale = [];
+  for (const st of stale) {
+    const key = `${st.workload.kind}/${st.workload.namespace}/${st.workload.name}`;
+    if (!annotations.has(key)) {
+      try {
+        const w = await deps.workload(st.workload);
+        if (!w || w.uid !== st.workload.uid) {
+          held.push({ workload: st.workload, why: w ? "replaced by another object of that name" : "gone" });
+          annotations.set(key, undefined);
+          continue;
+        }
+        annotations.set(key, w.annotations);
+      } catch (e) {
+        held.push({ workload: st.workload, why: `cannot read it (${errorCode(e)}); next check` });
+        annotations.set(key, undefined);
+        continue;
+      }
+    }
+    if (annotations.get(key) !== undefined) checked.push(st);
   }
   const decision = decideRestarts(stale, (w) => annotations.get(`${w.kind}/${w.namespace}/${w.name}`), {
     now,
@@ -162,7 +201,15 @@ export async function rotationCycle(deps: RotationDeps, opts: RotationOptions): 
 
   const restarted: RestartDecision[] = [];
   let restartErrors = 0;
-  for (const d of decision.restart) {
+  const max = opts.maxRestartsPerCheck ?? 10;
+  for (const d of decision.restart.slice(max)) {
+    held.push({ workload: d.workload, why: `paced: at most ${max} restarts per check` });
+    deps.log.info(
+      { ...d.workload, changes: d.changes.map(describeChange) },
+      "stale, restart paced to the next check",
+    );
+  }
+  for (const d of decision.restart.slice(0, max)) {
     const fields = {
       kind: d.workload.kind,
       namespace: d.workload.namespace,
@@ -231,32 +278,44 @@ export async function realDeps(opts: {
   return {
     log: opts.log,
     async listPods() {
-      const list = opts.namespace
-        ? await core.listNamespacedPod({ namespace: opts.namespace, labelSelector })
-        : await core.listPodForAllNamespaces({ labelSelector });
-      return list.items;
+      // In pages: a large cluster's pods in one response would not fit the controller's memory.
+      const pods: V1Pod[] = [];
+      let cont: string | undefined;
+      do {
+        const page = { labelSelector, limit: 500, ...(cont && { _continue: cont }) };
+        const list = opts.namespace
+          ? await core.listNamespacedPod({ namespace: opts.namespace, ...page })
+          : await core.listPodForAllNamespaces(page);
+        pods.push(...list.items);
+        cont = list.metadata?._continue || undefined;
+      } while (cont);
+      return pods;
     },
-    async replicaSetOwner(namespace, name) {
+    async replicaSet(namespace, name) {
       try {
         const rs = await apps.readNamespacedReplicaSet({ namespace, name });
         const o = rs.metadata?.ownerReferences?.find((r) => r.controller);
-        return o && { kind: o.kind, name: o.name };
+        return {
+          uid: rs.metadata?.uid ?? "",
+          owner: o && { apiVersion: o.apiVersion, kind: o.kind, name: o.name, uid: o.uid },
+        };
       } catch (e) {
         if (notFound(e)) return undefined;
         throw e;
       }
     },
-    async templateAnnotations(w) {
+    async workload(w) {
       try {
         const obj = await readers[w.kind](w.namespace, w.name);
-        return obj.spec?.template.metadata?.annotations ?? {};
+        return { uid: obj.metadata?.uid ?? "", annotations: obj.spec?.template.metadata?.annotations ?? {} };
       } catch (e) {
         if (notFound(e)) return undefined;
         throw e;
       }
     },
     async stampTemplate(w, annotations) {
-      const body = { spec: { template: { metadata: { annotations } } } };
+      // metadata.uid makes the patch conditional: it fails if the object was replaced meanwhile.
+      const body = { metadata: { uid: w.uid }, spec: { template: { metadata: { annotations } } } };
       const options = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
       const args = { namespace: w.namespace, name: w.name, body, fieldManager: "sm-injector-rotation" };
       if (w.kind === "Deployment") await apps.patchNamespacedDeployment(args, options);

@@ -27,13 +27,23 @@ export interface WatchedRef {
   secretId: string;
   region: string;
   stage: string;
+  /** Every entry reading it is optional (the pod starts without it). */
+  optional: boolean;
+}
+
+/** The pod's controller, as its ownerReference names it (kind, name, uid, apiVersion). */
+export interface OwnerRef {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
 }
 
 export interface PodView {
   namespace: string;
   name: string;
   /** The pod's controller (ownerReferences with controller: true), if any. */
-  owner: { kind: string; name: string } | undefined;
+  owner: OwnerRef | undefined;
   refs: WatchedRef[];
   fetched: FetchedVersions;
 }
@@ -46,7 +56,7 @@ export function podView(pod: V1Pod): PodView | PodSkip {
   const name = pod.metadata?.name ?? "";
   const skip = (why: string): PodSkip => ({ namespace, name, skip: why });
   const annotations = pod.metadata?.annotations ?? {};
-  if (annotations[RESTART_ON_ROTATION_ANNOTATION] !== "true") return skip("not opted in");
+  if (annotations[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true") return skip("not opted in");
   if (annotations[STATUS_ANNOTATION] !== "injected") return skip("not injected");
   if (pod.metadata?.deletionTimestamp) return skip("terminating");
   const init = pod.spec?.initContainers?.find((c) => c.name === INIT_CONTAINER_NAME);
@@ -74,21 +84,27 @@ export function podView(pod: V1Pod): PodView | PodSkip {
       secretId: e.source.secretId,
       region: e.source.region ?? defaultRegion,
       stage: e.source.versionStage ?? "AWSCURRENT",
+      optional: e.optional,
     };
-    refs.set(versionKey(ref), ref);
+    const key = versionKey(ref);
+    const seen = refs.get(key);
+    refs.set(key, seen ? { ...seen, optional: seen.optional && ref.optional } : ref);
   }
   if (refs.size === 0) return skip("only pinned versions");
   const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
   return {
     namespace,
     name,
-    owner: owner && { kind: owner.kind, name: owner.name },
+    owner: owner && { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid },
     refs: [...refs.values()],
     fetched,
   };
 }
 
-/** versionKey(ref) → the version id the stage points at now; absent: unknown (not read, or an error). */
+/**
+ * versionKey(ref) → the version id the stage points at now; null: on no version (or no such secret);
+ * absent: unknown (not read, or an error).
+ */
 export type CurrentVersions = ReadonlyMap<string, string | null>;
 
 export interface Change {
@@ -114,27 +130,33 @@ export function changesFor(pod: PodView, current: CurrentVersions): Change[] {
       const from = had.get(key);
       const to = current.get(key);
       if (from === undefined || to === undefined || to === null || to === from) continue;
-      changes.push({ ...ref, from, to });
+      changes.push({ secretId: ref.secretId, region: ref.region, stage: ref.stage, from, to });
     }
     return changes;
   }
-  // Digest only (many secrets): compare the digest of what is current now.
-  const now = pod.refs.map((ref) => ({ ...ref, versionId: current.get(versionKey(ref)) }));
-  if (now.some((r) => r.versionId === undefined || r.versionId === null)) return [];
-  const digest = versionsDigest(now as Array<WatchedRef & { versionId: string }>);
-  if (digest === pod.fetched.digest) return [];
-  return now.map((r) => ({
-    secretId: r.secretId,
-    region: r.region,
-    stage: r.stage,
-    to: r.versionId as string,
-  }));
+  // Digest only (many secrets): compare the digest of what is current now. An optional reference
+  // that points at nothing was not recorded by the init container either: left out. Anything else
+  // unknown or gone means no decision (never restart a pod into a missing required secret).
+  const now: Array<WatchedRef & { versionId: string }> = [];
+  for (const ref of pod.refs) {
+    const v = current.get(versionKey(ref));
+    if (v === undefined) return [];
+    if (v === null) {
+      if (ref.optional) continue;
+      return [];
+    }
+    now.push({ ...ref, versionId: v });
+  }
+  if (versionsDigest(now) === pod.fetched.digest) return [];
+  return now.map((r) => ({ secretId: r.secretId, region: r.region, stage: r.stage, to: r.versionId }));
 }
 
 export interface Workload {
   kind: "Deployment" | "StatefulSet" | "DaemonSet";
   namespace: string;
   name: string;
+  /** The uid the owner reference names: the object patched must be that one, not a namesake. */
+  uid: string;
 }
 
 export interface RestartDecision {

@@ -41,6 +41,8 @@ export const InjectorConfigSchema = z.strictObject({
    * IRSA or Pod Identity fails instead of silently fetching with the node's instance role.
    */
   allowNodeIdentity: z.boolean().default(false),
+  /** Let init containers use BatchGetSecretValue (see FetchSpec.batch). */
+  batchGetSecretValue: z.boolean().default(false),
 });
 export type InjectorConfig = z.infer<typeof InjectorConfigSchema>;
 export type InjectorConfigInput = z.input<typeof InjectorConfigSchema>;

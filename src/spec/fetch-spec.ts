@@ -80,6 +80,17 @@ export const FetchSpecSchema = z.strictObject({
   /** Maximum Secrets Manager calls (GetSecretValue, BatchGetSecretValue) in flight. */
   concurrency: z._default(z.int().check(z.minimum(1), z.maximum(64)), 8),
   entries: z.array(FetchEntrySchema).check(z.minLength(1), z.maxLength(500)),
+  /**
+   * Read up to 20 AWSCURRENT secrets of a region with one BatchGetSecretValue (the webhook's
+   * --batch-get-secret-value): needs that IAM action, and its quota (100 calls/s per region) is far
+   * below GetSecretValue's, so any failure falls back to GetSecretValue.
+   */
+  batch: z._default(z.boolean(), false),
+  /**
+   * Largest termination message the kubelet keeps for this container: 4096 bytes, but 12 KiB shared
+   * by all of a pod's containers, so less in pods with more than three.
+   */
+  messageBytes: z._default(z.int().check(z.minimum(64), z.maximum(4096)), 4096),
 });
 export type FetchSpec = z.infer<typeof FetchSpecSchema>;
 /** The spec as written by the webhook (defaults may be omitted). */

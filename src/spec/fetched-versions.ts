@@ -42,17 +42,23 @@ export function versionsDigest(records: readonly VersionRecord[]): string {
   return createHash("sha256").update(lines.join("\n")).digest("hex");
 }
 
-/** The termination message: JSON, at most 4096 bytes (the records are left out when they would not fit). */
-export function encodeVersions(records: readonly VersionRecord[]): string {
+/**
+ * The termination message: JSON of at most `limit` bytes (the records are left out when they would
+ * not fit). The digest comes first, so that a message cut shorter by the kubelet (12 KiB shared by
+ * all of a pod's containers, sidecars added later included) still carries it.
+ */
+export function encodeVersions(records: readonly VersionRecord[], limit = TERMINATION_MESSAGE_LIMIT): string {
   const digest = versionsDigest(records);
   const full = JSON.stringify({
     [MARKER]: 1,
     digest,
     records: records.map((r) => [r.secretId, r.region, r.stage, r.versionId]),
   });
-  if (Buffer.byteLength(full) <= TERMINATION_MESSAGE_LIMIT) return full;
+  if (Buffer.byteLength(full) <= limit) return full;
   return JSON.stringify({ [MARKER]: 1, digest });
 }
+
+const TRUNCATED = new RegExp(`^\\{"${MARKER}":1,"digest":"([0-9a-f]{64})"`);
 
 /** Reads a termination message; undefined when it is not ours (an old release, an error text). */
 export function decodeVersions(message: string | undefined): FetchedVersions | undefined {
@@ -61,7 +67,9 @@ export function decodeVersions(message: string | undefined): FetchedVersions | u
   try {
     v = JSON.parse(message);
   } catch {
-    return undefined;
+    // Cut short by the kubelet: the digest, at the front, is still whole.
+    const digest = TRUNCATED.exec(message)?.[1];
+    return digest ? { digest } : undefined;
   }
   const o = v as { [MARKER]?: unknown; digest?: unknown; records?: unknown };
   if (o[MARKER] !== 1 || typeof o.digest !== "string" || !/^[0-9a-f]{64}$/.test(o.digest)) return undefined;

@@ -30,7 +30,11 @@ export const WEBHOOK_OPTIONS = {
     "SM_INJECTOR_MAX_TIMEOUT_SECONDS",
     "largest timeout-seconds a pod may ask for (default 300)",
   ],
-  concurrency: ["SM_INJECTOR_CONCURRENCY", "GetSecretValue calls in flight per pod (default 8)"],
+  concurrency: ["SM_INJECTOR_CONCURRENCY", "Secrets Manager calls in flight per pod (default 8)"],
+  "batch-get-secret-value": [
+    "SM_INJECTOR_BATCH_GET_SECRET_VALUE",
+    "true: init containers read up to 20 secrets per call (needs secretsmanager:BatchGetSecretValue; default false)",
+  ],
   "volume-size-limit": ["SM_INJECTOR_VOLUME_SIZE_LIMIT", "memory volume size limit (default 1Mi)"],
   "init-cpu-request": ["SM_INJECTOR_INIT_CPU_REQUEST", "default 50m"],
   "init-memory-request": ["SM_INJECTOR_INIT_MEMORY_REQUEST", "default 64Mi"],
@@ -178,6 +182,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     defaultUid: num("run-as-user"),
     defaultGid: num("run-as-group"),
     allowNodeIdentity: field("allow-node-identity", Bool),
+    batchGetSecretValue: field("batch-get-secret-value", Bool),
   };
   const injectorFlag: Record<string, WebhookOption> = {
     image: "image",
@@ -194,6 +199,7 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     defaultUid: "run-as-user",
     defaultGid: "run-as-group",
     allowNodeIdentity: "allow-node-identity",
+    batchGetSecretValue: "batch-get-secret-value",
   };
   const injector = InjectorConfigSchema.safeParse(
     Object.fromEntries(Object.entries(injectorInput).filter(([, v]) => v !== undefined && v !== "")),

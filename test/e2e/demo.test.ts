@@ -104,7 +104,7 @@ describe("npm run demo", () => {
     const run = startDemo();
     const { code } = await withDeadline(run.exited, 300_000, "the demo");
     const out = run.stdout();
-    assert.equal(code, 0, `${out}\n${run.stderr()}`);
+    assert.equal(code, 0, `${run.stderr()}\n${out}`);
     for (let n = 1; n <= 8; n++) assert.match(out, new RegExp(`\\[${n}/8\\]`), `step ${n} is shown`);
     assert.match(out, /MutatingWebhookConfiguration sm-injector from the Helm chart/);
     assert.match(out, /erp\/production\/database +version [0-9a-f]{8}/);
@@ -128,7 +128,7 @@ describe("npm run demo", () => {
       assert.doesNotMatch(out, /✗/);
       assert.match(
         out,
-        /✓ No secret value in the stored pod, the init container's output, the rotation controller's output, the new pod, its init container's output, the webhook's log/,
+        /✓ No secret value in the stored pod, the init container's output, the rotation controller's output, the new pod, its init container's output, the webhook's log, this demo's own output/,
       );
     } else {
       assert.match(out, /skipped: /);
@@ -147,7 +147,7 @@ describe("npm run demo", () => {
     const run = startDemo(["--example", "examples/command-wrap.yaml"]);
     const { code } = await withDeadline(run.exited, 300_000, "the demo");
     const out = run.stdout();
-    assert.equal(code, 0, `${out}\n${run.stderr()}`);
+    assert.equal(code, 0, `${run.stderr()}\n${out}`);
     assert.match(out, /serviceaccount\/erp-gateway created .*not in the example/);
     assert.match(out, /ran `node server\.js --port 8080` as uid 1000 through the command wrap/);
     for (const [name, from] of <Array<[string, string]>>[

@@ -196,7 +196,6 @@ describe("final failures are not retried", () => {
   });
 
   test("one secret failing fails the run: nothing written, the others' values fetched but discarded", async () => {
-    proxy.always(BATCH, { kind: "access-denied" }); // one by one, so that one call can fail
     proxy.inject(GET, { kind: "access-denied" });
     const r = await run(
       [
@@ -225,8 +224,7 @@ describe("calls made", () => {
     assert.deepEqual([...proxy.counts.keys()], [GET]);
   });
 
-  test("without the batch permission, 12 secrets with concurrency 3: 12 calls, never more than 3 in flight, over 3 kept-alive connections", async () => {
-    proxy.always(BATCH, { kind: "access-denied" });
+  test("12 secrets with concurrency 3: 12 calls, never more than 3 in flight, over 3 kept-alive connections", async () => {
     proxy.delayMs = 50;
     const r = await run(
       Array.from({ length: 12 }, (_, i) => ({
@@ -237,18 +235,12 @@ describe("calls made", () => {
       { concurrency: 3 },
     );
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(proxy.count(BATCH), 1);
     assert.equal(proxy.count(GET), 12);
+    assert.equal(proxy.count(BATCH), 0, "no BatchGetSecretValue unless the spec asks for it");
     assert.equal(proxy.maxInFlight, 3);
     assert.equal(proxy.connections, 3);
     const got = await sourceWithShell("dash", r.file, ["S0", "S11"]);
     assert.equal(got.get("S11")?.toString(), "v11");
-    const fallback = r.logs.find(
-      (l) => l.msg === "BatchGetSecretValue failed; fetching these secrets one by one",
-    );
-    assert.equal(fallback?.code, "AccessDeniedException");
-    assert.match(String(fallback?.hint), /secretsmanager:BatchGetSecretValue/);
-    assert.equal(r.logs.at(-1)?.apiCalls, 13);
   });
 });
 
@@ -259,10 +251,10 @@ const bulk = (from: number, to: number, source: Partial<FetchSpecInput["entries"
     env: `S${from + i}${source.region ? "_EU" : ""}`,
   }));
 
-describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => {
+describe("with batch (--batch-get-secret-value): up to 20 secrets of a region in one BatchGetSecretValue", () => {
   test("12 secrets: one call, no GetSecretValue, every value exact, a log line per secret", async () => {
     proxy.delayMs = 20;
-    const r = await run(bulk(0, 12));
+    const r = await run(bulk(0, 12), { batch: true });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual([...proxy.counts.entries()], [[BATCH, 1]]);
     const got = await sourceWithShell("dash", r.file, ["S0", "S5", "S11"]);
@@ -278,7 +270,7 @@ describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => 
 
   test("45 secrets: three calls of 15, in parallel", async () => {
     proxy.delayMs = 50;
-    const r = await run(bulk(0, 45), { concurrency: 8 });
+    const r = await run(bulk(0, 45), { concurrency: 8, batch: true });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(proxy.count(BATCH), 3);
     assert.equal(proxy.count(GET), 0);
@@ -288,18 +280,21 @@ describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => 
   });
 
   test("one call per region; a pinned version and a lone secret are read with GetSecretValue", async () => {
-    const r = await run([
-      ...bulk(0, 2),
-      ...bulk(0, 2, { region: "eu-west-1" }),
-      { kind: "value", source: { secretId: JWT, versionStage: "AWSCURRENT" }, env: "JWT_CURRENT" },
-      {
-        kind: "value",
-        source: { secretId: JWT, versionStage: "AWSPREVIOUS" },
-        env: "JWT_PREVIOUS",
-        optional: true,
-      },
-      { kind: "value", source: { secretId: DB, region: "us-west-2" }, env: "DB_WEST", optional: true },
-    ]);
+    const r = await run(
+      [
+        ...bulk(0, 2),
+        ...bulk(0, 2, { region: "eu-west-1" }),
+        { kind: "value", source: { secretId: JWT, versionStage: "AWSCURRENT" }, env: "JWT_CURRENT" },
+        {
+          kind: "value",
+          source: { secretId: JWT, versionStage: "AWSPREVIOUS" },
+          env: "JWT_PREVIOUS",
+          optional: true,
+        },
+        { kind: "value", source: { secretId: DB, region: "us-west-2" }, env: "DB_WEST", optional: true },
+      ],
+      { batch: true },
+    );
     assert.equal(r.code, 0, r.stderr);
     // us-east-1: s0, s1 and JWT (AWSCURRENT is what the batch reads); eu-west-1: s0, s1.
     assert.equal(proxy.count(BATCH), 2);
@@ -315,10 +310,13 @@ describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => 
   test("by full and partial ARN: matched to the answer's entries", async () => {
     const { arn } = await moto.createSecret("erp/arn/check", "by-arn");
     const { arn: other } = await moto.createSecret("erp/arn/other", "by-partial-arn");
-    const r = await run([
-      { kind: "value", source: { secretId: arn }, env: "FULL" },
-      { kind: "value", source: { secretId: other.slice(0, -7) }, env: "PARTIAL" },
-    ]);
+    const r = await run(
+      [
+        { kind: "value", source: { secretId: arn }, env: "FULL" },
+        { kind: "value", source: { secretId: other.slice(0, -7) }, env: "PARTIAL" },
+      ],
+      { batch: true },
+    );
     assert.equal(r.code, 0, r.stderr);
     const got = await sourceWithShell("dash", r.file, ["FULL", "PARTIAL"]);
     assert.equal(got.get("FULL")?.toString(), "by-arn");
@@ -327,11 +325,14 @@ describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => 
   });
 
   test("a secret the batch does not return is read again alone: its error is GetSecretValue's", async () => {
-    const r = await run([
-      ...one,
-      { kind: "value", source: { secretId: "erp/production/nope" }, env: "NOPE" },
-      { kind: "value", source: { secretId: "erp/production/gone" }, env: "GONE", optional: true },
-    ]);
+    const r = await run(
+      [
+        ...one,
+        { kind: "value", source: { secretId: "erp/production/nope" }, env: "NOPE" },
+        { kind: "value", source: { secretId: "erp/production/gone" }, env: "GONE", optional: true },
+      ],
+      { batch: true },
+    );
     assert.equal(r.code, 1);
     assert.equal(proxy.count(BATCH), 1);
     assert.equal(proxy.count(GET), 2);
@@ -343,19 +344,35 @@ describe("BatchGetSecretValue: up to 20 secrets of a region in one call", () => 
     assert.deepEqual(r.written, []);
   });
 
-  test("throttled, then answered: the batch is retried like a single call", async () => {
-    proxy.inject(BATCH, { kind: "throttle" });
-    const r = await run(bulk(0, 3));
+  test("throttled: not retried (its quota is 1% of GetSecretValue's), read one by one at once", async () => {
+    proxy.always(BATCH, { kind: "throttle" });
+    const r = await run(bulk(0, 3), { batch: true });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(proxy.count(BATCH), 2);
-    assert.equal(proxy.count(GET), 0);
-    assert.ok(r.logs.filter((l) => l.msg === "fetched secret").every((l) => l.attempts === 2));
+    assert.equal(proxy.count(BATCH), 1);
+    assert.equal(proxy.count(GET), 3);
+    assert.ok(r.logs.filter((l) => l.msg === "fetched secret").every((l) => l.api === "GetSecretValue"));
+  });
+
+  test("refused (no permission): one failed call, then one by one, never more than the concurrency in flight", async () => {
+    proxy.always(BATCH, { kind: "access-denied" });
+    proxy.delayMs = 50;
+    const r = await run(bulk(0, 45), { concurrency: 3, batch: true });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.count(BATCH), 3);
+    assert.equal(proxy.count(GET), 45);
+    assert.equal(proxy.maxInFlight, 3);
+    const fallback = r.logs.find(
+      (l) => l.msg === "BatchGetSecretValue failed; reading these secrets one by one",
+    );
+    assert.equal(fallback?.code, "AccessDeniedException");
+    assert.match(String(fallback?.hint), /secretsmanager:BatchGetSecretValue/);
+    assert.equal(r.logs.at(-1)?.apiCalls, 48);
   });
 
   test("an error the batch cannot get past (not throttling): one by one, with the same messages", async () => {
     proxy.always(BATCH, { kind: "status", status: 400, type: "ValidationException", message: "nope" });
     proxy.inject(GET, { kind: "access-denied" });
-    const r = await run(bulk(0, 3), { concurrency: 1 });
+    const r = await run(bulk(0, 3), { concurrency: 1, batch: true });
     assert.equal(r.code, 1);
     assert.equal(proxy.count(BATCH), 1);
     assert.equal(proxy.count(GET), 3);

@@ -469,6 +469,7 @@ describe("rotation.enabled", () => {
     assert.equal(c.args[0], "rotation");
     assert.equal(argValue(c.args, "interval-seconds"), "120");
     assert.equal(argValue(c.args, "dry-run"), "false");
+    assert.equal(argValue(c.args, "max-restarts-per-check"), "10");
     assert.deepEqual(c.env, [{ name: "AWS_REGION", value: "eu-west-1" }]);
     const sa = find(o, "ServiceAccount", "sm-injector-rotation");
     assert.equal(spec.serviceAccountName, sa.metadata.name);
@@ -495,6 +496,14 @@ describe("rotation.enabled", () => {
     // The flags the chart passes are ones the CLI accepts.
     const { loadRotationConfig } = await import("../../src/cli/rotation.ts");
     assert.equal(loadRotationConfig(c.args.slice(1), {}).intervalSeconds, 120);
+  });
+
+  test("a long release name: the controller's names stay distinct from the webhook's", async () => {
+    const release = "r".repeat(50);
+    const o = await renderChart({ "rotation.enabled": true }, { release });
+    const names = all(o, "Deployment").map((d) => d.metadata.name);
+    assert.equal(new Set(names).size, 2, names.join(", "));
+    assert.ok(names.every((n) => n.length <= 63));
   });
 
   test("rotation.namespace: a Role and RoleBinding in that namespace, and --namespace", async () => {

@@ -43,3 +43,26 @@ test("each kind of refusal says where and what", () => {
   assert.match(firstProblem({ ...valid, entries: [{ kind: "other" }] }), /^entries\.0(\.kind)?: /);
   assert.equal(firstProblem(null), "spec: expected object");
 });
+
+test("the webhook's spec: batch only with --batch-get-secret-value, messageBytes only below 4096", async () => {
+  const { buildFetchSpec } = await import("../../src/mutate/pod.ts");
+  const { InjectorConfigSchema } = await import("../../src/spec/config.ts");
+  const { loadWebhookConfig } = await import("../../src/webhook/config.ts");
+  const flags = (extra: string[]) =>
+    loadWebhookConfig(["--tls-cert-file=c", "--tls-key-file=k", "--image=i", ...extra], {}).injector;
+  const spec = {
+    format: "shell",
+    outputDir: "/run/sm-injector",
+    fileName: "env",
+    timeoutSeconds: 60,
+    entries: valid.entries,
+  } as unknown as Parameters<typeof buildFetchSpec>[0];
+  const off = buildFetchSpec(spec, 0o400, InjectorConfigSchema.parse({ image: "i" }), 2);
+  assert.equal("batch" in off, false);
+  assert.equal("messageBytes" in off, false, "4096 for up to three containers: left out");
+  const on = buildFetchSpec(spec, 0o400, flags(["--batch-get-secret-value=true"]), 5);
+  assert.equal(on.batch, true);
+  assert.equal(on.messageBytes, Math.floor(12288 / 5));
+  assert.equal(FetchSpecSchema.parse(on).messageBytes, 2457);
+  assert.throws(() => flags(["--batch-get-secret-value=yes"]), /--batch-get-secret-value/);
+});

@@ -94,8 +94,16 @@ const current = (db: string | null, jwt: string | null) =>
 describe("podView", () => {
   test("the watched references: stages only (a pinned version id never moves), region resolved", () => {
     const v = podView(pod({ records: had })) as PodView;
-    assert.deepEqual(v.refs, [DB, JWT]);
-    assert.deepEqual(v.owner, { kind: "ReplicaSet", name: "erp-api-5d8f7c" });
+    assert.deepEqual(v.refs, [
+      { ...DB, optional: false },
+      { ...JWT, optional: false },
+    ]);
+    assert.deepEqual(v.owner, {
+      apiVersion: "apps/v1",
+      kind: "ReplicaSet",
+      name: "erp-api-5d8f7c",
+      uid: "u",
+    });
   });
 
   test("left alone, with the reason", () => {
@@ -117,6 +125,11 @@ describe("changesFor", () => {
   const v = podView(pod({ records: had })) as PodView;
   test("a moved stage is a change, from → to", () => {
     assert.deepEqual(changesFor(v, current("db-1", "jwt-2")), [{ ...JWT, from: "jwt-1", to: "jwt-2" }]);
+    assert.deepEqual(
+      changesFor(v, current("db-1", null)),
+      [],
+      "a stage on no version: nothing to restart into",
+    );
   });
   test("unchanged, unknown (DescribeSecret failed) or a stage on no version: no change", () => {
     assert.deepEqual(changesFor(v, current("db-1", "jwt-1")), []);
@@ -132,11 +145,27 @@ describe("changesFor", () => {
       "which one is not known: both named",
     );
     assert.deepEqual(changesFor(digestOnly, new Map([[versionKey(DB), "db-2"]])), [], "unknown: no change");
+    assert.deepEqual(changesFor(digestOnly, current("db-2", null)), [], "a required secret gone: no restart");
+    // An optional reference with no secret behind it was not recorded: left out of the comparison.
+    const withOptional = {
+      ...digestOnly,
+      refs: [
+        ...digestOnly.refs,
+        { secretId: "erp/optional", region: "eu-west-1", stage: "AWSCURRENT", optional: true },
+      ],
+    };
+    const opt = new Map([
+      ...current("db-1", "jwt-1"),
+      [versionKey({ secretId: "erp/optional", region: "eu-west-1", stage: "AWSCURRENT" }), null],
+    ]);
+    assert.deepEqual(changesFor(withOptional, opt), []);
+    opt.set(versionKey(DB), "db-2");
+    assert.equal(changesFor(withOptional, opt).length, 2);
   });
 });
 
 describe("decideRestarts", () => {
-  const w: Workload = { kind: "Deployment", namespace: "erp", name: "erp-api" };
+  const w: Workload = { kind: "Deployment", namespace: "erp", name: "erp-api", uid: "d-uid" };
   const v = podView(pod({ records: had })) as PodView;
   const changes = changesFor(v, current("db-1", "jwt-2"));
   const stale = [

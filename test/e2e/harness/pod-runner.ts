@@ -62,6 +62,11 @@ export interface RunPodOptions {
   timeoutMs?: number;
   /** Parent directory of the volumes (default /dev/shm, a tmpfs, when writable). */
   scratchRoot?: string;
+  /**
+   * Receives the run's cleanup before anything is created on the host, for a caller that may be
+   * interrupted (Ctrl-C) while the pod runs. The same function as PodRun.cleanup (idempotent).
+   */
+  onCleanup?: (cleanup: () => Promise<void>) => void;
 }
 
 export interface ContainerRun {
@@ -490,6 +495,7 @@ export async function runPod(opts: RunPodOptions): Promise<PodRun> {
     })();
     return cleaned;
   };
+  opts.onCleanup?.(cleanup);
   try {
     const volumes = await prepareVolumes(opts.core, pod, root);
     const result: PodRun = {
