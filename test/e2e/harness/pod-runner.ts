@@ -454,12 +454,13 @@ async function runContainer(
   const durationMs = Math.round(performance.now() - t0);
   if (r.code === SETUP_FAILED && r.stderr.toString("utf8").includes(SETUP_MARKER))
     throw new Error(`container ${c.name}: ${r.stderr.toString("utf8").trim()}`);
-  let terminationMessage = (await readFile(terminationFile))
-    .subarray(0, TERMINATION_MESSAGE_LIMIT)
-    .toString("utf8");
+  // The kubelet keeps 12 KiB of termination messages per pod, at most 4 KiB per container.
+  const containers = (pod.spec?.containers?.length ?? 0) + (pod.spec?.initContainers?.length ?? 0);
+  const limit = Math.min(TERMINATION_MESSAGE_LIMIT, Math.floor(12288 / Math.max(1, containers)));
+  let terminationMessage = (await readFile(terminationFile)).subarray(0, limit).toString("utf8");
   if (terminationMessage === "" && r.code !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
     const log = Buffer.concat([r.stdout, r.stderr]).toString("utf8").split("\n").slice(-80).join("\n");
-    terminationMessage = log.slice(-TERMINATION_MESSAGE_LIMIT);
+    terminationMessage = log.slice(-limit);
   }
   return {
     name: c.name,
