@@ -6,13 +6,25 @@
 // restart it again for the same versions; the stamped template must still pass the webhook.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import type { V1Deployment, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Deployment,
+  type V1Pod,
+  type V1PodTemplateSpec,
+} from "@kubernetes/client-node";
 import { decodeVersions } from "../../src/spec/fetched-versions.ts";
+import { renderChart } from "../helpers/tools.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { createDeploymentPod } from "./harness/controllers.ts";
-import { INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E } from "./harness/env.ts";
+import { apiError, INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E } from "./harness/env.ts";
 import { IMAGE_PATH, NODE_BIND, sminjectorImage } from "./harness/images.ts";
 import { podRunnerUnsupportedReason, reportStatus, runPod } from "./harness/pod-runner.ts";
 
@@ -21,7 +33,8 @@ const unsupported = podRunnerUnsupportedReason();
 const NS = "erp-rotation";
 const DB = "erp/production/database";
 const JWT = "erp/staging/jwt/secret_key";
-const VALUES = ["rot-db-password-v1", "rot-jwt-key-v1", "rot-jwt-key-v2"];
+const VALUES = ["rot-db-password-v1", "rot-jwt-key-v1", "rot-jwt-key-v2", "rot-jwt-key-v3"];
+const RELEASE_NS = "sm-injector";
 
 let jwtFirst = "";
 let apiPod = "";
@@ -106,11 +119,20 @@ interface RotationRun {
   output: string;
 }
 
-async function rotationOnce(args: string[] = []): Promise<RotationRun> {
+async function rotationOnce(args: string[] = [], kubeconfig?: string): Promise<RotationRun> {
   const e = env();
   const r = await run(
     process.execPath,
-    [CLI, "rotation", "--once", "--kubeconfig", e.cp.kubeconfigPath, "--namespace", NS, ...args],
+    [
+      CLI,
+      "rotation",
+      "--once",
+      "--kubeconfig",
+      kubeconfig ?? e.cp.kubeconfigPath,
+      "--namespace",
+      NS,
+      ...args,
+    ],
     {
       env: {
         PATH: process.env.PATH ?? "",
@@ -257,6 +279,90 @@ describe("sm-injector rotation", { skip: unsupported }, () => {
     } finally {
       child.kill("SIGKILL");
     }
+  });
+
+  test("under the chart's RBAC and admission policies: it restarts, and its token can change nothing else", async () => {
+    const e = env();
+    const release = "sm-injector";
+    await e.core.createNamespace({ body: { metadata: { name: RELEASE_NS } } });
+    const objs = await renderChart({ "rotation.enabled": true }, { namespace: RELEASE_NS, release });
+    const mine = objs.filter(
+      (o) => o.metadata.name.startsWith("sm-injector-rotation") && o.kind !== "Deployment",
+    );
+    assert.deepEqual(mine.map((o) => o.kind).sort(), [
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "ServiceAccount",
+      "ValidatingAdmissionPolicy",
+      "ValidatingAdmissionPolicy",
+      "ValidatingAdmissionPolicyBinding",
+      "ValidatingAdmissionPolicyBinding",
+    ]);
+    const objects = KubernetesObjectApi.makeApiClient(e.cp.kubeConfig);
+    for (const o of mine)
+      await objects.create({
+        ...o,
+        metadata: { ...o.metadata, namespace: o.kind === "ServiceAccount" ? RELEASE_NS : undefined },
+      } as never);
+    // A kubeconfig with the controller's own ServiceAccount token.
+    const { status } = await e.core.createNamespacedServiceAccountToken({
+      namespace: RELEASE_NS,
+      name: "sm-injector-rotation",
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [
+        { name: "c", server: e.cp.apiServerUrl, caData: Buffer.from(e.cp.caCertPem).toString("base64") },
+      ],
+      users: [{ name: "rotation", token: status?.token }],
+      contexts: [{ name: "c", cluster: "c", user: "rotation" }],
+      currentContext: "c",
+    });
+    const kubeconfig = path.join(e.cp.workDir, "rotation-kubeconfig");
+    await writeFile(kubeconfig, kc.exportConfig());
+    const asController = kc.makeApiClient(AppsV1Api);
+    const patch = (body: object, dryRun?: "All") =>
+      asController.patchNamespacedDeployment(
+        { namespace: NS, name: "erp-api", body, ...(dryRun && { dryRun }) },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    const refusal = (body: object, dryRun?: "All") =>
+      patch(body, dryRun).then(
+        () => undefined,
+        (err: unknown) => apiError(err),
+      );
+    // The API server picks new policies up asynchronously: wait (with dry runs) until they apply.
+    for (const t0 = Date.now(); !(await refusal({ spec: { replicas: 7 } }, "All")); ) {
+      assert.ok(Date.now() - t0 < 30_000, "the admission policy never applied");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const refused = async (body: object, message: RegExp) => {
+      const error = await refusal(body);
+      assert.ok(error, `allowed: ${JSON.stringify(body)}`);
+      assert.match(error.message, message);
+    };
+    await refused({ spec: { replicas: 7 } }, /may not scale/);
+    await refused(
+      { spec: { template: { spec: { containers: [{ name: "api", image: "evil:latest" }] } } } },
+      /may not change the pod spec/,
+    );
+    await refused(
+      {
+        spec: { template: { metadata: { annotations: { "sm-injector.io/restart-on-rotation": "false" } } } },
+      },
+      /only change rotation\.sm-injector\.io\/ annotations/,
+    );
+    await refused({ metadata: { labels: { owned: "yes" } } }, /may not change the object's labels/);
+    const d = await e.apps.readNamespacedDeployment({ namespace: NS, name: "erp-api" });
+    assert.equal(d.spec?.replicas, 1);
+    assert.equal(d.spec?.template.spec?.containers[0]?.image, APP_IMAGE);
+
+    // What the controller does is allowed: a new version, one restart, with only its RBAC.
+    await e.moto?.putSecretValue(JWT, "rot-jwt-key-v3");
+    const r = await rotationOnce(["--min-restart-interval-seconds", "0"], kubeconfig);
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual(summary(r)?.restarted, [`Deployment/${NS}/erp-api`], r.output);
   });
 
   test("bad flags: exit 2 naming the flag and its variable", async () => {

@@ -493,6 +493,23 @@ describe("rotation.enabled", () => {
     ]);
     const binding = find(o, "ClusterRoleBinding", "sm-injector-rotation");
     assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: NS }]);
+    // RBAC grants patch on whole objects; admission policies narrow it to the controller's annotations.
+    const policies = all(o, "ValidatingAdmissionPolicy");
+    assert.deepEqual(
+      policies.map((p) => p.spec.matchConstraints.resourceRules[0].resources),
+      [["deployments", "statefulsets"], ["daemonsets"]],
+    );
+    for (const p of policies) {
+      assert.equal(p.spec.failurePolicy, "Fail");
+      assert.equal(
+        p.spec.matchConditions[0].expression,
+        `request.userInfo.username == "system:serviceaccount:${NS}:${sa.metadata.name}"`,
+      );
+      const binding = find(o, "ValidatingAdmissionPolicyBinding", p.metadata.name);
+      assert.deepEqual(binding.spec.validationActions, ["Deny"]);
+    }
+    const unrestricted = await renderChart({ "rotation.enabled": true, "rotation.restrictPatches": false });
+    assert.equal(all(unrestricted, "ValidatingAdmissionPolicy").length, 0);
     // The flags the chart passes are ones the CLI accepts.
     const { loadRotationConfig } = await import("../../src/cli/rotation.ts");
     assert.equal(loadRotationConfig(c.args.slice(1), {}).intervalSeconds, 120);
