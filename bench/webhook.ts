@@ -5,7 +5,8 @@
 //
 // - closed loop (autocannon) at 1, 16 and 64 connections: throughput and latency when saturated;
 // - fixed rate 1,000/s (bench/open-loop.ts: a request due every millisecond whatever the server
-//   does, latency counted from when it was due), several runs: issue 7's target, p99 under 5 ms.
+//   does, latency counted from when it was due), several runs with a polling and a sleeping load
+//   generator: issue 7's target, p99 under 5 ms.
 //
 // Each row also gives the webhook's CPU time per request and how busy the rest of the machine was
 // meanwhile: these 2-core machines are shared, and other work shows up as latency.
@@ -27,6 +28,8 @@ export interface LoadResult {
   /** Connections (closed loop), or the most requests in flight at once (fixed rate). */
   connections: number;
   targetRate?: number;
+  /** Fixed rate only: how the load generator waited between sends (see openLoop's `poll`). */
+  client?: FixedRateClient;
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -45,6 +48,7 @@ export interface LoadResult {
 }
 
 export const FIXED_RATE = 1000;
+export type FixedRateClient = "polling" | "sleeping";
 export const TARGET_P99_MS = 5;
 
 export function realisticPod(): object {
@@ -268,10 +272,14 @@ export async function benchWebhook(opts: {
   fixedRate: {
     rate: number;
     targetP99Ms: number;
-    p99Ms: number[];
-    medianP99Ms: number;
-    errors: number;
-    met: boolean;
+    /** The first is the one the target is judged on. */
+    byClient: {
+      client: FixedRateClient;
+      p99Ms: number[];
+      medianP99Ms: number;
+      errors: number;
+      met: boolean;
+    }[];
   };
   /** CPUs the webhook and the load generator were pinned to, if they were. */
   pinned: { webhookCpu: number; generatorCpu: number } | undefined;
@@ -311,54 +319,60 @@ export async function benchWebhook(opts: {
       });
     }
 
+    // With a core of its own the generator polls (an exact instrument: see openLoop's `poll`); every
+    // polling run is paired with one that sleeps between sends, the usual way, whose numbers
+    // include this generator's 1 ms timer resolution and its CPU's wake-ups.
+    const clients: FixedRateClient[] = pin ? ["polling", "sleeping"] : ["sleeping"];
     const runs = opts.fixedRateRuns ?? 5;
     for (let i = 1; i <= runs; i++) {
-      opts.log(`webhook: fixed rate ${FIXED_RATE}/s, run ${i}/${runs}, ${opts.seconds} s`);
-      const warmupSeconds = 1;
-      const m = await measured(wh.pid, () =>
-        openLoop({
-          url: `${wh.url}/mutate`,
-          ca: wh.ca,
-          body,
-          rate: FIXED_RATE,
-          seconds: opts.seconds,
-          warmupSeconds,
-          maxConnections: 64,
-          expect: '"allowed":true',
-        }),
-      );
-      const r = m.result;
-      results.push({
-        scenario: `fixed rate ${FIXED_RATE}/s, run ${i}`,
-        connections: r.maxInFlight,
-        targetRate: FIXED_RATE,
-        requestsPerSecond: r.requestsPerSecond,
-        p50Ms: r.p50Ms,
-        p99Ms: r.p99Ms,
-        p999Ms: r.p999Ms,
-        errors: r.errors,
-        non2xx: r.non2xx,
-        requests: r.requests,
-        webhookCpuMsPerRequest: round3(m.webhookMs / ((opts.seconds + warmupSeconds) * FIXED_RATE)),
-        otherLoadPercent: m.otherLoadPercent,
-        sendLagP99Ms: r.sendLagP99Ms,
-        p99FromSendMs: r.p99FromSendMs,
-      });
+      for (const client of clients) {
+        opts.log(
+          `webhook: fixed rate ${FIXED_RATE}/s, ${client} client, run ${i}/${runs}, ${opts.seconds} s`,
+        );
+        const warmupSeconds = 1;
+        const m = await measured(wh.pid, () =>
+          openLoop({
+            url: `${wh.url}/mutate`,
+            ca: wh.ca,
+            body,
+            rate: FIXED_RATE,
+            seconds: opts.seconds,
+            warmupSeconds,
+            maxConnections: 64,
+            expect: '"allowed":true',
+            poll: client === "polling",
+          }),
+        );
+        const r = m.result;
+        results.push({
+          scenario: `fixed rate ${FIXED_RATE}/s, ${client} client, run ${i}`,
+          connections: r.maxInFlight,
+          targetRate: FIXED_RATE,
+          client,
+          requestsPerSecond: r.requestsPerSecond,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          p999Ms: r.p999Ms,
+          errors: r.errors,
+          non2xx: r.non2xx,
+          requests: r.requests,
+          webhookCpuMsPerRequest: round3(m.webhookMs / ((opts.seconds + warmupSeconds) * FIXED_RATE)),
+          otherLoadPercent: m.otherLoadPercent,
+          sendLagP99Ms: r.sendLagP99Ms,
+          p99FromSendMs: r.p99FromSendMs,
+        });
+      }
     }
-    const fixed = results.filter((r) => r.targetRate !== undefined);
-    const p99Ms = fixed.map((r) => r.p99Ms);
-    const medianP99Ms = [...p99Ms].sort((a, b) => a - b)[Math.floor(p99Ms.length / 2)] ?? Number.NaN;
-    const errors = fixed.reduce((n, r) => n + r.errors + r.non2xx, 0);
+    const summary = (client: FixedRateClient) => {
+      const rows = results.filter((r) => r.client === client);
+      const p99Ms = rows.map((r) => r.p99Ms);
+      const medianP99Ms = [...p99Ms].sort((x, y) => x - y)[Math.floor(p99Ms.length / 2)] ?? Number.NaN;
+      const errors = rows.reduce((n, r) => n + r.errors + r.non2xx, 0);
+      return { client, p99Ms, medianP99Ms, errors, met: medianP99Ms < TARGET_P99_MS && errors === 0 };
+    };
     return {
       results,
-      fixedRate: {
-        rate: FIXED_RATE,
-        targetP99Ms: TARGET_P99_MS,
-        p99Ms,
-        medianP99Ms,
-        errors,
-        met: medianP99Ms < TARGET_P99_MS && errors === 0,
-      },
+      fixedRate: { rate: FIXED_RATE, targetP99Ms: TARGET_P99_MS, byClient: clients.map(summary) },
       pinned: pin ? { webhookCpu: pin.webhookCpu, generatorCpu: pin.generatorCpu } : undefined,
       rssBeforeKiB,
       rssAfterKiB: rssKiB(wh.pid),
