@@ -168,7 +168,10 @@ export async function startWebhook(
   // A synchronous write is one system call, and no audit line is lost if the process dies.
   const logger =
     opts.logger ??
-    pino({ level: config.logLevel, base: { component: "webhook" } }, pino.destination({ dest: 1, sync: true }));
+    pino(
+      { level: config.logLevel, base: { component: "webhook" } },
+      pino.destination({ dest: 1, sync: true }),
+    );
   const [cert, key] = await Promise.all([readFile(config.tlsCertFile), readFile(config.tlsKeyFile)]);
   try {
     createSecureContext({ cert, key });
