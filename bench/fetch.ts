@@ -1,5 +1,7 @@
 // `sm-injector fetch` end to end: process start to file written, for 1, 20 and 100 secrets, against
-// moto through the fault proxy with 0 and 20 ms of added round trip. AWS API calls counted.
+// moto through the fault proxy with 0 and 20 ms of added round trip, in three modes: the defaults
+// (GetSecretValue, 8 in flight), GetSecretValue with 32 in flight, and --batch-get-secret-value.
+// AWS API calls counted.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { promisify } from "node:util";
@@ -9,7 +11,20 @@ import { CLI } from "../test/helpers/webhook.ts";
 
 const run = promisify(execFile);
 
+export interface FetchMode {
+  name: string;
+  concurrency: number;
+  batch: boolean;
+}
+
+export const FETCH_MODES: FetchMode[] = [
+  { name: "default (GetSecretValue, 8 in flight)", concurrency: 8, batch: false },
+  { name: "GetSecretValue, 32 in flight", concurrency: 32, batch: false },
+  { name: "--batch-get-secret-value", concurrency: 8, batch: true },
+];
+
 export interface FetchBench {
+  mode: string;
   secrets: number;
   rttMs: number;
   medianMs: number;
@@ -26,58 +41,61 @@ export async function benchFetch(opts: {
   const results: FetchBench[] = [];
   try {
     for (let i = 0; i < 100; i++) await moto.createSecret(`erp/bench/service/secret_${i}`, `value-${i}`);
-    for (const rttMs of [0, 20]) {
-      for (const n of [1, 20, 100]) {
-        opts.log(`fetch: ${n} secrets, +${rttMs} ms RTT`);
-        const dir = mkdtempSync("/dev/shm/sm-injector-bench-");
-        const spec = {
-          version: 1,
-          format: "shell",
-          outputDir: dir,
-          fileName: "env",
-          fileMode: 0o400,
-          timeoutSeconds: 60,
-          concurrency: 32,
-          entries: Array.from({ length: n }, (_, i) => ({
-            kind: "value",
-            source: { secretId: `erp/bench/service/secret_${i}`, region: "us-east-1" },
-            env: `SECRET_${i}`,
-          })),
-        };
-        const samples: number[] = [];
-        proxy.delayMs = rttMs;
-        proxy.counts.clear();
-        for (let r = 0; r < runs; r++) {
-          const t0 = process.hrtime.bigint();
-          // Asynchronous: the proxy serves from this same process.
-          const res = await run(process.execPath, [CLI, "fetch"], {
-            env: {
-              PATH: process.env.PATH ?? "",
-              HOME: dir,
-              SM_INJECTOR_SPEC: JSON.stringify(spec),
-              AWS_ENDPOINT_URL: proxy.endpoint,
-              AWS_ACCESS_KEY_ID: "testing",
-              AWS_SECRET_ACCESS_KEY: "testing",
-              AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-            },
-            encoding: "utf8",
-          }).catch((e: { stderr?: string }) => {
-            throw new Error(`fetch failed: ${e.stderr}`);
+    for (const mode of FETCH_MODES)
+      for (const rttMs of [0, 20]) {
+        for (const n of [1, 20, 100]) {
+          opts.log(`fetch (${mode.name}): ${n} secrets, +${rttMs} ms RTT`);
+          const dir = mkdtempSync("/dev/shm/sm-injector-bench-");
+          const spec = {
+            version: 1,
+            format: "shell",
+            outputDir: dir,
+            fileName: "env",
+            fileMode: 0o400,
+            timeoutSeconds: 60,
+            concurrency: mode.concurrency,
+            ...(mode.batch && { batch: true }),
+            entries: Array.from({ length: n }, (_, i) => ({
+              kind: "value",
+              source: { secretId: `erp/bench/service/secret_${i}`, region: "us-east-1" },
+              env: `SECRET_${i}`,
+            })),
+          };
+          const samples: number[] = [];
+          proxy.delayMs = rttMs;
+          proxy.counts.clear();
+          for (let r = 0; r < runs; r++) {
+            const t0 = process.hrtime.bigint();
+            // Asynchronous: the proxy serves from this same process.
+            const res = await run(process.execPath, [CLI, "fetch"], {
+              env: {
+                PATH: process.env.PATH ?? "",
+                HOME: dir,
+                SM_INJECTOR_SPEC: JSON.stringify(spec),
+                AWS_ENDPOINT_URL: proxy.endpoint,
+                AWS_ACCESS_KEY_ID: "testing",
+                AWS_SECRET_ACCESS_KEY: "testing",
+                AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+              },
+              encoding: "utf8",
+            }).catch((e: { stderr?: string }) => {
+              throw new Error(`fetch failed: ${e.stderr}`);
+            });
+            samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            void res;
+          }
+          rmSync(dir, { recursive: true, force: true });
+          samples.sort((a, b) => a - b);
+          const calls = [...proxy.counts.values()].reduce((a, b) => a + b, 0);
+          results.push({
+            mode: mode.name,
+            secrets: n,
+            rttMs,
+            medianMs: Math.round(samples[Math.floor(runs / 2)] as number),
+            apiCalls: calls / runs,
           });
-          samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-          void res;
         }
-        rmSync(dir, { recursive: true, force: true });
-        samples.sort((a, b) => a - b);
-        const calls = [...proxy.counts.values()].reduce((a, b) => a + b, 0);
-        results.push({
-          secrets: n,
-          rttMs,
-          medianMs: Math.round(samples[Math.floor(runs / 2)] as number),
-          apiCalls: calls / runs,
-        });
       }
-    }
   } finally {
     await proxy.close();
     await moto.stop();
