@@ -108,14 +108,21 @@ describe("sm-injector webhook over HTTPS", () => {
       "/mutate",
       admissionReview(pod({ "sm-injector.io/env.DB": "erp/production/rds#password" })),
     );
-    const log = await readFile(wh.process.logPath, "utf8");
-    const lines = log
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const audit = lines.find(
-      (l) => l.msg === "admission" && (l.secretIds as string[])?.includes("erp/production/rds"),
-    );
+    // The line travels child stdout → this process → the log file: wait for it (2 s at most).
+    let log = "";
+    let audit: Record<string, unknown> | undefined;
+    for (
+      const t0 = Date.now();
+      !audit && Date.now() - t0 < 2000;
+      await new Promise((r) => setTimeout(r, 20))
+    ) {
+      log = await readFile(wh.process.logPath, "utf8");
+      audit = log
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === "admission" && (l.secretIds as string[])?.includes("erp/production/rds"));
+    }
     assert.ok(audit, `no audit line in:\n${log}`);
     assert.equal(audit.namespace, "erp");
     assert.equal(audit.result, "injected");
