@@ -70,8 +70,15 @@ def main():
     }
     try:
         report["settings"] = settings_view()
-    except Exception as e:  # the demo shows it; the message names fields, never values
-        report["settingsError"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    except Exception as e:  # the demo shows it: the error's type and, for pydantic, the fields and kinds
+        # of problem; never an exception's message, which may quote a value.
+        errors = getattr(e, "errors", None)
+        where = (
+            ", ".join(f"{'.'.join(map(str, x.get('loc', ())))}: {x.get('type')}" for x in errors())
+            if callable(errors)
+            else ""
+        )
+        report["settingsError"] = f"{type(e).__name__}{f' ({where})' if where else ''}"
     sys.stdout.write(json.dumps(report) + "\n")
 
 

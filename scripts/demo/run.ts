@@ -23,7 +23,9 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -44,6 +46,7 @@ import { createDeploymentPod } from "../../test/e2e/harness/controllers.ts";
 import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
 import {
   apiError,
+  DEFAULT_REGION,
   type E2E,
   INIT_CONTAINER,
   INIT_IMAGE,
@@ -377,7 +380,7 @@ async function main(): Promise<number> {
 
   // 2. Control plane, moto, webhook.
   step(2, "Control plane, moto and the webhook");
-  const defaultRegion = "us-east-1";
+  const defaultRegion = DEFAULT_REGION; // the webhook's --default-region in the test bed
   env = await startE2E({ moto: true });
   const moto = env.moto;
   if (!moto) throw new DemoError("moto did not start");
@@ -767,7 +770,7 @@ async function showRotation(ctx: {
 /** One executable per app command name (uvicorn, celery, node...) that runs scripts/demo/app-view.py. */
 function writeStandIns(containers: V1Container[]): void {
   const bin = path.join(scratch, "bin");
-  spawnSync("mkdir", ["-p", bin]);
+  mkdirSync(bin, { recursive: true });
   chmodSync(bin, 0o755);
   copyFileSync(path.join(REPO_ROOT, "scripts", "demo", "app-view.py"), path.join(bin, "app-view.py"));
   chmodSync(path.join(bin, "app-view.py"), 0o644);
@@ -787,8 +790,7 @@ function writeStandIns(containers: V1Container[]): void {
 }
 
 function listFiles(dir: string): string[] {
-  const r = spawnSync("ls", ["-A", dir], { encoding: "utf8" });
-  return r.stdout.split("\n").filter(Boolean);
+  return readdirSync(dir).sort();
 }
 
 async function finish(keep: boolean | undefined, t0: number, partial: boolean): Promise<number> {
