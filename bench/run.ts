@@ -6,6 +6,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { benchColdStart } from "./coldstart.ts";
 import { benchFetch } from "./fetch.ts";
+import { benchHostile, TARGET_CPU_MS, TARGET_EXTRA_RSS_MIB } from "./hostile.ts";
 import { benchWebhook } from "./webhook.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -13,6 +14,7 @@ const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 const started = Date.now();
 
 const webhook = await benchWebhook({ seconds, log });
+const hostile = await benchHostile({ log });
 const fetch = await benchFetch({ log });
 log("cold start");
 const cold = benchColdStart();
@@ -21,6 +23,7 @@ const result = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
   webhook,
+  hostile,
   fetch,
   coldStart: cold,
   totalSeconds: Math.round((Date.now() - started) / 1000),
@@ -70,6 +73,21 @@ md.push(
   `Fixed rate: a request is due every ${1000 / f.rate} ms whatever the webhook does, and latency counts from when it was due (bench/open-loop.ts). The polling client has a core to itself and polls its event loop, so it sends on time and reads each response as it arrives; the sleeping client waits on timers (1 ms resolution) and its idle CPU must wake up for each response, which it counts as latency too. "Other load" is CPU used by other processes during the run, in % of both cores.`,
   "",
   `Webhook RSS: ${Math.round(webhook.rssBeforeKiB / 1024)} MiB before load, ${Math.round(webhook.rssAfterKiB / 1024)} MiB after.`,
+  "",
+);
+md.push(
+  "**Hostile pods** (issue 11: each sent once to the bundled webhook, a normal opted-in pod 5 ms behind it; CPU is the webhook's for both, extra RSS its peak above the level before):",
+  "",
+  "| Input | Body | Answer | Answer bytes | Webhook CPU ms | Extra peak RSS MiB | Normal pod waited ms | Target |",
+  "|---|---|---|---|---|---|---|---|",
+);
+for (const h of hostile)
+  md.push(
+    `| ${h.scenario} | ${Math.round(h.bodyBytes / 1024)} KiB | ${h.answer} | ${h.answerBytes} | ${h.webhookCpuMs} | ${h.extraPeakRssMiB} | ${h.normalPodMs} (${h.normalPodAnswer}) | ${h.met ? "met" : "**not met**"} |`,
+  );
+md.push(
+  "",
+  `Target (issue 11): under ${TARGET_CPU_MS} ms of webhook CPU and ${TARGET_EXTRA_RSS_MIB} MiB of extra RSS for any AdmissionReview up to the body limit, and the normal pod answered.`,
   "",
 );
 md.push("**`sm-injector fetch`** (process start to file written, against moto through a delay proxy):", "");

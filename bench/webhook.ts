@@ -117,13 +117,13 @@ export function realisticPod(): object {
 
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
-function rssKiB(pid: number): number {
+export function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : 0;
 }
 
 /** CPU time (user + system) of a process, in ms. */
-function processCpuMs(pid: number): number {
+export function processCpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
 }
@@ -180,7 +180,7 @@ function pinSelf(cpuList: string): void {
   execFileSync("taskset", ["-a", "-cp", cpuList, String(process.pid)], { stdio: "ignore" });
 }
 
-interface BenchWebhook {
+export interface BenchWebhook {
   url: string;
   ca: string;
   pid: number;
@@ -188,7 +188,7 @@ interface BenchWebhook {
 }
 
 /** The bundled webhook, its output straight to a file (not through this process's event loop). */
-async function startBenchWebhook(cpu: number | undefined): Promise<BenchWebhook> {
+export async function startBenchWebhook(cpu: number | undefined): Promise<BenchWebhook> {
   const cli = requireBundle();
   const dir = await mkdtemp(join(tmpdir(), "sm-injector-bench-"));
   const ca = await generateCA(dir, "webhook-ca");
@@ -385,7 +385,7 @@ export async function benchWebhook(opts: {
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-function postOnce(wh: BenchWebhook, body: string): Promise<string> {
+export function postOnce(wh: BenchWebhook, body: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       `${wh.url}/mutate`,
