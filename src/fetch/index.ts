@@ -29,6 +29,8 @@ import {
   AwsCallError,
   callErrorLine,
   callProblem,
+  cleanCode,
+  cleanText,
   credentialsErrorLine,
   identityFromEnv,
   type ProblemContext,
@@ -118,7 +120,23 @@ function writeError(e: unknown, spec: FetchSpec): string {
   return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 
+/**
+ * Runs the init container. Never throws: an unexpected exception is one line naming its type, with
+ * its message cleaned and capped, and exit 1 (a parser's message, which quotes its input, is not shown).
+ */
 export async function runFetch(io: FetchIO): Promise<number> {
+  try {
+    return await fetchAndWrite(io);
+  } catch (e) {
+    const name = cleanCode((e as Error)?.name ?? "Error");
+    const message =
+      name === "SyntaxError" ? "(message not shown)" : cleanText(String((e as Error)?.message ?? e));
+    io.stderr.write(`${PREFIX}internal error, nothing written: ${name}: ${message}\n`);
+    return 1;
+  }
+}
+
+async function fetchAndWrite(io: FetchIO): Promise<number> {
   const started = performance.now();
   const fail = (lines: readonly string[]) => {
     for (const l of lines) io.stderr.write(`${PREFIX}${l}\n`);
