@@ -8,7 +8,14 @@
 // tool; in the init container the two are the same object.
 import { type FileHandle, open } from "node:fs/promises";
 import { pino } from "pino";
-import { EncodeError, render, renderFiles } from "../envfile/index.ts";
+import {
+  EncodeError,
+  type EnvVar,
+  render,
+  renderFiles,
+  shellRefusal,
+  shellRefusalMessage,
+} from "../envfile/index.ts";
 import {
   describeIssue,
   FETCH_SPEC_ENV,
@@ -105,6 +112,23 @@ async function recordVersions(
   } finally {
     await fh?.close().catch(() => {});
   }
+}
+
+/**
+ * Every variable a shell would not set exactly (UID, RANDOM, ...), at once, each naming where it
+ * comes from; renderShellEnv refuses them too, one at a time.
+ */
+function shellNameProblems(vars: readonly EnvVar[], origins: ReadonlyMap<string, string>): string[] {
+  const lines: string[] = [];
+  for (const { name } of vars) {
+    const reason = shellRefusal(name);
+    if (reason === undefined) continue;
+    const origin = origins.get(name);
+    lines.push(
+      `${origin ? `${origin}: ` : ""}cannot be written in the shell format: ${shellRefusalMessage(name, reason)}`,
+    );
+  }
+  return lines;
 }
 
 function writeError(e: unknown, spec: FetchSpec): string {
@@ -311,6 +335,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   const resolution = resolveVariables(spec.entries, fetched);
   for (const s of resolution.skipped) log.info({ detail: s }, "optional secret skipped");
   problems.push(...resolution.errors);
+  if (spec.format === "shell") problems.push(...shellNameProblems(resolution.vars, resolution.origins));
   if (problems.length > 0) return finish(problems);
 
   let files: OutputFile[];

@@ -16,6 +16,7 @@ const GET = "secretsmanager.GetSecretValue";
 const NUMBERS = "erp/production/numbers";
 const SURROGATE = "erp/production/surrogate";
 const JWT = "erp/staging/jwt/secret_key";
+const SHELLISH = "erp/production/shellish";
 /** A value that must never appear, in any 8-character piece, outside the output file. */
 const PLANTED = "PLANTED-7f3a-s3cr3t-v4lu3-0042";
 
@@ -34,6 +35,10 @@ before(async () => {
   );
   await moto.createSecret(SURROGATE, '{"OK":"fine","BAD":"x\\ud800y"}');
   await moto.createSecret(JWT, PLANTED);
+  await moto.createSecret(
+    SHELLISH,
+    JSON.stringify({ UID: "1000", RANDOM: "4", DATABASE_URL: "postgres://db" }),
+  );
 });
 
 after(async () => {
@@ -174,5 +179,31 @@ describe("case 12: an answer with neither SecretString nor SecretBinary", () => 
       /erp\/staging\/jwt\/secret_key: EmptySecretValue .*neither SecretString nor SecretBinary/,
     );
     assert.deepEqual(r.written, []);
+  });
+});
+
+describe("case 10: env-from keys a shell will not set", () => {
+  test("UID and RANDOM from env-from: refused at write time, each naming the secret, the key and the variable", async () => {
+    const r = await run([{ kind: "expand", source: { secretId: SHELLISH } }]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /erp\/production\/shellish key "UID": cannot be written in the shell format: variable UID cannot be set by sourcing the shell file: read-only in bash/,
+    );
+    assert.match(
+      r.stderr,
+      /erp\/production\/shellish key "RANDOM": .*variable RANDOM .*bash keeps this variable for itself/,
+    );
+    assert.deepEqual(r.written, []);
+  });
+
+  test("renamed, they are written", async () => {
+    const r = await run([
+      { kind: "expand", source: { secretId: SHELLISH }, rename: { UID: "APP_UID", RANDOM: "APP_RANDOM" } },
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const got = await sourceWithShell("bash", r.file, ["APP_UID", "APP_RANDOM", "DATABASE_URL"]);
+    assert.equal(got.get("APP_UID")?.toString(), "1000");
+    assert.equal(got.get("APP_RANDOM")?.toString(), "4");
   });
 });
