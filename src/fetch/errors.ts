@@ -167,6 +167,8 @@ function callHint(source: SecretSource, err: AwsCallError, ctx: ProblemContext):
 function credentialsHint(err: AwsCallError, ctx: ProblemContext): string {
   const { code, message, atDeadline } = err;
   const { identity } = ctx;
+  if (code === MALFORMED_CODE)
+    return `the answer from ${identity.kind === "pod-identity" ? "the EKS Pod Identity agent" : "STS"} could not be parsed (its text is not shown: it may hold credentials); check that AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or a proxy between the pod and AWS does not alter answers`;
   if (identity.kind === "irsa") {
     if (code === "ENOENT" || code === "EACCES")
       return `cannot read the web identity token file ${identity.tokenFile} (${code}): the projected service-account token must be mounted there; check the pod's ServiceAccount annotation eks.amazonaws.com/role-arn and that the pod was created after it was set (check the IRSA setup)`;

@@ -49,7 +49,11 @@ after(async () => {
 
 beforeEach(() => proxy.reset());
 
-async function run(entries: FetchSpecInput["entries"]) {
+async function run(
+  entries: FetchSpecInput["entries"],
+  options: Partial<FetchSpecInput> = {},
+  extraEnv: (dir: string) => Promise<NodeJS.ProcessEnv> = async () => ({}),
+) {
   const dir = join(scratch, `run-${runs++}`);
   const outputDir = join(dir, "out");
   await mkdir(outputDir, { recursive: true });
@@ -64,11 +68,13 @@ async function run(entries: FetchSpecInput["entries"]) {
     fileMode: 0o400,
     timeoutSeconds: 20,
     entries,
+    ...options,
   };
   const r = await runFetchCli(
     fetchEnv(proxy.endpoint, dir, {
       SM_INJECTOR_SPEC: JSON.stringify(spec),
       SM_INJECTOR_TERMINATION_LOG: terminationLog,
+      ...(await extraEnv(dir)),
     }),
   );
   return {
@@ -162,6 +168,47 @@ describe("case 8: no part of a value in a log, error text sanitised and bounded"
   });
 });
 
+describe("case 8 for credentials: STS answers", () => {
+  /** IRSA: a web identity token file and a role, no keys; STS through the fault proxy. */
+  const irsa = async (dir: string): Promise<NodeJS.ProcessEnv> => {
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const token = join(dir, "token");
+    await writeFile(
+      token,
+      `${b64({ alg: "RS256" })}.${b64({ sub: "system:serviceaccount:erp:api", aud: ["sts.amazonaws.com"] })}.c2ln`,
+    );
+    return {
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/erp-api",
+      AWS_WEB_IDENTITY_TOKEN_FILE: token,
+    };
+  };
+
+  for (const [what, body] of [
+    [
+      "a malformed AssumeRoleWithWebIdentity answer holding a secret access key",
+      `<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><SecretAccessKey>${PLANTED}</Secret<<AccessKeyId>`,
+    ],
+    [
+      "a truncated one",
+      `<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><SecretAccessKey>${PLANTED}`,
+    ],
+  ] as const) {
+    test(`${what}: nothing of it in any output`, async () => {
+      proxy.always("sts.AssumeRoleWithWebIdentity", { kind: "body", body });
+      const r = await run(jwt, {}, irsa);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /erp\/staging\/jwt\/secret_key: no AWS credentials for us-east-1: MalformedResponse .* the answer from STS could not be parsed/,
+      );
+      assertNothingOf(PLANTED, r);
+      assertBoundedLines(r);
+    });
+  }
+});
+
 describe("case 12: an answer with neither SecretString nor SecretBinary", () => {
   test("fails closed naming the secret; nothing written", async () => {
     proxy.always(GET, {
@@ -179,6 +226,32 @@ describe("case 12: an answer with neither SecretString nor SecretBinary", () => 
       /erp\/staging\/jwt\/secret_key: EmptySecretValue .*neither SecretString nor SecretBinary/,
     );
     assert.deepEqual(r.written, []);
+  });
+
+  test("a BatchGetSecretValue entry with neither: read again with GetSecretValue, never written empty", async () => {
+    proxy.inject("secretsmanager.BatchGetSecretValue", {
+      kind: "body",
+      body: JSON.stringify({
+        SecretValues: [
+          {
+            ARN: `arn:aws:secretsmanager:us-east-1:123456789012:secret:${JWT}-AbCdEf`,
+            Name: JWT,
+            VersionId: "v1",
+          },
+          { Name: NUMBERS, VersionId: "v1", SecretString: '{"NAME":"erp"}' },
+        ],
+        Errors: [],
+      }),
+    });
+    const r = await run(
+      [...jwt, { kind: "value", source: { secretId: NUMBERS }, env: "NAME", key: "NAME" }],
+      { batch: true },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.count(GET), 1, "the empty entry is read again");
+    const got = await sourceWithShell("dash", r.file, ["JWT_SECRET_KEY", "NAME"]);
+    assert.equal(got.get("JWT_SECRET_KEY")?.toString(), PLANTED);
+    assert.equal(got.get("NAME")?.toString(), "erp");
   });
 });
 
