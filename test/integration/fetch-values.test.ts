@@ -256,7 +256,7 @@ describe("case 12: an answer with neither SecretString nor SecretBinary", () => 
 });
 
 describe("case 10: env-from keys a shell will not set", () => {
-  test("UID and RANDOM from env-from: refused at write time, each naming the secret, the key and the variable", async () => {
+  test("UID and RANDOM from env-from: refused at write time, each naming the secret, the key and the variable; renamed, written", async () => {
     const r = await run([{ kind: "expand", source: { secretId: SHELLISH } }]);
     assert.equal(r.code, 1);
     assert.match(
@@ -268,14 +268,13 @@ describe("case 10: env-from keys a shell will not set", () => {
       /erp\/production\/shellish key "RANDOM": .*variable RANDOM .*bash keeps this variable for itself/,
     );
     assert.deepEqual(r.written, []);
-  });
 
-  test("renamed, they are written", async () => {
-    const r = await run([
+    // Renamed, they are written.
+    const renamed = await run([
       { kind: "expand", source: { secretId: SHELLISH }, rename: { UID: "APP_UID", RANDOM: "APP_RANDOM" } },
     ]);
-    assert.equal(r.code, 0, r.stderr);
-    const got = await sourceWithShell("bash", r.file, ["APP_UID", "APP_RANDOM", "DATABASE_URL"]);
+    assert.equal(renamed.code, 0, renamed.stderr);
+    const got = await sourceWithShell("bash", renamed.file, ["APP_UID", "APP_RANDOM", "DATABASE_URL"]);
     assert.equal(got.get("APP_UID")?.toString(), "1000");
     assert.equal(got.get("APP_RANDOM")?.toString(), "4");
   });
