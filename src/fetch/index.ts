@@ -140,7 +140,7 @@ function writeError(e: unknown, spec: FetchSpec): string {
         ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
         : code === "ENOSPC"
           ? "the memory volume is full (raise the webhook's volume size limit)"
-          : (e as Error).message;
+          : cleanText(String((e as Error)?.message ?? e));
   return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 

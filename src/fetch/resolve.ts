@@ -90,6 +90,58 @@ function memberBytes(
   return { value: Buffer.from(m.value, "utf8") };
 }
 
+/** Where resolveVariables collects what each entry gives. */
+interface Sink {
+  /** Adds a variable, or an error when its name or value cannot be a variable. */
+  add(name: string, value: Buffer, from: string): void;
+  error(line: string): void;
+  /** A missing key: skipped for an optional entry, else an error. */
+  missing(line: string, optional: boolean): void;
+}
+
+/** `#key`: one member of a JSON object secret, as its exact bytes. */
+function resolveKey(
+  entry: FetchEntry & { kind: "value" },
+  key: string,
+  json: JsonObjectMembers,
+  what: string,
+  sink: Sink,
+): void {
+  if (!json.members.has(key)) {
+    sink.missing(
+      `${what}: has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      entry.optional,
+    );
+    return;
+  }
+  const bytes = memberBytes(json, key, what);
+  if ("error" in bytes) sink.error(bytes.error);
+  else sink.add(entry.env, bytes.value, `${what} key ${JSON.stringify(key)}`);
+}
+
+/** env-from: every (or every selected) member of a JSON object secret, one variable each. */
+function resolveExpansion(
+  entry: FetchEntry & { kind: "expand" },
+  json: JsonObjectMembers,
+  what: string,
+  sink: Sink,
+): void {
+  for (const key of entry.keys ?? json.members.keys()) {
+    if (!json.members.has(key)) {
+      sink.missing(`${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`, entry.optional);
+      continue;
+    }
+    const bytes = memberBytes(json, key, what);
+    if ("error" in bytes) {
+      sink.error(bytes.error);
+      continue;
+    }
+    // hasOwn: a key such as "constructor" must not pick up Object.prototype's.
+    const name = Object.hasOwn(entry.rename, key) ? (entry.rename[key] as string) : `${entry.prefix}${key}`;
+    sink.add(name, bytes.value, `${what} key ${JSON.stringify(key)}`);
+  }
+}
+
 export function resolveVariables(
   entries: readonly FetchEntry[],
   fetched: ReadonlyMap<string, FetchOutcome>,
@@ -98,29 +150,39 @@ export function resolveVariables(
   const skipped: string[] = [];
   const errors: string[] = [];
   const owner = new Map<string, string>();
+  // Parsed once per secret, however many entries read it (up to 64 KiB each).
+  const parsed = new Map<FetchedSecret, JsonObjectMembers | undefined>();
+  const jsonOf = (secret: FetchedSecret) => {
+    if (!parsed.has(secret)) parsed.set(secret, parseJsonObject(secret));
+    return parsed.get(secret);
+  };
 
-  const add = (name: string, value: Buffer, from: string) => {
-    if (!isValidEnvName(name)) {
-      errors.push(
-        `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
-      );
-      return;
-    }
-    const prev = owner.get(name);
-    if (prev !== undefined) {
-      errors.push(
-        `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
-      );
-      return;
-    }
-    if (value.includes(0)) {
-      errors.push(
-        `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
-      );
-      return;
-    }
-    owner.set(name, from);
-    vars.push({ name, value });
+  const sink: Sink = {
+    add(name, value, from) {
+      if (!isValidEnvName(name)) {
+        errors.push(
+          `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
+        );
+        return;
+      }
+      const prev = owner.get(name);
+      if (prev !== undefined) {
+        errors.push(
+          `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
+        );
+        return;
+      }
+      if (value.includes(0)) {
+        errors.push(
+          `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
+        );
+        return;
+      }
+      owner.set(name, from);
+      vars.push({ name, value });
+    },
+    error: (line) => errors.push(line),
+    missing: (line, optional) => (optional ? skipped.push(`${line}; optional, skipped`) : errors.push(line)),
   };
 
   for (const entry of entries) {
@@ -136,17 +198,16 @@ export function resolveVariables(
       else errors.push(`${what}: ${outcome.reason}`);
       continue;
     }
-
     if (outcome.loneSurrogate) {
       errors.push(`${what}: the SecretString ${NOT_UNICODE}`);
       continue;
     }
     if (entry.kind === "value" && entry.key === undefined) {
-      add(entry.env, outcome.value, what);
+      sink.add(entry.env, outcome.value, what);
       continue;
     }
 
-    const json = parseJsonObject(outcome);
+    const json = jsonOf(outcome);
     if (json === undefined) {
       const need =
         entry.kind === "value"
@@ -157,38 +218,8 @@ export function resolveVariables(
       );
       continue;
     }
-
-    if (entry.kind === "value") {
-      const key = entry.key as string;
-      if (!json.members.has(key)) {
-        const msg = `${what}: has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`;
-        if (entry.optional) skipped.push(`${msg}; optional, skipped`);
-        else errors.push(msg);
-        continue;
-      }
-      const bytes = memberBytes(json, key, what);
-      if ("error" in bytes) errors.push(bytes.error);
-      else add(entry.env, bytes.value, `${what} key ${JSON.stringify(key)}`);
-      continue;
-    }
-
-    const keys = entry.keys ?? [...json.members.keys()];
-    for (const key of keys) {
-      if (!json.members.has(key)) {
-        const msg = `${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`;
-        if (entry.optional) skipped.push(`${msg}; optional, skipped`);
-        else errors.push(msg);
-        continue;
-      }
-      const bytes = memberBytes(json, key, what);
-      if ("error" in bytes) {
-        errors.push(bytes.error);
-        continue;
-      }
-      // hasOwn: a key such as "constructor" must not pick up Object.prototype's.
-      const name = Object.hasOwn(entry.rename, key) ? (entry.rename[key] as string) : `${entry.prefix}${key}`;
-      add(name, bytes.value, `${what} key ${JSON.stringify(key)}`);
-    }
+    if (entry.kind === "value") resolveKey(entry, entry.key as string, json, what, sink);
+    else resolveExpansion(entry, json, what, sink);
   }
   return { vars, origins: owner, skipped, errors };
 }
