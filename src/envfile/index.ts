@@ -6,7 +6,7 @@ import type { EnvVar, OutputFormat } from "./types.ts";
 export { renderDotenv } from "./dotenv.ts";
 export { renderFiles } from "./files.ts";
 export { renderJson } from "./json.ts";
-export { isValidEnvName } from "./names.ts";
+export { isValidEnvName, SHELL_REFUSED_NAMES, shellRefusal, shellRefusalMessage } from "./names.ts";
 export { renderShellEnv } from "./shell.ts";
 export { EncodeError, type EnvVar, type OutputFormat } from "./types.ts";
 

@@ -15,8 +15,8 @@ import {
 } from "@aws-sdk/client-secrets-manager";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { SecretSource } from "../spec/fetch-spec.ts";
-import { AwsCallError } from "./errors.ts";
-import type { FetchedSecret } from "./resolve.ts";
+import { AwsCallError, EMPTY_CODE } from "./errors.ts";
+import { type FetchedSecret, hasLoneSurrogate } from "./resolve.ts";
 import { classify, DEFAULT_RETRY, type RetryPolicy, withRetries } from "./retry.ts";
 
 /** BatchGetSecretValue takes at most 20 secret ids. */
@@ -94,6 +94,10 @@ function entryFor(entries: readonly SecretValueEntry[], secretId: string): Secre
   return partial.length === 1 ? partial[0] : undefined;
 }
 
+/**
+ * The secret from a GetSecretValue answer or a BatchGetSecretValue entry, or undefined when it has
+ * neither SecretString nor SecretBinary: a malformed answer, never an empty value.
+ */
 function fetchedFrom(
   secretId: string,
   out: {
@@ -103,15 +107,18 @@ function fetchedFrom(
     SecretString?: string | undefined;
     SecretBinary?: Uint8Array | undefined;
   },
-): FetchedSecret {
-  const binary = out.SecretString === undefined && out.SecretBinary !== undefined;
+): FetchedSecret | undefined {
+  const text = out.SecretString;
+  if (text === undefined && out.SecretBinary === undefined) return undefined;
   return {
     secretId,
     ...(out.ARN !== undefined && { arn: out.ARN }),
     ...(out.VersionId !== undefined && { versionId: out.VersionId }),
     ...(out.VersionStages !== undefined && { versionStages: out.VersionStages }),
-    value: binary ? Buffer.from(out.SecretBinary as Uint8Array) : Buffer.from(out.SecretString ?? "", "utf8"),
-    binary,
+    value: text === undefined ? Buffer.from(out.SecretBinary as Uint8Array) : Buffer.from(text, "utf8"),
+    binary: text === undefined,
+    // Buffer.from would write U+FFFD for it: flagged, and refused by resolveVariables.
+    ...(text !== undefined && hasLoneSurrogate(text) && { loneSurrogate: true }),
   };
 }
 
@@ -233,7 +240,15 @@ export class SecretFetcher {
           ...(this.opts.onAttempt && { onAttempt: this.opts.onAttempt }),
         },
       );
-      return { ...fetchedFrom(source.secretId, out), attempts };
+      const secret = fetchedFrom(source.secretId, out);
+      if (!secret)
+        throw new AwsCallError(
+          EMPTY_CODE,
+          "the answer had neither SecretString nor SecretBinary",
+          "call",
+          attempts,
+        );
+      return { ...secret, attempts };
     } catch (e) {
       // AccessDenied is deliberately not "missing", even for optional entries: fail closed. IAM
       // answers AccessDenied for a secret that may well exist, and skipping it would start the pod
@@ -272,8 +287,9 @@ export class SecretFetcher {
     const entries = out.SecretValues ?? [];
     for (const id of ids) {
       const entry = entryFor(entries, id);
-      if (entry) {
-        fetched.set(id, fetchedFrom(id, entry));
+      const secret = entry && fetchedFrom(id, entry);
+      if (secret) {
+        fetched.set(id, secret);
         continue;
       }
       const error = out.Errors?.find((e) => e.SecretId === id);

@@ -1,14 +1,57 @@
 // What went wrong, as one line per problem for the init container's stderr (and so the pod's
-// events): the secret, the AWS error code, the identity in use and what to do about it. Never a
-// value: the messages used here come from AWS, Node or our own code, and none of them quotes one.
+// events and termination message): the secret, the AWS error code, the identity in use and what to
+// do about it. Never a value: a parser's message, which quotes the text it failed on, is never used
+// (see classify in retry.ts), and the text that comes from AWS or Node is cleaned and capped here.
 import type { SecretSource } from "../spec/fetch-spec.ts";
 import { describeSource } from "./resolve.ts";
 
-/** An AWS, credential or network failure, classified by the AWS edge. */
+/** An answer the SDK could not parse (JSON from Secrets Manager, XML from STS). */
+export const MALFORMED_CODE = "MalformedResponse";
+/** A GetSecretValue answer (or batch entry) with neither SecretString nor SecretBinary. */
+export const EMPTY_CODE = "EmptySecretValue";
+
+/** The most characters of an AWS or Node message an error line quotes. */
+export const MESSAGE_LIMIT = 200;
+const CODE = /^[A-Za-z0-9._:#-]{1,64}$/;
+
+/**
+ * Control characters (C0, DEL, C1), Unicode line and paragraph separators, bidirectional overrides
+ * and lone surrogates: what could break a line, rewrite a terminal or disguise the text around it.
+ */
+const UNSAFE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Text from AWS, a network library or any other outside source, made fit for one log line: unsafe
+ * characters become spaces, runs of spaces one, and at most `limit` characters are kept ("…" marks
+ * a cut). Linear in the input, whose size AWS, not we, decides (a 2 MB message has been seen).
+ */
+export function cleanText(text: string, limit = MESSAGE_LIMIT): string {
+  // Only a bounded prefix is cleaned: the rest would be cut anyway.
+  const head = text.slice(0, limit * 4 + 16);
+  const clean = head.replace(UNSAFE, " ").replace(/ {2,}/g, " ").trim();
+  const cut = clean.length > limit || head.length < text.length;
+  if (!cut) return clean;
+  // Never end on half of a surrogate pair.
+  let end = Math.min(limit, clean.length);
+  const last = clean.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${clean.slice(0, end)}…`;
+}
+
+/** An error code as AWS spells them (letters, digits, . _ : # -), or "Error" for anything else. */
+export function cleanCode(code: string): string {
+  return CODE.test(code) ? code : "Error";
+}
+
+/** An AWS, credential or network failure, classified by the AWS edge. Code and message are cleaned. */
 export class AwsCallError extends Error {
+  /** The AWS error code (ThrottlingException), the Node error code (ECONNRESET) or DeadlineExceeded. */
+  readonly code: string;
+
   constructor(
-    /** The AWS error code (ThrottlingException), the Node error code (ECONNRESET) or DeadlineExceeded. */
-    readonly code: string,
+    code: string,
     message: string,
     /** Whether getting credentials (STS, the Pod Identity agent) or the GetSecretValue call failed. */
     readonly phase: "credentials" | "call",
@@ -16,7 +59,8 @@ export class AwsCallError extends Error {
     /** True when the overall deadline ended the retries. */
     readonly atDeadline = false,
   ) {
-    super(message);
+    super(cleanText(message));
+    this.code = cleanCode(code);
   }
 }
 
@@ -105,6 +149,10 @@ function callHint(source: SecretSource, err: AwsCallError, ctx: ProblemContext):
   if (code === "InvalidParameterException" || code === "ValidationException")
     return `Secrets Manager refused the parameters (${message}); check the reference's name, version id and stage`;
   if (CLIENT_CREDENTIAL_CODES.has(code)) return credentialsHint(err, ctx);
+  if (code === MALFORMED_CODE)
+    return `the answer from Secrets Manager in ${regionOf(source, ctx)} could not be parsed (its text is not shown: it may hold the secret); check that AWS_ENDPOINT_URL or a proxy between the pod and Secrets Manager does not alter answers`;
+  if (code === EMPTY_CODE)
+    return `the answer for ${id} had neither SecretString nor SecretBinary, so there is no value to write (refused rather than written empty); check the secret's version with aws secretsmanager get-secret-value --secret-id ${id}, and any proxy between the pod and Secrets Manager`;
   if (THROTTLING.test(code))
     return `still throttled by Secrets Manager ${retriesText(err, ctx)}; spread pod starts (rollout maxSurge) or raise the account's GetSecretValue quota`;
   if (code === "DeadlineExceeded")
@@ -119,6 +167,8 @@ function callHint(source: SecretSource, err: AwsCallError, ctx: ProblemContext):
 function credentialsHint(err: AwsCallError, ctx: ProblemContext): string {
   const { code, message, atDeadline } = err;
   const { identity } = ctx;
+  if (code === MALFORMED_CODE)
+    return `the answer from ${identity.kind === "pod-identity" ? "the EKS Pod Identity agent" : "STS"} could not be parsed (its text is not shown: it may hold credentials); check that AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or a proxy between the pod and AWS does not alter answers`;
   if (identity.kind === "irsa") {
     if (code === "ENOENT" || code === "EACCES")
       return `cannot read the web identity token file ${identity.tokenFile} (${code}): the projected service-account token must be mounted there; check the pod's ServiceAccount annotation eks.amazonaws.com/role-arn and that the pod was created after it was set (check the IRSA setup)`;

@@ -8,7 +8,14 @@
 // tool; in the init container the two are the same object.
 import { type FileHandle, open } from "node:fs/promises";
 import { pino } from "pino";
-import { EncodeError, render, renderFiles } from "../envfile/index.ts";
+import {
+  EncodeError,
+  type EnvVar,
+  render,
+  renderFiles,
+  shellRefusal,
+  shellRefusalMessage,
+} from "../envfile/index.ts";
 import {
   describeIssue,
   FETCH_SPEC_ENV,
@@ -29,6 +36,8 @@ import {
   AwsCallError,
   callErrorLine,
   callProblem,
+  cleanCode,
+  cleanText,
   credentialsErrorLine,
   identityFromEnv,
   type ProblemContext,
@@ -105,6 +114,23 @@ async function recordVersions(
   }
 }
 
+/**
+ * Every variable a shell would not set exactly (UID, RANDOM, ...), at once, each naming where it
+ * comes from; renderShellEnv refuses them too, one at a time.
+ */
+function shellNameProblems(vars: readonly EnvVar[], origins: ReadonlyMap<string, string>): string[] {
+  const lines: string[] = [];
+  for (const { name } of vars) {
+    const reason = shellRefusal(name);
+    if (reason === undefined) continue;
+    const origin = origins.get(name);
+    lines.push(
+      `${origin ? `${origin}: ` : ""}cannot be written in the shell format: ${shellRefusalMessage(name, reason)}`,
+    );
+  }
+  return lines;
+}
+
 function writeError(e: unknown, spec: FetchSpec): string {
   const code = (e as NodeJS.ErrnoException).code ?? "Error";
   const why =
@@ -114,11 +140,27 @@ function writeError(e: unknown, spec: FetchSpec): string {
         ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
         : code === "ENOSPC"
           ? "the memory volume is full (raise the webhook's volume size limit)"
-          : (e as Error).message;
+          : cleanText(String((e as Error)?.message ?? e));
   return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 
+/**
+ * Runs the init container. Never throws: an unexpected exception is one line naming its type, with
+ * its message cleaned and capped, and exit 1 (a parser's message, which quotes its input, is not shown).
+ */
 export async function runFetch(io: FetchIO): Promise<number> {
+  try {
+    return await fetchAndWrite(io);
+  } catch (e) {
+    const name = cleanCode((e as Error)?.name ?? "Error");
+    const message =
+      name === "SyntaxError" ? "(message not shown)" : cleanText(String((e as Error)?.message ?? e));
+    io.stderr.write(`${PREFIX}internal error, nothing written: ${name}: ${message}\n`);
+    return 1;
+  }
+}
+
+async function fetchAndWrite(io: FetchIO): Promise<number> {
   const started = performance.now();
   const fail = (lines: readonly string[]) => {
     for (const l of lines) io.stderr.write(`${PREFIX}${l}\n`);
@@ -293,6 +335,7 @@ export async function runFetch(io: FetchIO): Promise<number> {
   const resolution = resolveVariables(spec.entries, fetched);
   for (const s of resolution.skipped) log.info({ detail: s }, "optional secret skipped");
   problems.push(...resolution.errors);
+  if (spec.format === "shell") problems.push(...shellNameProblems(resolution.vars, resolution.origins));
   if (problems.length > 0) return finish(problems);
 
   let files: OutputFile[];

@@ -1,8 +1,10 @@
 // Fetched secrets + the spec's entries → the variables to write, or every problem found. Pure.
 // Messages name the secret and the key, never a value: not even a JSON parser's message, which
 // quotes the text it failed on.
+import { isUtf8 } from "node:buffer";
 import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
 import { type FetchEntry, type SecretSource, sourceKey } from "../spec/fetch-spec.ts";
+import { type JsonMember, type JsonObjectMembers, parseJsonObjectMembers } from "./json-members.ts";
 
 export interface FetchedSecret {
   readonly secretId: string;
@@ -12,6 +14,11 @@ export interface FetchedSecret {
   /** SecretString as UTF-8 bytes, or SecretBinary as is. */
   readonly value: Buffer;
   readonly binary: boolean;
+  /**
+   * The SecretString held a lone surrogate, which `value` (UTF-8) could not carry: refused
+   * wherever the secret is used, never written as U+FFFD.
+   */
+  readonly loneSurrogate?: boolean;
 }
 
 /** A secret that does not exist (or not in that version); only an error for required entries. */
@@ -46,20 +53,93 @@ export function describeSource(s: SecretSource): string {
   return `${s.secretId}${version}`;
 }
 
-function parseJsonObject(secret: FetchedSecret): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(secret.value.toString("utf8"));
-    return typeof v === "object" && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
+function parseJsonObject(secret: FetchedSecret): JsonObjectMembers | undefined {
+  // A binary secret that is not UTF-8 would have its bad bytes replaced by U+FFFD: not JSON here.
+  if (secret.loneSurrogate || !isUtf8(secret.value)) return undefined;
+  return parseJsonObjectMembers(secret.value.toString("utf8"));
 }
 
-/** A JSON value as the bytes a variable gets: strings as themselves, anything else as JSON text. */
-function jsonValueBytes(v: unknown): Buffer {
-  return Buffer.from(typeof v === "string" ? v : JSON.stringify(v), "utf8");
+/** A lone surrogate (half of a UTF-16 pair), which UTF-8 cannot carry: Buffer.from writes U+FFFD. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+export function hasLoneSurrogate(s: string): boolean {
+  return LONE_SURROGATE.test(s);
+}
+
+const NOT_UNICODE =
+  "holds a lone surrogate escape (such as \\ud800), which is not valid Unicode and cannot be written as UTF-8 (it would silently become U+FFFD); fix the secret";
+
+/**
+ * A member as the bytes a variable gets: a string as itself, anything else as its exact text in
+ * the secret. An error (naming no value) when the key is repeated or the string is not Unicode.
+ */
+function memberBytes(
+  json: JsonObjectMembers,
+  key: string,
+  what: string,
+): { value: Buffer } | { error: string } {
+  const where = `${what} key ${JSON.stringify(key)}`;
+  if (hasLoneSurrogate(key)) return { error: `${where}: the key ${NOT_UNICODE}` };
+  if (json.duplicates.has(key))
+    return {
+      error: `${where}: the key appears more than once in the secret's JSON object, so which value is meant is ambiguous (JSON readers disagree: most take the last, some the first); keep one`,
+    };
+  const m = json.members.get(key) as JsonMember;
+  if (m.kind === "raw") return { value: Buffer.from(m.text, "utf8") };
+  if (hasLoneSurrogate(m.value)) return { error: `${where}: the value ${NOT_UNICODE}` };
+  return { value: Buffer.from(m.value, "utf8") };
+}
+
+/** Where resolveVariables collects what each entry gives. */
+interface Sink {
+  /** Adds a variable, or an error when its name or value cannot be a variable. */
+  add(name: string, value: Buffer, from: string): void;
+  error(line: string): void;
+  /** A missing key: skipped for an optional entry, else an error. */
+  missing(line: string, optional: boolean): void;
+}
+
+/** `#key`: one member of a JSON object secret, as its exact bytes. */
+function resolveKey(
+  entry: FetchEntry & { kind: "value" },
+  key: string,
+  json: JsonObjectMembers,
+  what: string,
+  sink: Sink,
+): void {
+  if (!json.members.has(key)) {
+    sink.missing(
+      `${what}: has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      entry.optional,
+    );
+    return;
+  }
+  const bytes = memberBytes(json, key, what);
+  if ("error" in bytes) sink.error(bytes.error);
+  else sink.add(entry.env, bytes.value, `${what} key ${JSON.stringify(key)}`);
+}
+
+/** env-from: every (or every selected) member of a JSON object secret, one variable each. */
+function resolveExpansion(
+  entry: FetchEntry & { kind: "expand" },
+  json: JsonObjectMembers,
+  what: string,
+  sink: Sink,
+): void {
+  for (const key of entry.keys ?? json.members.keys()) {
+    if (!json.members.has(key)) {
+      sink.missing(`${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`, entry.optional);
+      continue;
+    }
+    const bytes = memberBytes(json, key, what);
+    if ("error" in bytes) {
+      sink.error(bytes.error);
+      continue;
+    }
+    // hasOwn: a key such as "constructor" must not pick up Object.prototype's.
+    const name = Object.hasOwn(entry.rename, key) ? (entry.rename[key] as string) : `${entry.prefix}${key}`;
+    sink.add(name, bytes.value, `${what} key ${JSON.stringify(key)}`);
+  }
 }
 
 export function resolveVariables(
@@ -70,29 +150,39 @@ export function resolveVariables(
   const skipped: string[] = [];
   const errors: string[] = [];
   const owner = new Map<string, string>();
+  // Parsed once per secret, however many entries read it (up to 64 KiB each).
+  const parsed = new Map<FetchedSecret, JsonObjectMembers | undefined>();
+  const jsonOf = (secret: FetchedSecret) => {
+    if (!parsed.has(secret)) parsed.set(secret, parseJsonObject(secret));
+    return parsed.get(secret);
+  };
 
-  const add = (name: string, value: Buffer, from: string) => {
-    if (!isValidEnvName(name)) {
-      errors.push(
-        `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
-      );
-      return;
-    }
-    const prev = owner.get(name);
-    if (prev !== undefined) {
-      errors.push(
-        `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
-      );
-      return;
-    }
-    if (value.includes(0)) {
-      errors.push(
-        `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
-      );
-      return;
-    }
-    owner.set(name, from);
-    vars.push({ name, value });
+  const sink: Sink = {
+    add(name, value, from) {
+      if (!isValidEnvName(name)) {
+        errors.push(
+          `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
+        );
+        return;
+      }
+      const prev = owner.get(name);
+      if (prev !== undefined) {
+        errors.push(
+          `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
+        );
+        return;
+      }
+      if (value.includes(0)) {
+        errors.push(
+          `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
+        );
+        return;
+      }
+      owner.set(name, from);
+      vars.push({ name, value });
+    },
+    error: (line) => errors.push(line),
+    missing: (line, optional) => (optional ? skipped.push(`${line}; optional, skipped`) : errors.push(line)),
   };
 
   for (const entry of entries) {
@@ -108,14 +198,17 @@ export function resolveVariables(
       else errors.push(`${what}: ${outcome.reason}`);
       continue;
     }
-
+    if (outcome.loneSurrogate) {
+      errors.push(`${what}: the SecretString ${NOT_UNICODE}`);
+      continue;
+    }
     if (entry.kind === "value" && entry.key === undefined) {
-      add(entry.env, outcome.value, what);
+      sink.add(entry.env, outcome.value, what);
       continue;
     }
 
-    const obj = parseJsonObject(outcome);
-    if (obj === undefined) {
+    const json = jsonOf(outcome);
+    if (json === undefined) {
       const need =
         entry.kind === "value"
           ? `key ${JSON.stringify(entry.key)} cannot be selected`
@@ -125,38 +218,15 @@ export function resolveVariables(
       );
       continue;
     }
-
-    if (entry.kind === "value") {
-      const key = entry.key as string;
-      if (!Object.hasOwn(obj, key)) {
-        const msg = `${what}: has no key ${JSON.stringify(key)} (it has ${Object.keys(obj).length} keys: ${listKeys(obj)})`;
-        if (entry.optional) skipped.push(`${msg}; optional, skipped`);
-        else errors.push(msg);
-        continue;
-      }
-      add(entry.env, jsonValueBytes(obj[key]), `${what} key ${JSON.stringify(key)}`);
-      continue;
-    }
-
-    const keys = entry.keys ?? Object.keys(obj);
-    for (const key of keys) {
-      if (!Object.hasOwn(obj, key)) {
-        const msg = `${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(obj)})`;
-        if (entry.optional) skipped.push(`${msg}; optional, skipped`);
-        else errors.push(msg);
-        continue;
-      }
-      // hasOwn: a key such as "constructor" must not pick up Object.prototype's.
-      const name = Object.hasOwn(entry.rename, key) ? (entry.rename[key] as string) : `${entry.prefix}${key}`;
-      add(name, jsonValueBytes(obj[key]), `${what} key ${JSON.stringify(key)}`);
-    }
+    if (entry.kind === "value") resolveKey(entry, entry.key as string, json, what, sink);
+    else resolveExpansion(entry, json, what, sink);
   }
   return { vars, origins: owner, skipped, errors };
 }
 
 /** Key names are not secret (they are the schema of the secret); values never appear. */
-function listKeys(obj: Record<string, unknown>): string {
-  const keys = Object.keys(obj);
+function listKeys(json: JsonObjectMembers): string {
+  const keys = [...json.members.keys()];
   const shown = keys.slice(0, 10).map((k) => JSON.stringify(k));
   return keys.length > 10 ? `${shown.join(", ")}, …` : shown.join(", ") || "none";
 }

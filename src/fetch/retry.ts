@@ -1,6 +1,6 @@
 // Which AWS failures are worth another try, and the retry loop itself: bounded attempts, full
 // jitter, one overall deadline. No AWS SDK here, so it is tested with fake calls.
-import { AwsCallError } from "./errors.ts";
+import { AwsCallError, MALFORMED_CODE } from "./errors.ts";
 
 const RETRYABLE_CODES = new Set([
   "ThrottlingException",
@@ -40,9 +40,24 @@ const FINAL_CODES = new Set([
 
 export interface Classified {
   code: string;
-  /** First line of the AWS or Node message (never contains a secret value). */
+  /** First line of the AWS or Node message; AwsCallError cleans and caps it. */
   message: string;
   retryable: boolean;
+}
+
+/**
+ * Said instead of the parser's message, which quotes the text it failed on: the start of a
+ * SecretString, or the credentials in an STS answer.
+ */
+const MALFORMED_MESSAGE = "the answer could not be parsed (its text is not shown: it may hold a secret)";
+
+/**
+ * Whether the SDK failed to parse an answer: it marks the parser's error with $responseBodyText;
+ * JSON.parse's errors are SyntaxErrors. Not retried: a well-formed answer does not come from
+ * asking again, and the kubelet restarts the init container anyway.
+ */
+function isParseFailure(e: { name?: string; $responseBodyText?: unknown }): boolean {
+  return e.name === "SyntaxError" || e.$responseBodyText !== undefined;
 }
 
 export function classify(err: unknown): Classified {
@@ -52,7 +67,9 @@ export function classify(err: unknown): Classified {
     message?: string;
     $metadata?: { httpStatusCode?: number };
     $retryable?: unknown;
+    $responseBodyText?: unknown;
   };
+  if (isParseFailure(e)) return { code: MALFORMED_CODE, message: MALFORMED_MESSAGE, retryable: false };
   // Node's network errors carry their errno name in `code`; AWS errors theirs in `name`.
   const code = e.code && /^E[A-Z]+$/.test(e.code) ? e.code : (e.name ?? e.code ?? "Error");
   const status = e.$metadata?.httpStatusCode;

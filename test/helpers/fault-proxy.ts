@@ -16,7 +16,9 @@ export type Fault =
   /** The connection is destroyed without an answer. */
   | { kind: "reset" }
   /** No answer at all (until the client gives up). */
-  | { kind: "hang" };
+  | { kind: "hang" }
+  /** Any answer: HTTP `status` (default 200) with exactly `body` (a malformed or empty response). */
+  | { kind: "body"; status?: number; body: string | Buffer };
 
 export interface FaultProxy {
   endpoint: string;
@@ -51,7 +53,7 @@ function operationOf(req: http.IncomingMessage, body: Buffer): string {
 function sendError(
   res: http.ServerResponse,
   protocol: "json" | "xml",
-  fault: Exclude<Fault, { kind: "reset" } | { kind: "hang" }>,
+  fault: Exclude<Fault, { kind: "reset" } | { kind: "hang" } | { kind: "body" }>,
 ): void {
   const xml = protocol === "xml";
   const [status, type, message] =
@@ -151,6 +153,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           return;
         }
         if (fault?.kind === "hang") return;
+        if (fault?.kind === "body") {
+          res.writeHead(fault.status ?? 200, {
+            "content-type": op.startsWith("sts.") ? "text/xml" : "application/x-amz-json-1.1",
+            "x-amzn-requestid": "fault-proxy",
+          });
+          res.end(fault.body);
+          return;
+        }
         if (fault) {
           sendError(res, op.startsWith("sts.") ? "xml" : "json", fault);
           return;

@@ -325,7 +325,10 @@ describe("every encoder", () => {
       { name: "BACKSLASHES", value: Buffer.alloc(size, "\\x") },
       { name: "REFERENCES", value: Buffer.alloc(size, "${") },
       { name: "REFERENCES_COLON", value: Buffer.concat([Buffer.alloc(size, "${a:"), Buffer.from("}")]) },
-      { name: "RANDOM", value: Buffer.from(Array.from({ length: size }, (_, i) => 1 + ((i * 7919) % 255))) },
+      {
+        name: "RANDOM_BYTES",
+        value: Buffer.from(Array.from({ length: size }, (_, i) => 1 + ((i * 7919) % 255))),
+      },
     ];
     const started = performance.now();
     for (let i = 0; i < 10; i++) {
