@@ -168,6 +168,16 @@ export const MAX_ANNOTATION_VALUE_BYTES = 64 * 1024;
  */
 export const MAX_ANNOTATIONS_TOTAL_BYTES = 128 * 1024;
 
+/**
+ * Bytes of a structured form that is not in the plain form (one `field: value` per line, which a
+ * linear reader takes up to MAX_ANNOTATION_VALUE_BYTES) and so goes to the general YAML parser,
+ * which costs up to ~5 µs per byte: 8 KiB stays under 50 ms.
+ */
+export const MAX_YAML_BYTES = 8 * 1024;
+
+/** Nesting of `[` and `{` in the structured form (it needs 3: list, entry, keys or rename). */
+export const MAX_YAML_NESTING = 8;
+
 /** Number of sm-injector annotations: one per entry at most, plus every setting and the status. */
 export const MAX_ANNOTATION_COUNT = MAX_FETCH_ENTRIES + Object.keys(FIXED_KEYS).length + 1;
 
@@ -238,6 +248,9 @@ export class ProblemList {
   private readonly shown: string[] = [];
   private hidden = 0;
 
+  /** `noun`: what the list holds, for the "and N more" line. */
+  constructor(private readonly noun = "problem") {}
+
   push(...messages: string[]): void {
     for (const m of messages) {
       if (this.shown.length < MAX_REPORTED_PROBLEMS)
@@ -255,7 +268,7 @@ export class ProblemList {
     if (this.hidden === 0) return [...this.shown];
     return [
       ...this.shown,
-      `and ${formatCount(this.hidden)} more ${this.hidden === 1 ? "problem" : "problems"} (fix the ones above first)`,
+      `and ${formatCount(this.hidden)} more ${this.noun}${this.hidden === 1 ? "" : "s"}`,
     ];
   }
 }

@@ -16,6 +16,8 @@ import {
   MAX_ANNOTATION_VALUE_BYTES,
   MAX_ANNOTATIONS_TOTAL_BYTES,
   MAX_SUGGESTED_KEY_CHARS,
+  MAX_YAML_BYTES,
+  MAX_YAML_NESTING,
   OWN_TOKEN_DIR,
   PREFIX,
   ProblemList,
@@ -142,6 +144,7 @@ function listNames(names: readonly string[], max = 10): string {
 
 /** Literal (not valueFrom) AWS_REGION, AWS_DEFAULT_REGION of a container, in that order. */
 function literalRegionEnv(container: V1Container | undefined): { name: string; value: string }[] {
+  if (!container?.env?.length) return [];
   const found: { name: string; value: string }[] = [];
   for (const name of ["AWS_REGION", "AWS_DEFAULT_REGION"]) {
     const e = (container?.env ?? []).find((x) => x.name === name && x.value && x.valueFrom === undefined);
@@ -201,7 +204,10 @@ function formatZodIssues(prefix: string, error: z.ZodError): string[] {
       .join("")
       .replace(/^\./, "");
     if (i.code === "unrecognized_keys") {
-      return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: unknown field(s) ${listNames(i.keys.map((k) => quote(k)), 5)} (known: secret, env, key, prefix, keys, rename, versionStage, versionId, region, optional)`;
+      return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: unknown field(s) ${listNames(
+        i.keys.map((k) => quote(k)),
+        5,
+      )} (known: secret, env, key, prefix, keys, rename, versionStage, versionId, region, optional)`;
     }
     return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: ${i.message}`;
   });
@@ -258,7 +264,8 @@ type FixedValues = Partial<Record<keyof typeof FIXED_KEYS, string>>;
 export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): CompileResult {
   const annotations = pod.metadata?.annotations ?? {};
   const overLimits = checkAnnotationLimits(annotations);
-  if (overLimits.length > 0) return { ok: false, errors: overLimits, warnings: [], problemCount: overLimits.length };
+  if (overLimits.length > 0)
+    return { ok: false, errors: overLimits, warnings: [], problemCount: overLimits.length };
 
   const errors = new ProblemList();
   const warnings: string[] = [];
@@ -319,7 +326,10 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   if (fixed.initPosition !== undefined) {
     const v = fixed.initPosition.trim();
     if (v === "first" || v === "last") initPosition = v;
-    else errors.push(`${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`);
+    else
+      errors.push(
+        `${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`,
+      );
   }
 
   let timeoutSeconds = config.defaultTimeoutSeconds;
@@ -368,8 +378,10 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
 
   warnings.push(...suspiciousInput(drafts, variables, targeted));
   errors.push(...checkReservedVolumes(pod));
+  const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
+  const dir = canonicalPath(outputDir);
   for (const c of targeted) {
-    errors.push(...checkMounts(c, outputDir, pod));
+    if (c.volumeMounts?.length) errors.push(...checkMounts(c, outputDir, dir, volumes));
     if ((c.env ?? []).some((e) => e.name === ENV_FILE_VAR || e.name === SECRETS_DIR_VAR)) {
       warnings.push(
         `container ${c.name} sets ${ENV_FILE_VAR}/${SECRETS_DIR_VAR} itself; sm-injector leaves it as is`,
@@ -469,11 +481,18 @@ function readStructured(text: string, errors: ProblemList): Draft[] {
   const name = annotationName(FIXED_KEYS.secrets);
   let doc: unknown = parseSimpleYamlList(text);
   if (doc === undefined) {
+    const tooCostly = checkYamlCost(text);
+    if (tooCostly) {
+      errors.push(`${name} ${tooCostly}`);
+      return [];
+    }
     try {
       doc = parseYaml(text, { maxAliasCount: 0, prettyErrors: false });
     } catch (e) {
       const first = ((e as Error).message ?? "").split("\n")[0] ?? "";
-      errors.push(`${name}: is not valid YAML or JSON (${first.length > 200 ? `${first.slice(0, 199)}…` : first})`);
+      errors.push(
+        `${name}: is not valid YAML or JSON (${first.length > 200 ? `${first.slice(0, 199)}…` : first})`,
+      );
       return [];
     }
   }
@@ -494,6 +513,22 @@ function readStructured(text: string, errors: ProblemList): Draft[] {
     else drafts.push(d);
   });
   return drafts;
+}
+
+/** Why `text` is too costly for the general YAML parser, if it is. */
+function checkYamlCost(text: string): string | undefined {
+  const bytes = utf8Bytes(text);
+  if (bytes > MAX_YAML_BYTES)
+    return `is ${formatCount(bytes)} bytes; the limit is ${formatSize(MAX_YAML_BYTES)} unless it is in the plain form (each line "- field: value" or "  field: value", unquoted, no flow lists or comments), which may take up to ${formatSize(MAX_ANNOTATION_VALUE_BYTES)}: write it that way, or move entries to one-line annotations`;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_YAML_NESTING)
+        return `nests [ and { more than ${MAX_YAML_NESTING} deep; an entry needs at most 3 (list, entry, keys or rename)`;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
 }
 
 function readFileMode(value: string | undefined, errors: ProblemList): FileModeSetting {
@@ -555,7 +590,9 @@ function readWrap(
     if (!c) {
       errors.push(`${key}: the pod has no container ${quote(n)}; use "true", "false" or container names`);
     } else if (!targets.has(n)) {
-      errors.push(`${key}: container ${quote(n)} is not targeted by ${annotationName(FIXED_KEYS.containers)}`);
+      errors.push(
+        `${key}: container ${quote(n)} is not targeted by ${annotationName(FIXED_KEYS.containers)}`,
+      );
     } else if (!c.command || c.command.length === 0) {
       errors.push(
         `${key}: container ${quote(n)} has no explicit command, so its image entrypoint is unknown to the webhook (sm-injector never looks images up in registries). Set the container's command to the image's entrypoint, e.g. command: ["uvicorn"] with args: ["app.main:app"], or source ${file} in your own entrypoint.`,
@@ -683,8 +720,18 @@ function suspiciousInput(
   variables: readonly string[],
   targeted: readonly V1Container[],
 ): string[] {
-  const warnings: string[] = [];
-  const envNames = targeted.map((c) => ({ name: c.name, env: new Set((c.env ?? []).map((e) => e.name)) }));
+  const warnings = new ProblemList("warning");
+  // Which targeted containers set each variable: one pass over their env, whatever its size.
+  const wanted = new Set(variables);
+  const setBy = new Map<string, string[]>();
+  for (const c of targeted) {
+    for (const e of c.env ?? []) {
+      if (!wanted.has(e.name)) continue;
+      const list = setBy.get(e.name) ?? [];
+      if (list.at(-1) !== c.name) list.push(c.name);
+      setBy.set(e.name, list);
+    }
+  }
   for (const v of variables) {
     if (RISKY_VARIABLES.has(v))
       warnings.push(
@@ -692,12 +739,10 @@ function suspiciousInput(
       );
     else if (v.startsWith("AWS_"))
       warnings.push(`variable ${v} may change the AWS credentials or region the app uses`);
-    for (const c of envNames) {
-      if (c.env.has(v)) {
-        warnings.push(
-          `container ${c.name} also sets ${v} in its env; the value from Secrets Manager wins where the file is sourced`,
-        );
-      }
+    for (const c of setBy.get(v) ?? []) {
+      warnings.push(
+        `container ${c} also sets ${v} in its env; the value from Secrets Manager wins where the file is sourced`,
+      );
     }
   }
   for (const d of drafts) {
@@ -712,7 +757,7 @@ function suspiciousInput(
       );
     }
   }
-  return warnings;
+  return warnings.list();
 }
 
 /**
@@ -747,10 +792,13 @@ function checkReservedVolumes(pod: V1Pod): string[] {
  * for the mount point. (A writable mount above it, e.g. an emptyDir at /run, is fine: the runtime
  * mounts parents first and creates the mount point inside it.)
  */
-function checkMounts(c: V1Container, outputDir: string, pod: V1Pod): string[] {
+function checkMounts(
+  c: V1Container,
+  outputDir: string,
+  dir: string,
+  volumes: ReadonlyMap<string, V1Volume>,
+): string[] {
   const problems: string[] = [];
-  const dir = canonicalPath(outputDir);
-  const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
   const key = annotationName(FIXED_KEYS.outputDir);
   for (const m of c.volumeMounts ?? []) {
     if (typeof m.mountPath !== "string") continue;
@@ -777,7 +825,14 @@ function isReadOnlyMount(m: { readOnly?: boolean }, volume: V1Volume | undefined
 
 /** A path as the runtime resolves it: no repeated or trailing slashes, /var/run read as /run (a symlink in most images). */
 function canonicalPath(p: string): string {
-  const clean = `/${p.split("/").filter((s) => s !== "" && s !== ".").join("/")}`;
+  const plain =
+    p.startsWith("/") && !p.endsWith("/") && !p.includes("//") && !p.includes("/./") && !p.endsWith("/.");
+  const clean = plain
+    ? p
+    : `/${p
+        .split("/")
+        .filter((s) => s !== "" && s !== ".")
+        .join("/")}`;
   return sameDirUnderRun(clean);
 }
 
@@ -862,7 +917,8 @@ function structuredEntry(
         );
     }
   } else {
-    if (item.key !== undefined) errs.push(`${where}: key ${quote(item.key)} needs env, the variable to put it in`);
+    if (item.key !== undefined)
+      errs.push(`${where}: key ${quote(item.key)} needs env, the variable to put it in`);
     const listed = item.keys && new Set(item.keys);
     for (const [k, v] of Object.entries(item.rename ?? {})) {
       if (!ENV_NAME_PATTERN.test(v))

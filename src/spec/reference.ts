@@ -6,13 +6,7 @@
 // part of a name: the first `#` starts the JSON key (which may contain anything, `#` included) and
 // the first `?` starts the parameters. An ARN's colons are fine for the same reason.
 
-import {
-  formatCount,
-  MAX_JSON_KEY_BYTES,
-  MAX_VARIABLE_NAME_BYTES,
-  quote,
-  utf8Bytes,
-} from "./annotations.ts";
+import { formatCount, MAX_JSON_KEY_BYTES, MAX_VARIABLE_NAME_BYTES, quote, utf8Bytes } from "./annotations.ts";
 
 export const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const ARN_PATTERN =

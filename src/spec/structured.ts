@@ -102,7 +102,8 @@ export function checkStructuredLimits(doc: unknown): string[] {
       if (typeof value === "string") {
         const limit = FIELD_LIMITS[field] ?? MAX_FIELD_BYTES;
         const bytes = utf8Bytes(value);
-        if (bytes > limit) problems.push(`${where}: is ${formatCount(bytes)} bytes; the limit is ${formatCount(limit)}`);
+        if (bytes > limit)
+          problems.push(`${where}: is ${formatCount(bytes)} bytes; the limit is ${formatCount(limit)}`);
       } else if (field === "keys" && Array.isArray(value)) {
         problems.push(...checkKeyList(where, value));
       } else if (field === "rename" && typeof value === "object" && value !== null) {
@@ -120,14 +121,18 @@ function checkKeyList(where: string, keys: readonly unknown[]): string[] {
     ];
   const long = keys.filter((k) => typeof k === "string" && utf8Bytes(k) > MAX_JSON_KEY_BYTES).length;
   return long > 0
-    ? [`${where}: ${long === 1 ? "a key is" : `${long} keys are`} longer than the limit of ${formatCount(MAX_JSON_KEY_BYTES)} bytes per JSON key`]
+    ? [
+        `${where}: ${long === 1 ? "a key is" : `${long} keys are`} longer than the limit of ${formatCount(MAX_JSON_KEY_BYTES)} bytes per JSON key`,
+      ]
     : [];
 }
 
 function checkRenames(where: string, rename: Record<string, unknown>): string[] {
   const pairs = Object.entries(rename);
   if (pairs.length > MAX_KEYS_PER_ENTRY)
-    return [`${where}: renames ${formatCount(pairs.length)} keys; the limit is ${MAX_KEYS_PER_ENTRY} per entry`];
+    return [
+      `${where}: renames ${formatCount(pairs.length)} keys; the limit is ${MAX_KEYS_PER_ENTRY} per entry`,
+    ];
   const long = pairs.filter(
     ([k, v]) =>
       utf8Bytes(k) > MAX_JSON_KEY_BYTES || (typeof v === "string" && utf8Bytes(v) > MAX_VARIABLE_NAME_BYTES),
