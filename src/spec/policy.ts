@@ -36,7 +36,7 @@ export interface SecretPolicy {
    * for the platform team: an invalid policy refuses every reference (fail closed). Never shown to
    * pods, since it would quote the policy.
    */
-  readonly problems: readonly string[];
+  readonly problems?: readonly string[];
   /** True when only allowed-regions is set: any secret, in the listed regions. */
   readonly anySecret?: boolean;
 }
@@ -177,7 +177,7 @@ export function checkSecretPolicy(
 ): string[] {
   if (!policy) return [];
   const ask = "ask the platform team to allow it, or use a secret the namespace allows";
-  if (policy.problems.length > 0) {
+  if ((policy.problems?.length ?? 0) > 0) {
     return [
       `namespace ${namespace}'s ${NAMESPACE_POLICY_ANNOTATION} / ${NAMESPACE_REGIONS_ANNOTATION} policy is not valid, so it allows no secret; ask the platform team to fix it (sm-injector's policy check lists what is wrong)`,
     ];

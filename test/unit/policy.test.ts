@@ -153,7 +153,7 @@ describe("an invalid policy refuses everything (fail closed), and says so withou
   for (const [name, value, regions] of cases) {
     test(name, () => {
       const policy = parseSecretPolicy(value, regions);
-      assert.ok(policy && policy.problems.length > 0, "no problem reported");
+      assert.ok(policy?.problems && policy.problems.length > 0, "no problem reported");
       const d = checkSecretPolicy(spec(["erp/a"]), policy, "erp-prod");
       assert.equal(d.length, 1);
       assert.match(
