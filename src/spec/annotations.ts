@@ -178,6 +178,12 @@ export const MAX_YAML_BYTES = 8 * 1024;
 /** Nesting of `[` and `{` in the structured form (it needs 3: list, entry, keys or rename). */
 export const MAX_YAML_NESTING = 8;
 
+/**
+ * Characters of indentation and `- ` before a line's content in the structured form: block
+ * nesting costs the YAML parser stack and time per level; the form needs about 8.
+ */
+export const MAX_YAML_INDENT = 64;
+
 /** Number of sm-injector annotations: one per entry at most, plus every setting and the status. */
 export const MAX_ANNOTATION_COUNT = MAX_FETCH_ENTRIES + Object.keys(FIXED_KEYS).length + 1;
 

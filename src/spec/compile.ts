@@ -17,6 +17,7 @@ import {
   MAX_ANNOTATIONS_TOTAL_BYTES,
   MAX_SUGGESTED_KEY_CHARS,
   MAX_YAML_BYTES,
+  MAX_YAML_INDENT,
   MAX_YAML_NESTING,
   OWN_TOKEN_DIR,
   PREFIX,
@@ -521,8 +522,24 @@ function checkYamlCost(text: string): string | undefined {
   if (bytes > MAX_YAML_BYTES)
     return `is ${formatCount(bytes)} bytes; the limit is ${formatSize(MAX_YAML_BYTES)} unless it is in the plain form (each line "- field: value" or "  field: value", unquoted, no flow lists or comments), which may take up to ${formatSize(MAX_ANNOTATION_VALUE_BYTES)}: write it that way, or move entries to one-line annotations`;
   let depth = 0;
+  let indent = 0;
+  let lineStart = true;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      lineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (lineStart) {
+      // Spaces, tabs and the block indicators - ? : before a line's content.
+      if (c === 0x20 || c === 0x09 || c === 0x2d || c === 0x3f || c === 0x3a) {
+        if (++indent > MAX_YAML_INDENT)
+          return `indents or nests a line more than ${MAX_YAML_INDENT} characters deep; an entry needs about 8`;
+        continue;
+      }
+      lineStart = false;
+    }
     if (c === 0x5b || c === 0x7b) {
       if (++depth > MAX_YAML_NESTING)
         return `nests [ and { more than ${MAX_YAML_NESTING} deep; an entry needs at most 3 (list, entry, keys or rename)`;

@@ -158,6 +158,13 @@ describe("limits of the structured form", () => {
     );
   });
 
+  test("deep block nesting is refused before the YAML parser sees it (it overflowed the stack)", () => {
+    assert.match(
+      refusal({ "sm-injector.io/secrets": `${"- ".repeat(4000)}x` }).text,
+      /indents or nests a line more than 64 characters deep/,
+    );
+  });
+
   test("the plain form is read up to the value limit", () => {
     const text = Array.from(
       { length: 400 },
