@@ -1,7 +1,7 @@
 // The AWS identity hand-off: the init container must fetch as the app does (IRSA or EKS Pod
 // Identity), never with the node's role. Pure.
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import { AWS_TOKEN_VOLUME_NAME } from "../spec/annotations.ts";
+import { AWS_TOKEN_VOLUME_NAME, OWN_TOKEN_DIR } from "../spec/annotations.ts";
 import { clonePlain, withFields } from "./clone.ts";
 
 /** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */
@@ -56,8 +56,8 @@ export const SA_AUDIENCE_ANNOTATION = "eks.amazonaws.com/audience";
 export const SA_TOKEN_EXPIRATION_ANNOTATION = "eks.amazonaws.com/token-expiration";
 export const SA_STS_REGIONAL_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints";
 
-/** Where our own projected token goes when we add IRSA ourselves (distinct from EKS's path to avoid clashing mounts). */
-export const OWN_TOKEN_DIR = "/var/run/secrets/sm-injector/eks.amazonaws.com/serviceaccount";
+/** Where our own projected token goes (defined with the contract: an output-dir must not overlap it). */
+export { OWN_TOKEN_DIR };
 
 export function serviceAccountIdentity(
   annotations: Record<string, string> | undefined,

@@ -2,6 +2,8 @@
 // does and its default. The README's annotation table is checked against this list by a test, so
 // this file is the single source of truth for the user-facing interface.
 
+import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
+
 export const PREFIX = "sm-injector.io/";
 
 /** Pod label that opts a pod in. It routes the pod to the webhook via the objectSelector. */
@@ -135,3 +137,144 @@ export const AWS_TOKEN_VOLUME_NAME = "sm-injector-aws-iam-token";
 /** Added to targeted containers: the env file path (or the directory for `files`). */
 export const ENV_FILE_VAR = "SM_INJECTOR_ENV_FILE";
 export const SECRETS_DIR_VAR = "SM_INJECTOR_SECRETS_DIR";
+
+/**
+ * Where the webhook mounts the projected token it adds for IRSA when the app has none yet
+ * (distinct from EKS's own path, so the two never clash). An output-dir must not overlap it.
+ */
+export const OWN_TOKEN_DIR = "/var/run/secrets/sm-injector/eks.amazonaws.com/serviceaccount";
+
+// Admission limits. Every pod is tenant input and the webhook answers for the whole cluster, so the
+// cost of reading a pod's annotations is bounded BEFORE anything is parsed: a pod over a limit gets
+// one denial naming the limit, at the cost of measuring string lengths. The README's limits table is
+// generated from (or checked against) these constants.
+
+/**
+ * Bytes of an sm-injector annotation key. Kubernetes allows 63 characters after a key's prefix, so a
+ * longer key could never be stored; it is refused before it is compared with anything.
+ */
+export const MAX_ANNOTATION_KEY_BYTES = PREFIX.length + 63;
+
+/**
+ * Bytes of one sm-injector annotation value. The structured form with the init container's maximum
+ * of entries, written as people write it, takes about 40 KiB.
+ */
+export const MAX_ANNOTATION_VALUE_BYTES = 64 * 1024;
+
+/**
+ * Bytes of all sm-injector annotations of a pod together, keys and values. The compiled spec must
+ * fit in one environment variable of 128 KiB, and Kubernetes allows 256 KiB for all of a pod's
+ * annotations.
+ */
+export const MAX_ANNOTATIONS_TOTAL_BYTES = 128 * 1024;
+
+/**
+ * Bytes of a structured form that is not in the plain form (one `field: value` per line, which a
+ * linear reader takes up to MAX_ANNOTATION_VALUE_BYTES) and so goes to the general YAML parser,
+ * which costs up to ~5 µs per byte: 8 KiB stays under 50 ms.
+ */
+export const MAX_YAML_BYTES = 8 * 1024;
+
+/** Nesting of `[` and `{` in the structured form (it needs 3: list, entry, keys or rename). */
+export const MAX_YAML_NESTING = 8;
+
+/**
+ * Characters of indentation and `- ` before a line's content in the structured form: block
+ * nesting costs the YAML parser stack and time per level; the form needs about 8.
+ */
+export const MAX_YAML_INDENT = 64;
+
+/** Number of sm-injector annotations: one per entry at most, plus every setting and the status. */
+export const MAX_ANNOTATION_COUNT = MAX_FETCH_ENTRIES + Object.keys(FIXED_KEYS).length + 1;
+
+/** `keys` items, or `rename` pairs, of one structured entry (each becomes a variable). */
+export const MAX_KEYS_PER_ENTRY = 256;
+
+/**
+ * Bytes of one JSON key: `#key`, `key:`, a `keys` item or a `rename` key. The spec travels in one
+ * environment variable (128 KiB), so each of its parts is bounded.
+ */
+export const MAX_JSON_KEY_BYTES = 1024;
+
+/** Bytes of a variable name: `env`, a `rename` value, a `prefix`. */
+export const MAX_VARIABLE_NAME_BYTES = 256;
+
+/** Bytes of any other string field (a full ARN is at most 2,048 characters). */
+export const MAX_FIELD_BYTES = 2048;
+
+/** Problems listed in one denial; the rest are counted ("and 12 more problems"). */
+export const MAX_REPORTED_PROBLEMS = 20;
+
+/** Characters of tenant text quoted in one message; longer text is cut, and its length given. */
+export const MAX_QUOTED_CHARS = 100;
+
+/** Characters of one problem message, whatever it quotes. */
+export const MAX_PROBLEM_CHARS = 1024;
+
+/** "Did you mean" is only worked out for unknown keys this short (edit distance is quadratic). */
+export const MAX_SUGGESTED_KEY_CHARS = 32;
+
+/** Patterns in a Namespace's sm-injector.io/allowed-secrets (more makes the policy invalid). */
+export const MAX_POLICY_PATTERNS = 256;
+
+/** Characters of one policy pattern (a full ARN pattern fits in 600). */
+export const MAX_POLICY_PATTERN_CHARS = 1024;
+
+/** UTF-8 size of a string, without encoding it. */
+export function utf8Bytes(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+/** 1400043 → "1,400,043". */
+export function formatCount(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+$)/g, ",");
+}
+
+/** 65536 → "64 KiB"; other sizes in bytes. */
+export function formatSize(bytes: number): string {
+  return bytes % 1024 === 0 ? `${formatCount(bytes / 1024)} KiB` : `${formatCount(bytes)} bytes`;
+}
+
+/**
+ * Tenant text as messages quote it: JSON-escaped (quotes, newlines, control characters, lone
+ * surrogates) and cut to MAX_QUOTED_CHARS, with the full length after a cut. Every message that
+ * repeats what a pod said goes through here, so a message stays one short line.
+ */
+export function quote(text: string, max = MAX_QUOTED_CHARS): string {
+  if (text.length <= max) return JSON.stringify(text);
+  const end = text.charCodeAt(max - 1) >= 0xd800 && text.charCodeAt(max - 1) <= 0xdbff ? max - 1 : max;
+  return `${JSON.stringify(text.slice(0, end))}… (${formatCount(text.length)} characters)`;
+}
+
+/**
+ * The problems found in a pod, as a denial lists them: the first MAX_REPORTED_PROBLEMS, each cut
+ * to MAX_PROBLEM_CHARS, then "and N more problems". `length` counts every problem found.
+ */
+export class ProblemList {
+  private readonly shown: string[] = [];
+  private hidden = 0;
+
+  /** `noun`: what the list holds, for the "and N more" line. */
+  constructor(private readonly noun = "problem") {}
+
+  push(...messages: string[]): void {
+    for (const m of messages) {
+      if (this.shown.length < MAX_REPORTED_PROBLEMS)
+        this.shown.push(m.length > MAX_PROBLEM_CHARS ? `${m.slice(0, MAX_PROBLEM_CHARS - 1)}…` : m);
+      else this.hidden++;
+    }
+  }
+
+  get length(): number {
+    return this.shown.length + this.hidden;
+  }
+
+  /** The messages to show; the last says how many more there were, if any. */
+  list(): string[] {
+    if (this.hidden === 0) return [...this.shown];
+    return [
+      ...this.shown,
+      `and ${formatCount(this.hidden)} more ${this.noun}${this.hidden === 1 ? "" : "s"}`,
+    ];
+  }
+}

@@ -1,21 +1,38 @@
 // Annotations + the pod they sit on → a validated InjectionSpec, or every problem found, each
 // naming its annotation and saying how to fix it. Pure: no I/O.
-import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import type { V1Container, V1Pod, V1Volume } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import {
+  AWS_TOKEN_VOLUME_NAME,
   ENV_FILE_VAR,
   ENV_FROM_KEY,
   ENV_KEY,
   FIXED_KEYS,
+  formatCount,
+  formatSize,
+  MAX_ANNOTATION_COUNT,
+  MAX_ANNOTATION_KEY_BYTES,
+  MAX_ANNOTATION_VALUE_BYTES,
+  MAX_ANNOTATIONS_TOTAL_BYTES,
+  MAX_SUGGESTED_KEY_CHARS,
+  MAX_YAML_BYTES,
+  MAX_YAML_INDENT,
+  MAX_YAML_NESTING,
+  OWN_TOKEN_DIR,
   PREFIX,
+  ProblemList,
+  quote,
   SECRETS_DIR_VAR,
   STATUS_ANNOTATION,
+  utf8Bytes,
+  VOLUME_NAME,
 } from "./annotations.ts";
 import type { InjectorConfig } from "./config.ts";
 import {
   ENV_NAME_PATTERN,
   type FetchEntry,
+  MAX_FETCH_ENTRIES,
   OUTPUT_FORMATS,
   type OutputFormat,
   type SecretSource,
@@ -29,7 +46,12 @@ import {
   parseSecretId,
   REGION_PATTERN,
 } from "./reference.ts";
-import { parseSimpleYamlList, parseStructured, type StructuredEntry } from "./structured.ts";
+import {
+  checkStructuredLimits,
+  parseSimpleYamlList,
+  parseStructured,
+  type StructuredEntry,
+} from "./structured.ts";
 
 export type FileModeSetting = "auto" | 0o400 | 0o440 | 0o444;
 
@@ -53,7 +75,14 @@ export interface InjectionSpec {
 
 export type CompileResult =
   | { ok: true; spec: InjectionSpec; warnings: string[] }
-  | { ok: false; errors: string[]; warnings: string[] };
+  | {
+      ok: false;
+      /** At most MAX_REPORTED_PROBLEMS messages, then one saying how many more there were. */
+      errors: string[];
+      warnings: string[];
+      /** Every problem found, including those `errors` only counts. */
+      problemCount: number;
+    };
 
 /** Paths an output directory must never cover: they hold the pod's identity tokens. */
 const PROTECTED_PATHS = [
@@ -64,6 +93,15 @@ const PROTECTED_PATHS = [
   "/run/secrets/eks.amazonaws.com",
   "/run/secrets/pods.eks.amazonaws.com",
 ];
+
+/** Where sm-injector itself mounts a token into its init container (IRSA added from the ServiceAccount). */
+const OWN_MOUNT_PATHS = [OWN_TOKEN_DIR, sameDirUnderRun(OWN_TOKEN_DIR)];
+
+/** Volume names sm-injector gives to what it adds; a pod that uses them would collide or share them. */
+const RESERVED_VOLUME_NAMES = [VOLUME_NAME, AWS_TOKEN_VOLUME_NAME];
+
+/** Volume types the kubelet always mounts read-only: nothing can be mounted inside them. */
+const READ_ONLY_VOLUME_TYPES = ["configMap", "secret", "downwardAPI", "projected"] as const;
 
 /** Read-only in bash: `export UID=…` makes sourcing the shell file fail. */
 const READONLY_SHELL_VARIABLES = new Set([
@@ -94,13 +132,30 @@ function annotationName(key: string): string {
   return `${PREFIX}${key}`;
 }
 
-function effectiveEnvRegion(container: V1Container | undefined): string | undefined {
-  const env = container?.env ?? [];
+/** An annotation key as messages show it: as is when it is a plain short name, else quoted. */
+function shownKey(key: string): string {
+  return key.length <= MAX_ANNOTATION_KEY_BYTES && /^[A-Za-z0-9._/-]+$/.test(key) ? key : quote(key);
+}
+
+/** At most `max` names, then how many more: lists built from a pod stay short. */
+function listNames(names: readonly string[], max = 10): string {
+  if (names.length <= max) return names.join(", ");
+  return `${names.slice(0, max).join(", ")} and ${formatCount(names.length - max)} more`;
+}
+
+/** Literal (not valueFrom) AWS_REGION, AWS_DEFAULT_REGION of a container, in that order. */
+function literalRegionEnv(container: V1Container | undefined): { name: string; value: string }[] {
+  if (!container?.env?.length) return [];
+  const found: { name: string; value: string }[] = [];
   for (const name of ["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-    const v = env.find((e) => e.name === name && e.value !== undefined && e.valueFrom === undefined)?.value;
-    if (v) return v;
+    const e = (container?.env ?? []).find((x) => x.name === name && x.value && x.valueFrom === undefined);
+    if (e?.value) found.push({ name, value: e.value });
   }
-  return undefined;
+  return found;
+}
+
+function effectiveEnvRegion(container: V1Container | undefined): string | undefined {
+  return literalRegionEnv(container)[0]?.value;
 }
 
 function editDistance(a: string, b: string): number {
@@ -123,6 +178,9 @@ function editDistance(a: string, b: string): number {
 const KNOWN_KEYS = [...Object.values(FIXED_KEYS), "env.<VAR>", ENV_FROM_KEY, "status"];
 
 function suggestKey(key: string): string {
+  const known = ` Known keys: ${KNOWN_KEYS.join(", ")}.`;
+  // Edit distance is quadratic in the key's length: only short keys get a suggestion.
+  if (key.length > MAX_SUGGESTED_KEY_CHARS) return known;
   const candidates = [...Object.values(FIXED_KEYS), ENV_FROM_KEY];
   const base = key.split(".")[0] ?? key;
   let best: string | undefined;
@@ -137,114 +195,85 @@ function suggestKey(key: string): string {
   if (best !== undefined && bestD <= 2) {
     return best === "env" ? ` Did you mean ${PREFIX}env.<VAR>?` : ` Did you mean ${PREFIX}${best}?`;
   }
-  return ` Known keys: ${KNOWN_KEYS.join(", ")}.`;
+  return known;
 }
 
 function formatZodIssues(prefix: string, error: z.ZodError): string[] {
   return error.issues.map((i) => {
     const path = i.path
-      .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+      .map((p) => (typeof p === "number" ? `[${p}]` : `.${quotedField(String(p))}`))
       .join("")
       .replace(/^\./, "");
     if (i.code === "unrecognized_keys") {
-      return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: unknown field(s) ${i.keys.map((k) => `"${k}"`).join(", ")} (known: secret, env, key, prefix, keys, rename, versionStage, versionId, region, optional)`;
+      return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: unknown field(s) ${listNames(
+        i.keys.map((k) => quote(k)),
+        5,
+      )} (known: secret, env, key, prefix, keys, rename, versionStage, versionId, region, optional)`;
     }
     return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: ${i.message}`;
   });
 }
 
+/** A field name or JSON key in a path: as is when plain, else quoted. */
+function quotedField(name: string): string {
+  return name.length <= 64 && /^[A-Za-z0-9_-]+$/.test(name) ? name : quote(name, 64);
+}
+
+/**
+ * The size limits, checked on the raw annotations before any of them is parsed: one problem per
+ * limit breached (capped), each naming the limit. Costs one pass over the keys.
+ */
+export function checkAnnotationLimits(annotations: Readonly<Record<string, string>>): string[] {
+  const problems = new ProblemList();
+  let count = 0;
+  let total = 0;
+  for (const key of Object.keys(annotations)) {
+    if (!key.startsWith(PREFIX)) continue;
+    count++;
+    const value = annotations[key] ?? "";
+    const keyBytes = utf8Bytes(key);
+    const valueBytes = typeof value === "string" ? utf8Bytes(value) : 0;
+    total += keyBytes + valueBytes;
+    if (keyBytes > MAX_ANNOTATION_KEY_BYTES) {
+      problems.push(
+        `annotation key ${quote(key)} is ${formatCount(keyBytes)} bytes; the limit is ${MAX_ANNOTATION_KEY_BYTES} (Kubernetes allows 63 characters after ${PREFIX}): use one of the keys the README lists`,
+      );
+    }
+    if (valueBytes > MAX_ANNOTATION_VALUE_BYTES) {
+      problems.push(
+        `${shownKey(key)} is ${formatCount(valueBytes)} bytes; the limit is ${formatSize(MAX_ANNOTATION_VALUE_BYTES)} per ${PREFIX} annotation: list fewer entries or keys in it, or read a JSON secret whole with env-from`,
+      );
+    }
+  }
+  if (count > MAX_ANNOTATION_COUNT) {
+    problems.push(
+      `the pod has ${formatCount(count)} ${PREFIX} annotations; the limit is ${formatCount(MAX_ANNOTATION_COUNT)} (the init container takes at most ${MAX_FETCH_ENTRIES} entries): use the structured form ${annotationName(FIXED_KEYS.secrets)} or JSON secrets read with env-from`,
+    );
+  }
+  if (total > MAX_ANNOTATIONS_TOTAL_BYTES) {
+    problems.push(
+      `the pod's ${PREFIX} annotations are ${formatCount(total)} bytes together; the limit is ${formatSize(MAX_ANNOTATIONS_TOTAL_BYTES)} (the compiled spec must fit in one environment variable of the init container): reference fewer secrets or keys`,
+    );
+  }
+  return problems.list();
+}
+
+type Draft = { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string };
+type FixedValues = Partial<Record<keyof typeof FIXED_KEYS, string>>;
+
 /** Parses and validates a pod's sm-injector annotations against the pod and the operator's config. */
 export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): CompileResult {
-  const errors: string[] = [];
-  const warnings: string[] = [];
   const annotations = pod.metadata?.annotations ?? {};
+  const overLimits = checkAnnotationLimits(annotations);
+  if (overLimits.length > 0)
+    return { ok: false, errors: overLimits, warnings: [], problemCount: overLimits.length };
+
+  const errors = new ProblemList();
+  const warnings: string[] = [];
   const containers = pod.spec?.containers ?? [];
 
-  type Draft = { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string };
-  const drafts: Draft[] = [];
-  const fixed: Partial<Record<keyof typeof FIXED_KEYS, string>> = {};
-
-  for (const [fullKey, value] of Object.entries(annotations)) {
-    if (!fullKey.startsWith(PREFIX)) continue;
-    const key = fullKey.slice(PREFIX.length);
-    if (fullKey === STATUS_ANNOTATION) continue;
-
-    if (key.startsWith(ENV_KEY)) {
-      const variable = key.slice(ENV_KEY.length);
-      if (!ENV_NAME_PATTERN.test(variable)) {
-        errors.push(
-          `${fullKey}: "${variable}" is not a valid environment variable name; use letters, digits and _, not starting with a digit (e.g. ${PREFIX}env.DB_PASSWORD)`,
-        );
-        continue;
-      }
-      const ref = parseReference(value, { expand: false });
-      if (!ref.ok) {
-        errors.push(`${fullKey}: ${ref.error}`);
-        continue;
-      }
-      const r = ref.value;
-      drafts.push({
-        annotation: fullKey,
-        parsed: r,
-        entry: valueEntry(source(r), variable, r.key, r.optional),
-      });
-      continue;
-    }
-
-    if (key === ENV_FROM_KEY || key.startsWith(`${ENV_FROM_KEY}.`)) {
-      const ref = parseReference(value, { expand: true });
-      if (!ref.ok) {
-        errors.push(`${fullKey}: ${ref.error}`);
-        continue;
-      }
-      const r = ref.value;
-      drafts.push({
-        annotation: fullKey,
-        parsed: r,
-        entry: {
-          kind: "expand",
-          source: source(r),
-          prefix: r.prefix ?? "",
-          rename: {},
-          optional: r.optional,
-        },
-      });
-      continue;
-    }
-
-    const fixedName = (Object.keys(FIXED_KEYS) as (keyof typeof FIXED_KEYS)[]).find(
-      (k) => FIXED_KEYS[k] === key,
-    );
-    if (fixedName === undefined) {
-      errors.push(`${fullKey}: unknown sm-injector annotation.${suggestKey(key)}`);
-      continue;
-    }
-    fixed[fixedName] = value;
-  }
-
-  if (fixed.secrets !== undefined) {
-    const name = annotationName(FIXED_KEYS.secrets);
-    let doc: unknown = parseSimpleYamlList(fixed.secrets);
-    if (doc === undefined) {
-      try {
-        doc = parseYaml(fixed.secrets, { maxAliasCount: 0, prettyErrors: false });
-      } catch (e) {
-        errors.push(`${name}: is not valid YAML or JSON (${(e as Error).message.split("\n")[0]})`);
-      }
-    }
-    if (doc !== undefined) {
-      const parsed = parseStructured(doc);
-      if (!parsed.success) errors.push(...formatZodIssues(name, parsed.error));
-      else {
-        parsed.data.forEach((item, i) => {
-          const where = `${name}[${i}]`;
-          const d = structuredEntry(where, item);
-          if ("error" in d) errors.push(...d.error);
-          else drafts.push(d);
-        });
-      }
-    }
-  }
+  const { drafts, fixed } = readAnnotations(annotations, errors);
+  if (fixed.secrets !== undefined) drafts.push(...readStructured(fixed.secrets, errors));
 
   // Output format, location and mode.
   let format: OutputFormat = config.defaultFormat;
@@ -252,7 +281,7 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
     if ((OUTPUT_FORMATS as readonly string[]).includes(fixed.format)) format = fixed.format as OutputFormat;
     else
       errors.push(
-        `${annotationName(FIXED_KEYS.format)}: "${fixed.format}" is not a format; use one of ${OUTPUT_FORMATS.join(", ")}`,
+        `${annotationName(FIXED_KEYS.format)}: ${quote(fixed.format)} is not a format; use one of ${OUTPUT_FORMATS.join(", ")}`,
       );
   }
 
@@ -275,85 +304,22 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
       fixed.fileName === ".."
     ) {
       errors.push(
-        `${annotationName(FIXED_KEYS.fileName)}: "${fixed.fileName}" is not a plain file name (letters, digits, . _ -; no slashes)`,
+        `${annotationName(FIXED_KEYS.fileName)}: ${quote(fixed.fileName)} is not a plain file name (letters, digits, . _ -; no slashes)`,
       );
     } else fileName = fixed.fileName;
   }
 
-  let fileMode: FileModeSetting = "auto";
-  if (fixed.fileMode !== undefined) {
-    const modes: Record<string, FileModeSetting> = {
-      auto: "auto",
-      "0400": 0o400,
-      "0440": 0o440,
-      "0444": 0o444,
-      "400": 0o400,
-      "440": 0o440,
-      "444": 0o444,
-    };
-    const m = modes[fixed.fileMode.trim()];
-    if (m === undefined)
-      errors.push(
-        `${annotationName(FIXED_KEYS.fileMode)}: "${fixed.fileMode}" is not allowed; use auto, "0400", "0440" or "0444" (quoted in YAML)`,
-      );
-    else fileMode = m;
-  }
-
-  // Containers.
-  const names = containers.map((c) => c.name);
-  let targets = names;
-  if (fixed.containers !== undefined) {
-    const listed = splitList(fixed.containers);
-    const unknown = listed.filter((n) => !names.includes(n));
-    const initNames = (pod.spec?.initContainers ?? []).map((c) => c.name);
-    for (const n of unknown) {
-      errors.push(
-        initNames.includes(n)
-          ? `${annotationName(FIXED_KEYS.containers)}: "${n}" is an init container; only regular containers can be targeted (init containers may run before the secrets are fetched)`
-          : `${annotationName(FIXED_KEYS.containers)}: the pod has no container "${n}" (containers: ${names.join(", ") || "none"})`,
-      );
-    }
-    if (listed.length === 0)
-      errors.push(
-        `${annotationName(FIXED_KEYS.containers)}: lists no container; remove it to target all containers`,
-      );
-    targets = listed.filter((n) => names.includes(n));
-  }
-
-  let wrap: string[] = [];
-  if (fixed.wrapCommand !== undefined) {
-    const v = fixed.wrapCommand.trim();
-    const listed = v === "true" ? targets : v === "false" ? [] : splitList(v);
-    for (const n of listed) {
-      const c = containers.find((x) => x.name === n);
-      if (!c) {
-        errors.push(
-          `${annotationName(FIXED_KEYS.wrapCommand)}: the pod has no container "${n}"; use "true", "false" or container names`,
-        );
-      } else if (!targets.includes(n)) {
-        errors.push(
-          `${annotationName(FIXED_KEYS.wrapCommand)}: container "${n}" is not targeted by ${annotationName(FIXED_KEYS.containers)}`,
-        );
-      } else if (!c.command || c.command.length === 0) {
-        errors.push(
-          `${annotationName(FIXED_KEYS.wrapCommand)}: container "${n}" has no explicit command, so its image entrypoint is unknown to the webhook (sm-injector never looks images up in registries). Set the container's command to the image's entrypoint, e.g. command: ["uvicorn"] with args: ["app.main:app"], or source ${outputDir}/${fileName} in your own entrypoint.`,
-        );
-      } else wrap.push(n);
-    }
-    if (listed.length > 0 && format !== "shell") {
-      errors.push(
-        `${annotationName(FIXED_KEYS.wrapCommand)}: needs format shell (the wrapper sources the file with /bin/sh); the pod uses ${format}`,
-      );
-      wrap = [];
-    }
-  }
+  const fileMode = readFileMode(fixed.fileMode, errors);
+  const targets = readTargets(pod, fixed.containers, errors);
+  const targetSet = new Set(targets);
+  const wrap = readWrap(pod, fixed.wrapCommand, targetSet, format, `${outputDir}/${fileName}`, errors);
 
   // Read by `sm-injector rotation` from the pod; checked here so that a typo is refused at apply time.
   if (fixed.restartOnRotation !== undefined) {
     const v = fixed.restartOnRotation.trim();
     if (v !== "true" && v !== "false")
       errors.push(
-        `${annotationName(FIXED_KEYS.restartOnRotation)}: "${v}" is not allowed; use "true" or "false"`,
+        `${annotationName(FIXED_KEYS.restartOnRotation)}: ${quote(v)} is not allowed; use "true" or "false"`,
       );
   }
 
@@ -361,7 +327,10 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   if (fixed.initPosition !== undefined) {
     const v = fixed.initPosition.trim();
     if (v === "first" || v === "last") initPosition = v;
-    else errors.push(`${annotationName(FIXED_KEYS.initPosition)}: "${v}" is not allowed; use first or last`);
+    else
+      errors.push(
+        `${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`,
+      );
   }
 
   let timeoutSeconds = config.defaultTimeoutSeconds;
@@ -369,22 +338,333 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
     const n = Number(fixed.timeout.trim());
     if (!Number.isInteger(n) || n < 1 || n > config.maxTimeoutSeconds) {
       errors.push(
-        `${annotationName(FIXED_KEYS.timeout)}: "${fixed.timeout}" must be a whole number of seconds from 1 to ${config.maxTimeoutSeconds}`,
+        `${annotationName(FIXED_KEYS.timeout)}: ${quote(fixed.timeout)} must be a whole number of seconds from 1 to ${config.maxTimeoutSeconds}`,
       );
     } else timeoutSeconds = n;
   }
 
-  // Regions: ARN > per-entry > annotation > the first target's AWS_REGION > webhook default.
-  let podRegion: string | undefined;
-  if (fixed.region !== undefined) {
-    if (!REGION_PATTERN.test(fixed.region.trim())) {
-      errors.push(
-        `${annotationName(FIXED_KEYS.region)}: "${fixed.region}" is not an AWS region (e.g. eu-west-1)`,
-      );
-    } else podRegion = fixed.region.trim();
-  }
+  const targeted = containers.filter((x) => targetSet.has(x.name));
+  errors.push(...checkContainerRegions(targeted));
   const firstTarget = containers.find((c) => c.name === targets[0]);
-  const fallbackRegion = podRegion ?? effectiveEnvRegion(firstTarget) ?? config.defaultRegion;
+  const entries = resolveRegions(drafts, fixed.region, firstTarget, config, errors);
+  const { variables, owners } = claimVariables(drafts, errors);
+
+  if (drafts.length === 0 && errors.length === 0) {
+    errors.push(
+      `the pod has the label ${PREFIX}inject=true but no secrets to fetch; add e.g. ${PREFIX}env.DATABASE_URL: erp/production/database#DATABASE_URL, or remove the label`,
+    );
+  }
+  if (drafts.length > MAX_FETCH_ENTRIES) {
+    errors.push(
+      `the pod asks for ${formatCount(drafts.length)} entries (one per variable or expanded secret); the init container takes at most ${MAX_FETCH_ENTRIES}: combine values into JSON secrets and read them with env-from`,
+    );
+  }
+  // There are never more distinct sources than entries, so count them only when that could matter.
+  if (entries.length > config.maxSecrets) {
+    const distinct = new Set(entries.map((e) => sourceKey(e.source)));
+    if (distinct.size > config.maxSecrets) {
+      errors.push(
+        `the pod references ${distinct.size} distinct secrets; this webhook allows at most ${config.maxSecrets} per pod (combine values into JSON secrets)`,
+      );
+    }
+  }
+
+  if (format === "shell") {
+    for (const v of variables.filter((x) => READONLY_SHELL_VARIABLES.has(x))) {
+      errors.push(
+        `${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`,
+      );
+    }
+  }
+
+  warnings.push(...suspiciousInput(drafts, variables, targeted));
+  errors.push(...checkReservedVolumes(pod));
+  const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
+  const dir = canonicalPath(outputDir);
+  for (const c of targeted) {
+    if (c.volumeMounts?.length) errors.push(...checkMounts(c, outputDir, dir, volumes));
+    if ((c.env ?? []).some((e) => e.name === ENV_FILE_VAR || e.name === SECRETS_DIR_VAR)) {
+      warnings.push(
+        `container ${c.name} sets ${ENV_FILE_VAR}/${SECRETS_DIR_VAR} itself; sm-injector leaves it as is`,
+      );
+    }
+  }
+
+  if (errors.length > 0) return { ok: false, errors: errors.list(), warnings, problemCount: errors.length };
+  return {
+    ok: true,
+    warnings,
+    spec: {
+      entries,
+      format,
+      outputDir,
+      fileName,
+      fileMode,
+      targets,
+      wrap,
+      initPosition,
+      timeoutSeconds,
+      variables,
+      secretIds: [...new Set(entries.map((e) => e.source.secretId))],
+    },
+  };
+}
+
+/** The one-line forms become drafts; the settings are collected for later; unknown keys are problems. */
+function readAnnotations(
+  annotations: Readonly<Record<string, string>>,
+  errors: ProblemList,
+): { drafts: Draft[]; fixed: FixedValues } {
+  const drafts: Draft[] = [];
+  const fixed: FixedValues = {};
+  for (const [fullKey, value] of Object.entries(annotations)) {
+    if (!fullKey.startsWith(PREFIX)) continue;
+    const key = fullKey.slice(PREFIX.length);
+    if (fullKey === STATUS_ANNOTATION) continue;
+
+    if (key.startsWith(ENV_KEY)) {
+      const variable = key.slice(ENV_KEY.length);
+      if (!ENV_NAME_PATTERN.test(variable)) {
+        errors.push(
+          `${shownKey(fullKey)}: ${quote(variable)} is not a valid environment variable name; use letters, digits and _, not starting with a digit (e.g. ${PREFIX}env.DB_PASSWORD)`,
+        );
+        continue;
+      }
+      const ref = parseReference(value, { expand: false });
+      if (!ref.ok) {
+        errors.push(`${shownKey(fullKey)}: ${ref.error}`);
+        continue;
+      }
+      const r = ref.value;
+      drafts.push({
+        annotation: shownKey(fullKey),
+        parsed: r,
+        entry: valueEntry(source(r), variable, r.key, r.optional),
+      });
+      continue;
+    }
+
+    if (key === ENV_FROM_KEY || key.startsWith(`${ENV_FROM_KEY}.`)) {
+      const ref = parseReference(value, { expand: true });
+      if (!ref.ok) {
+        errors.push(`${shownKey(fullKey)}: ${ref.error}`);
+        continue;
+      }
+      const r = ref.value;
+      drafts.push({
+        annotation: shownKey(fullKey),
+        parsed: r,
+        entry: {
+          kind: "expand",
+          source: source(r),
+          prefix: r.prefix ?? "",
+          rename: {},
+          optional: r.optional,
+        },
+      });
+      continue;
+    }
+
+    const fixedName = (Object.keys(FIXED_KEYS) as (keyof typeof FIXED_KEYS)[]).find(
+      (k) => FIXED_KEYS[k] === key,
+    );
+    if (fixedName === undefined) {
+      errors.push(`${shownKey(fullKey)}: unknown sm-injector annotation.${suggestKey(key)}`);
+      continue;
+    }
+    fixed[fixedName] = value;
+  }
+  return { drafts, fixed };
+}
+
+/** The structured form: its value is already within the size limit, so parsing it is bounded. */
+function readStructured(text: string, errors: ProblemList): Draft[] {
+  const name = annotationName(FIXED_KEYS.secrets);
+  let doc: unknown = parseSimpleYamlList(text);
+  if (doc === undefined) {
+    const tooCostly = checkYamlCost(text);
+    if (tooCostly) {
+      errors.push(`${name} ${tooCostly}`);
+      return [];
+    }
+    try {
+      doc = parseYaml(text, { maxAliasCount: 0, prettyErrors: false });
+    } catch (e) {
+      const first = ((e as Error).message ?? "").split("\n")[0] ?? "";
+      errors.push(
+        `${name}: is not valid YAML or JSON (${first.length > 200 ? `${first.slice(0, 199)}…` : first})`,
+      );
+      return [];
+    }
+  }
+  const overLimits = checkStructuredLimits(doc);
+  if (overLimits.length > 0) {
+    errors.push(...overLimits.map((p) => `${name}${p}`));
+    return [];
+  }
+  const parsed = parseStructured(doc);
+  if (!parsed.success) {
+    errors.push(...formatZodIssues(name, parsed.error));
+    return [];
+  }
+  const drafts: Draft[] = [];
+  parsed.data.forEach((item, i) => {
+    const d = structuredEntry(`${name}[${i}]`, item);
+    if ("error" in d) errors.push(...d.error);
+    else drafts.push(d);
+  });
+  return drafts;
+}
+
+/** Why `text` is too costly for the general YAML parser, if it is. */
+function checkYamlCost(text: string): string | undefined {
+  const bytes = utf8Bytes(text);
+  if (bytes > MAX_YAML_BYTES)
+    return `is ${formatCount(bytes)} bytes; the limit is ${formatSize(MAX_YAML_BYTES)} unless it is in the plain form (each line "- field: value" or "  field: value", unquoted, no flow lists or comments), which may take up to ${formatSize(MAX_ANNOTATION_VALUE_BYTES)}: write it that way, or move entries to one-line annotations`;
+  let depth = 0;
+  let indent = 0;
+  let lineStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      lineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (lineStart) {
+      // Spaces, tabs and the block indicators - ? : before a line's content.
+      if (c === 0x20 || c === 0x09 || c === 0x2d || c === 0x3f || c === 0x3a) {
+        if (++indent > MAX_YAML_INDENT)
+          return `indents or nests a line more than ${MAX_YAML_INDENT} characters deep; an entry needs about 8`;
+        continue;
+      }
+      lineStart = false;
+    }
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_YAML_NESTING)
+        return `nests [ and { more than ${MAX_YAML_NESTING} deep; an entry needs at most 3 (list, entry, keys or rename)`;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
+}
+
+function readFileMode(value: string | undefined, errors: ProblemList): FileModeSetting {
+  if (value === undefined) return "auto";
+  const modes: Record<string, FileModeSetting> = {
+    auto: "auto",
+    "0400": 0o400,
+    "0440": 0o440,
+    "0444": 0o444,
+    "400": 0o400,
+    "440": 0o440,
+    "444": 0o444,
+  };
+  const m = Object.hasOwn(modes, value.trim()) ? modes[value.trim()] : undefined;
+  if (m !== undefined) return m;
+  errors.push(
+    `${annotationName(FIXED_KEYS.fileMode)}: ${quote(value)} is not allowed; use auto, "0400", "0440" or "0444" (quoted in YAML)`,
+  );
+  return "auto";
+}
+
+/** The containers that get the mount: all, or those the annotation lists. */
+function readTargets(pod: V1Pod, value: string | undefined, errors: ProblemList): string[] {
+  const names = (pod.spec?.containers ?? []).map((c) => c.name);
+  if (value === undefined) return names;
+  const known = new Set(names);
+  const listed = splitList(value);
+  const initNames = new Set((pod.spec?.initContainers ?? []).map((c) => c.name));
+  const key = annotationName(FIXED_KEYS.containers);
+  for (const n of listed) {
+    if (known.has(n)) continue;
+    errors.push(
+      initNames.has(n)
+        ? `${key}: ${quote(n)} is an init container; only regular containers can be targeted (init containers may run before the secrets are fetched)`
+        : `${key}: the pod has no container ${quote(n)} (containers: ${listNames(names) || "none"})`,
+    );
+  }
+  if (listed.length === 0) errors.push(`${key}: lists no container; remove it to target all containers`);
+  return listed.filter((n) => known.has(n));
+}
+
+/** Targeted containers whose command gets wrapped. */
+function readWrap(
+  pod: V1Pod,
+  value: string | undefined,
+  targets: ReadonlySet<string>,
+  format: OutputFormat,
+  file: string,
+  errors: ProblemList,
+): string[] {
+  if (value === undefined) return [];
+  const key = annotationName(FIXED_KEYS.wrapCommand);
+  const byName = new Map((pod.spec?.containers ?? []).map((c) => [c.name, c]));
+  const v = value.trim();
+  const listed = v === "true" ? [...targets] : v === "false" ? [] : splitList(v);
+  const wrap: string[] = [];
+  for (const n of listed) {
+    const c = byName.get(n);
+    if (!c) {
+      errors.push(`${key}: the pod has no container ${quote(n)}; use "true", "false" or container names`);
+    } else if (!targets.has(n)) {
+      errors.push(
+        `${key}: container ${quote(n)} is not targeted by ${annotationName(FIXED_KEYS.containers)}`,
+      );
+    } else if (!c.command || c.command.length === 0) {
+      errors.push(
+        `${key}: container ${quote(n)} has no explicit command, so its image entrypoint is unknown to the webhook (sm-injector never looks images up in registries). Set the container's command to the image's entrypoint, e.g. command: ["uvicorn"] with args: ["app.main:app"], or source ${file} in your own entrypoint.`,
+      );
+    } else wrap.push(n);
+  }
+  if (listed.length > 0 && format !== "shell") {
+    errors.push(
+      `${key}: needs format shell (the wrapper sources the file with /bin/sh); the pod uses ${format}`,
+    );
+    return [];
+  }
+  return wrap;
+}
+
+/**
+ * sm-injector passes the targeted containers' own AWS_REGION / AWS_DEFAULT_REGION to its init
+ * container, and uses the first one's as the region of secrets given by name: a value that is not
+ * a region would only fail at pod start (or reach a URL), so it is refused here.
+ */
+function checkContainerRegions(targeted: readonly V1Container[]): string[] {
+  const problems: string[] = [];
+  for (const c of targeted) {
+    for (const { name, value } of literalRegionEnv(c)) {
+      if (!REGION_PATTERN.test(value)) {
+        problems.push(
+          `container ${c.name} sets ${name} to ${quote(value)}, which is not an AWS region (e.g. eu-west-1); sm-injector passes it to its init container and uses it for secrets given by name: fix the value, or set the region with ${annotationName(FIXED_KEYS.region)} and remove ${name}`,
+        );
+      }
+    }
+  }
+  return problems;
+}
+
+/** Regions: ARN > per-entry > annotation > the first target's AWS_REGION > webhook default. */
+function resolveRegions(
+  drafts: readonly Draft[],
+  regionAnnotation: string | undefined,
+  firstTarget: V1Container | undefined,
+  config: InjectorConfig,
+  errors: ProblemList,
+): FetchEntry[] {
+  let podRegion: string | undefined;
+  if (regionAnnotation !== undefined) {
+    if (!REGION_PATTERN.test(regionAnnotation.trim())) {
+      errors.push(
+        `${annotationName(FIXED_KEYS.region)}: ${quote(regionAnnotation)} is not an AWS region (e.g. eu-west-1)`,
+      );
+    } else podRegion = regionAnnotation.trim();
+  }
+  const envRegion = effectiveEnvRegion(firstTarget);
+  // A container region that is not a region is refused by checkContainerRegions, and never used.
+  const usableEnvRegion = envRegion !== undefined && REGION_PATTERN.test(envRegion) ? envRegion : undefined;
+  const fallbackRegion =
+    podRegion ?? usableEnvRegion ?? (envRegion === undefined ? config.defaultRegion : undefined);
   const entries: FetchEntry[] = [];
   for (const d of drafts) {
     const region = d.parsed.arnRegion ?? d.explicitRegion ?? fallbackRegion;
@@ -394,15 +674,22 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
       );
     }
     if (region === undefined) {
-      errors.push(
-        `${d.annotation}: no AWS region for "${d.parsed.secretId}"; set ${annotationName(FIXED_KEYS.region)}, AWS_REGION in the container's env, use an ARN, or configure the webhook's default region`,
-      );
+      if (envRegion === undefined)
+        errors.push(
+          `${d.annotation}: no AWS region for ${quote(d.parsed.secretId)}; set ${annotationName(FIXED_KEYS.region)}, AWS_REGION in the container's env, use an ARN, or configure the webhook's default region`,
+        );
       continue;
     }
     entries.push(withRegion(d.entry, region));
   }
+  return entries;
+}
 
-  // Variables: names must be unique across every form.
+/** Variable names must be unique across every form. */
+function claimVariables(
+  drafts: readonly Draft[],
+  errors: ProblemList,
+): { variables: string[]; owners: Map<string, string> } {
   const owners = new Map<string, string>();
   const variables: string[] = [];
   const claim = (variable: string, annotation: string) => {
@@ -429,44 +716,39 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
             if (ENV_NAME_PATTERN.test(v)) claim(v, d.annotation);
             else
               errors.push(
-                `${d.annotation}: key "${k}" would become "${v}", which is not a valid variable name; add a rename for it`,
+                `${d.annotation}: key ${quote(k)} would become ${quote(v)}, which is not a valid variable name; add a rename for it`,
               );
           }
         }
       }
       if (d.entry.prefix !== "" && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(d.entry.prefix)) {
         errors.push(
-          `${d.annotation}: prefix "${d.entry.prefix}" must be letters, digits and _ and not start with a digit`,
+          `${d.annotation}: prefix ${quote(d.entry.prefix)} must be letters, digits and _ and not start with a digit`,
         );
       }
     }
   }
+  return { variables, owners };
+}
 
-  if (drafts.length === 0 && errors.length === 0) {
-    errors.push(
-      `the pod has the label ${PREFIX}inject=true but no secrets to fetch; add e.g. ${PREFIX}env.DATABASE_URL: erp/production/database#DATABASE_URL, or remove the label`,
-    );
-  }
-  // There are never more distinct sources than entries, so count them only when that could matter.
-  if (entries.length > config.maxSecrets) {
-    const distinct = new Set(entries.map((e) => sourceKey(e.source)));
-    if (distinct.size > config.maxSecrets) {
-      errors.push(
-        `the pod references ${distinct.size} distinct secrets; this webhook allows at most ${config.maxSecrets} per pod (combine values into JSON secrets)`,
-      );
+/** Warnings: legal but suspicious. */
+function suspiciousInput(
+  drafts: readonly Draft[],
+  variables: readonly string[],
+  targeted: readonly V1Container[],
+): string[] {
+  const warnings = new ProblemList("warning");
+  // Which targeted containers set each variable: one pass over their env, whatever its size.
+  const wanted = new Set(variables);
+  const setBy = new Map<string, string[]>();
+  for (const c of targeted) {
+    for (const e of c.env ?? []) {
+      if (!wanted.has(e.name)) continue;
+      const list = setBy.get(e.name) ?? [];
+      if (list.at(-1) !== c.name) list.push(c.name);
+      setBy.set(e.name, list);
     }
   }
-
-  if (format === "shell") {
-    for (const v of variables.filter((x) => READONLY_SHELL_VARIABLES.has(x))) {
-      errors.push(
-        `${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`,
-      );
-    }
-  }
-
-  // Warnings: legal but suspicious.
-  const targeted = containers.filter((x) => targets.includes(x.name));
   for (const v of variables) {
     if (RISKY_VARIABLES.has(v))
       warnings.push(
@@ -474,12 +756,10 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
       );
     else if (v.startsWith("AWS_"))
       warnings.push(`variable ${v} may change the AWS credentials or region the app uses`);
-    for (const c of targeted) {
-      if ((c.env ?? []).some((e) => e.name === v)) {
-        warnings.push(
-          `container ${c.name} also sets ${v} in its env; the value from Secrets Manager wins where the file is sourced`,
-        );
-      }
+    for (const c of setBy.get(v) ?? []) {
+      warnings.push(
+        `container ${c} also sets ${v} in its env; the value from Secrets Manager wins where the file is sourced`,
+      );
     }
   }
   for (const d of drafts) {
@@ -494,39 +774,87 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
       );
     }
   }
-  for (const c of targeted) {
+  return warnings.list();
+}
+
+/**
+ * sm-injector adds volumes named sm-injector-secrets and sm-injector-aws-iam-token. A pod that
+ * already has one would be rejected by the API server with a message that is not ours; a container
+ * that mounts one (with no such volume in the pod) would be handed sm-injector's volume, secrets
+ * included, without being targeted.
+ */
+function checkReservedVolumes(pod: V1Pod): string[] {
+  const problems: string[] = [];
+  const reserved = new Set(RESERVED_VOLUME_NAMES);
+  for (const v of pod.spec?.volumes ?? []) {
+    if (reserved.has(v.name))
+      problems.push(
+        `the pod already has a volume named ${v.name}, a name sm-injector reserves for the volume it adds: rename the pod's volume`,
+      );
+  }
+  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
     for (const m of c.volumeMounts ?? []) {
-      if (m.mountPath.replace(/\/+$/, "") === outputDir) {
-        errors.push(
-          `container ${c.name} already mounts ${m.name} at ${outputDir}; choose another ${annotationName(FIXED_KEYS.outputDir)}`,
+      if (reserved.has(m.name))
+        problems.push(
+          `container ${c.name} mounts a volume named ${m.name}, a name sm-injector reserves for the volume it adds (the container would be given sm-injector's volume): rename it`,
         );
-      }
     }
-    if ((c.env ?? []).some((e) => e.name === ENV_FILE_VAR || e.name === SECRETS_DIR_VAR)) {
-      warnings.push(
-        `container ${c.name} sets ${ENV_FILE_VAR}/${SECRETS_DIR_VAR} itself; sm-injector leaves it as is`,
+  }
+  return problems;
+}
+
+/**
+ * sm-injector mounts its read-only volume at output-dir in every targeted container. A container's
+ * own mount at or under output-dir cannot be made inside it; a read-only mount above it has no room
+ * for the mount point. (A writable mount above it, e.g. an emptyDir at /run, is fine: the runtime
+ * mounts parents first and creates the mount point inside it.)
+ */
+function checkMounts(
+  c: V1Container,
+  outputDir: string,
+  dir: string,
+  volumes: ReadonlyMap<string, V1Volume>,
+): string[] {
+  const problems: string[] = [];
+  const key = annotationName(FIXED_KEYS.outputDir);
+  for (const m of c.volumeMounts ?? []) {
+    if (typeof m.mountPath !== "string") continue;
+    const path = canonicalPath(m.mountPath);
+    if (path === dir) {
+      problems.push(`container ${c.name} already mounts ${m.name} at ${outputDir}; choose another ${key}`);
+    } else if (path.startsWith(`${dir}/`)) {
+      problems.push(
+        `container ${c.name} mounts ${m.name} at ${quote(m.mountPath)}, inside ${outputDir} where sm-injector mounts its read-only volume; choose another ${key}`,
+      );
+    } else if (dir.startsWith(`${path}/`) && isReadOnlyMount(m, volumes.get(m.name))) {
+      problems.push(
+        `container ${c.name} mounts ${m.name} read-only at ${quote(m.mountPath)}, above ${outputDir}, so there is no room for sm-injector's mount point; choose a ${key} outside it`,
       );
     }
   }
+  return problems;
+}
 
-  if (errors.length > 0) return { ok: false, errors, warnings };
-  return {
-    ok: true,
-    warnings,
-    spec: {
-      entries,
-      format,
-      outputDir,
-      fileName,
-      fileMode,
-      targets,
-      wrap,
-      initPosition,
-      timeoutSeconds,
-      variables,
-      secretIds: [...new Set(entries.map((e) => e.source.secretId))],
-    },
-  };
+function isReadOnlyMount(m: { readOnly?: boolean }, volume: V1Volume | undefined): boolean {
+  if (m.readOnly === true) return true;
+  return volume !== undefined && READ_ONLY_VOLUME_TYPES.some((t) => volume[t] !== undefined);
+}
+
+/** A path as the runtime resolves it: no repeated or trailing slashes, /var/run read as /run (a symlink in most images). */
+function canonicalPath(p: string): string {
+  const plain =
+    p.startsWith("/") && !p.endsWith("/") && !p.includes("//") && !p.includes("/./") && !p.endsWith("/.");
+  const clean = plain
+    ? p
+    : `/${p
+        .split("/")
+        .filter((s) => s !== "" && s !== ".")
+        .join("/")}`;
+  return sameDirUnderRun(clean);
+}
+
+function sameDirUnderRun(p: string): string {
+  return p === "/var/run" || p.startsWith("/var/run/") ? p.slice("/var".length) : p;
 }
 
 // The common shapes of these objects are written as literals: V8 builds those many times faster
@@ -593,11 +921,11 @@ function structuredEntry(
     if (e) errs.push(`${where}.${e}`);
   }
   if (item.region !== undefined && !REGION_PATTERN.test(item.region))
-    errs.push(`${where}.region: "${item.region}" is not an AWS region (e.g. eu-west-1)`);
+    errs.push(`${where}.region: ${quote(item.region)} is not an AWS region (e.g. eu-west-1)`);
   if (item.env !== undefined) {
     if (!ENV_NAME_PATTERN.test(item.env))
       errs.push(
-        `${where}.env: "${item.env}" is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
+        `${where}.env: ${quote(item.env)} is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
       );
     for (const f of ["prefix", "keys", "rename"] as const) {
       if (item[f] !== undefined)
@@ -606,12 +934,14 @@ function structuredEntry(
         );
     }
   } else {
-    if (item.key !== undefined) errs.push(`${where}: key "${item.key}" needs env, the variable to put it in`);
+    if (item.key !== undefined)
+      errs.push(`${where}: key ${quote(item.key)} needs env, the variable to put it in`);
+    const listed = item.keys && new Set(item.keys);
     for (const [k, v] of Object.entries(item.rename ?? {})) {
       if (!ENV_NAME_PATTERN.test(v))
-        errs.push(`${where}.rename.${k}: "${v}" is not a valid environment variable name`);
-      if (item.keys && !item.keys.includes(k))
-        errs.push(`${where}.rename.${k}: renames a key that keys does not list`);
+        errs.push(`${where}.rename.${quotedField(k)}: ${quote(v)} is not a valid environment variable name`);
+      if (listed && !listed.has(k))
+        errs.push(`${where}.rename.${quotedField(k)}: renames a key that keys does not list`);
     }
   }
   if (errs.length > 0 || !id.ok) return { error: errs };
@@ -641,15 +971,19 @@ function structuredEntry(
 
 function checkOutputDir(dir: string, roots: readonly string[]): string | undefined {
   if (!/^(\/[A-Za-z0-9._-]+)+$/.test(dir)) {
-    return `"${dir}" must be an absolute path of letters, digits and . _ - (e.g. /run/sm-injector), without a trailing slash`;
+    return `${quote(dir)} must be an absolute path of letters, digits and . _ - (e.g. /run/sm-injector), without a trailing slash`;
   }
   if (dir.split("/").some((s) => s === "." || s === ".."))
-    return `"${dir}" must not contain . or .. segments`;
+    return `${quote(dir)} must not contain . or .. segments`;
   if (!roots.some((r) => dir.startsWith(`${r}/`))) {
-    return `"${dir}" is outside the allowed roots (${roots.join(", ")}); choose a directory under one of them, e.g. /run/sm-injector`;
+    return `${quote(dir)} is outside the allowed roots (${roots.join(", ")}); choose a directory under one of them, e.g. /run/sm-injector`;
   }
-  const hit = PROTECTED_PATHS.find((p) => dir === p || dir.startsWith(`${p}/`) || p.startsWith(`${dir}/`));
+  const overlaps = (p: string) => dir === p || dir.startsWith(`${p}/`) || p.startsWith(`${dir}/`);
+  const hit = PROTECTED_PATHS.find(overlaps);
   if (hit)
-    return `"${dir}" overlaps ${hit}, where Kubernetes or EKS mounts the pod's identity token; choose e.g. /run/sm-injector`;
+    return `${quote(dir)} overlaps ${hit}, where Kubernetes or EKS mounts the pod's identity token; choose e.g. /run/sm-injector`;
+  const own = OWN_MOUNT_PATHS.find(overlaps);
+  if (own)
+    return `${quote(dir)} overlaps ${own}, where sm-injector mounts the pod's identity token for its init container; choose e.g. /run/sm-injector`;
   return undefined;
 }

@@ -1,7 +1,7 @@
 // What the operator configures for every injection (Helm values → webhook flags/env → this).
 // Pure: the webhook and `sm-injector inject` both build it from their own inputs.
 import { z } from "zod";
-import { OUTPUT_FORMATS } from "./fetch-spec.ts";
+import { MAX_FETCH_ENTRIES, OUTPUT_FORMATS } from "./fetch-spec.ts";
 import { REGION_PATTERN } from "./reference.ts";
 
 const Quantity = z
@@ -22,7 +22,7 @@ export const InjectorConfigSchema = z.strictObject({
   defaultOutputDir: AbsoluteDir.default("/run/sm-injector"),
   /** output-dir annotations must lie strictly under one of these. */
   allowedOutputRoots: z.array(AbsoluteDir).min(1).default(["/run", "/var/run", "/secrets", "/etc/secrets"]),
-  maxSecrets: z.number().int().min(1).max(500).default(50),
+  maxSecrets: z.number().int().min(1).max(MAX_FETCH_ENTRIES).default(50),
   defaultTimeoutSeconds: z.number().int().min(1).max(600).default(60),
   maxTimeoutSeconds: z.number().int().min(1).max(600).default(300),
   concurrency: z.number().int().min(1).max(64).default(8),

@@ -10,6 +10,20 @@ import * as z from "zod/mini";
 /** Environment variable that carries the compiled FetchSpec as JSON into the init container. */
 export const FETCH_SPEC_ENV = "SM_INJECTOR_SPEC";
 
+/**
+ * Most entries one spec may hold: the init container refuses more, so admission refuses them too
+ * (one constant for both sides, so they can never disagree).
+ */
+export const MAX_FETCH_ENTRIES = 500;
+
+/**
+ * Largest serialized FetchSpec (bytes of the JSON in FETCH_SPEC_ENV). Linux refuses to exec a
+ * process whose environment holds one string ("NAME=value" plus its NUL) over MAX_ARG_STRLEN =
+ * 32 pages = 131,072 bytes ("Argument list too long"), so a larger spec makes a pod that can never
+ * start; admission refuses it instead.
+ */
+export const MAX_FETCH_SPEC_BYTES = 131_072 - (FETCH_SPEC_ENV.length + 1) - 1;
+
 export const OUTPUT_FORMATS = ["shell", "dotenv", "json", "files"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
@@ -79,7 +93,7 @@ export const FetchSpecSchema = z.strictObject({
   timeoutSeconds: z.int().check(z.minimum(1), z.maximum(600)),
   /** Maximum Secrets Manager calls (GetSecretValue, BatchGetSecretValue) in flight. */
   concurrency: z._default(z.int().check(z.minimum(1), z.maximum(64)), 8),
-  entries: z.array(FetchEntrySchema).check(z.minLength(1), z.maxLength(500)),
+  entries: z.array(FetchEntrySchema).check(z.minLength(1), z.maxLength(MAX_FETCH_ENTRIES)),
   /**
    * Read up to 20 AWSCURRENT secrets of a region with one BatchGetSecretValue (the webhook's
    * --batch-get-secret-value): needs that IAM action, and its quota (100 calls/s per region) is far

@@ -6,6 +6,8 @@
 // part of a name: the first `#` starts the JSON key (which may contain anything, `#` included) and
 // the first `?` starts the parameters. An ARN's colons are fine for the same reason.
 
+import { formatCount, MAX_JSON_KEY_BYTES, MAX_VARIABLE_NAME_BYTES, quote, utf8Bytes } from "./annotations.ts";
+
 export const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const ARN_PATTERN =
   /^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-[a-z]|aws-eusc):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
@@ -44,19 +46,22 @@ export function parseSecretId(raw: string): Result<ParsedSecretId> {
     const m = ARN_PATTERN.exec(id);
     if (!m) {
       return fail(
-        `"${id}" is not a valid Secrets Manager ARN (expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)`,
+        `${quote(id)} is not a valid Secrets Manager ARN (expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)`,
       );
     }
     return { ok: true, value: { secretId: id, arnRegion: m[2] as string, name: m[4] as string } };
   }
   if (id.length > 512)
-    return fail(`the secret name is ${id.length} characters long; Secrets Manager allows 512`);
+    return fail(`the secret name is ${formatCount(id.length)} characters long; Secrets Manager allows 512`);
   if (NAME_CHARS.test(id)) return { ok: true, value: { secretId: id, name: id } };
   const bad = [...new Set([...id].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
   if (bad.length > 0) {
-    const shown = bad.map((c) => JSON.stringify(c)).join(", ");
+    const shown = bad
+      .slice(0, 10)
+      .map((c) => JSON.stringify(c))
+      .join(", ");
     return fail(
-      `"${id}" contains ${shown}, which Secrets Manager names cannot contain (allowed: letters, digits and / _ + = . @ -)`,
+      `${quote(id)} contains ${shown}${bad.length > 10 ? " and more" : ""}, which Secrets Manager names cannot contain (allowed: letters, digits and / _ + = . @ -)`,
     );
   }
   return { ok: true, value: { secretId: id, name: id } };
@@ -65,13 +70,13 @@ export function parseSecretId(raw: string): Result<ParsedSecretId> {
 export function checkVersionStage(stage: string): string | undefined {
   return VERSION_STAGE_PATTERN.test(stage)
     ? undefined
-    : `versionStage "${stage}" is not a valid staging label (1-256 of letters, digits and / _ + = . @ -)`;
+    : `versionStage ${quote(stage)} is not a valid staging label (1-256 of letters, digits and / _ + = . @ -)`;
 }
 
 export function checkVersionId(id: string): string | undefined {
   return VERSION_ID_PATTERN.test(id)
     ? undefined
-    : `versionId "${id}" is not a valid version id (32-64 letters, digits and hyphens, e.g. a UUID)`;
+    : `versionId ${quote(id)} is not a valid version id (32-64 letters, digits and hyphens, e.g. a UUID)`;
 }
 
 const PARAMS = ["versionStage", "versionId", "optional", "prefix"] as const;
@@ -96,22 +101,27 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
   if (key !== undefined) {
     if (opts.expand) {
       return fail(
-        `"#${key}" selects one key, but env-from expands every key; use sm-injector.io/env.<VAR>: ${idPart}#${key} for one key`,
+        `${quote(`#${key}`)} selects one key, but env-from expands every key; use sm-injector.io/env.<VAR>: ${plainOrQuoted(`${idPart}#${key}`)} for one key`,
       );
     }
-    if (key === "") return fail(`"${text}" ends with "#" but names no JSON key after it`);
+    if (key === "") return fail(`${quote(text)} ends with "#" but names no JSON key after it`);
+    const bytes = utf8Bytes(key);
+    if (bytes > MAX_JSON_KEY_BYTES)
+      return fail(
+        `the JSON key after "#" is ${formatCount(bytes)} bytes; the limit is ${formatCount(MAX_JSON_KEY_BYTES)} (the spec travels in one environment variable of the init container)`,
+      );
   }
 
   const params: Partial<Record<Param, string>> = {};
   if (query !== undefined) {
-    if (query === "") return fail(`"${text}" has a "?" with no parameters after it`);
+    if (query === "") return fail(`${quote(text)} has a "?" with no parameters after it`);
     for (const pair of query.split("&")) {
       const eq = pair.indexOf("=");
       const name = eq === -1 ? pair : pair.slice(0, eq);
       const value = eq === -1 ? "" : decodeParam(pair.slice(eq + 1));
       if (!(PARAMS as readonly string[]).includes(name)) {
         return fail(
-          `unknown parameter "${name}" (known: versionStage, versionId, optional${opts.expand ? ", prefix" : ""})`,
+          `unknown parameter ${quote(name)} (known: versionStage, versionId, optional${opts.expand ? ", prefix" : ""})`,
         );
       }
       if (name === "prefix" && !opts.expand) {
@@ -133,10 +143,15 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
   const idError = params.versionId !== undefined ? checkVersionId(params.versionId) : undefined;
   if (idError) return fail(idError);
 
+  if (params.prefix !== undefined && utf8Bytes(params.prefix) > MAX_VARIABLE_NAME_BYTES)
+    return fail(
+      `prefix is ${formatCount(utf8Bytes(params.prefix))} bytes; the limit is ${MAX_VARIABLE_NAME_BYTES} (it starts variable names)`,
+    );
+
   let optional = false;
   if (params.optional !== undefined) {
     if (params.optional !== "true" && params.optional !== "false") {
-      return fail(`optional must be "true" or "false", not "${params.optional}"`);
+      return fail(`optional must be "true" or "false", not ${quote(params.optional)}`);
     }
     optional = params.optional === "true";
   }
@@ -169,6 +184,11 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
   if (params.prefix !== undefined) value.prefix = params.prefix;
   value.optional = optional;
   return { ok: true, value: value as ParsedReference };
+}
+
+/** Short printable text as it is (it reads as what to type); anything else quoted. */
+function plainOrQuoted(text: string): string {
+  return text.length <= 100 && /^[\x21-\x7e]*$/.test(text) ? text : quote(text);
 }
 
 function decodeParam(v: string): string | undefined {

@@ -8,6 +8,15 @@
 // Each fast path answers only where it is sure to agree with the general one (property tests hold
 // them to that: test/unit/fast-paths.test.ts) and hands everything else, errors included, to it.
 import { z } from "zod";
+import {
+  formatCount,
+  MAX_FIELD_BYTES,
+  MAX_JSON_KEY_BYTES,
+  MAX_KEYS_PER_ENTRY,
+  MAX_VARIABLE_NAME_BYTES,
+  utf8Bytes,
+} from "./annotations.ts";
+import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
 
 export const StructuredEntrySchema = z.strictObject({
   secret: z.string({ error: "secret (a name or ARN) is required" }).min(1, "secret must not be empty"),
@@ -64,6 +73,75 @@ function isSimpleEntry(item: unknown): boolean {
     }
   }
   return true;
+}
+
+/** The byte limit of each string field of an entry; fields not listed here get MAX_FIELD_BYTES. */
+const FIELD_LIMITS: Readonly<Record<string, number>> = {
+  key: MAX_JSON_KEY_BYTES,
+  env: MAX_VARIABLE_NAME_BYTES,
+  prefix: MAX_VARIABLE_NAME_BYTES,
+};
+
+/**
+ * The count and size limits of the parsed structured form, checked before its schema (whose cost
+ * and messages grow with them): entries, keys and renames per entry, the bytes of every string.
+ * Problems are returned with the path after the annotation name (`[3].keys: …`); shapes that are
+ * not lists of maps are left to the schema, which explains them.
+ */
+export function checkStructuredLimits(doc: unknown): string[] {
+  if (!Array.isArray(doc)) return [];
+  if (doc.length > MAX_FETCH_ENTRIES)
+    return [
+      `: lists ${formatCount(doc.length)} entries; the init container takes at most ${MAX_FETCH_ENTRIES}: combine values into JSON secrets and read them with prefix`,
+    ];
+  const problems: string[] = [];
+  doc.forEach((item, i) => {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) return;
+    for (const [field, value] of Object.entries(item as Record<string, unknown>)) {
+      const where = `[${i}].${field.length > 32 ? `${field.slice(0, 31)}…` : field}`;
+      if (typeof value === "string") {
+        const limit = FIELD_LIMITS[field] ?? MAX_FIELD_BYTES;
+        const bytes = utf8Bytes(value);
+        if (bytes > limit)
+          problems.push(`${where}: is ${formatCount(bytes)} bytes; the limit is ${formatCount(limit)}`);
+      } else if (field === "keys" && Array.isArray(value)) {
+        problems.push(...checkKeyList(where, value));
+      } else if (field === "rename" && typeof value === "object" && value !== null) {
+        problems.push(...checkRenames(where, value as Record<string, unknown>));
+      }
+    }
+  });
+  return problems;
+}
+
+function checkKeyList(where: string, keys: readonly unknown[]): string[] {
+  if (keys.length > MAX_KEYS_PER_ENTRY)
+    return [
+      `${where}: lists ${formatCount(keys.length)} keys; the limit is ${MAX_KEYS_PER_ENTRY} per entry (leave keys out to take every key of the JSON secret)`,
+    ];
+  const long = keys.filter((k) => typeof k === "string" && utf8Bytes(k) > MAX_JSON_KEY_BYTES).length;
+  return long > 0
+    ? [
+        `${where}: ${long === 1 ? "a key is" : `${long} keys are`} longer than the limit of ${formatCount(MAX_JSON_KEY_BYTES)} bytes per JSON key`,
+      ]
+    : [];
+}
+
+function checkRenames(where: string, rename: Record<string, unknown>): string[] {
+  const pairs = Object.entries(rename);
+  if (pairs.length > MAX_KEYS_PER_ENTRY)
+    return [
+      `${where}: renames ${formatCount(pairs.length)} keys; the limit is ${MAX_KEYS_PER_ENTRY} per entry`,
+    ];
+  const long = pairs.filter(
+    ([k, v]) =>
+      utf8Bytes(k) > MAX_JSON_KEY_BYTES || (typeof v === "string" && utf8Bytes(v) > MAX_VARIABLE_NAME_BYTES),
+  ).length;
+  return long > 0
+    ? [
+        `${where}: ${long === 1 ? "a pair is" : `${long} pairs are`} over the limits of ${formatCount(MAX_JSON_KEY_BYTES)} bytes per JSON key and ${MAX_VARIABLE_NAME_BYTES} per variable name`,
+      ]
+    : [];
 }
 
 /** The fields of a structured entry whose values are scalars; `keys` and `rename` need nesting. */

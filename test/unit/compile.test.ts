@@ -186,6 +186,92 @@ describe("refusals", () => {
       /sm-injector.io\/env.UID: UID is read-only in bash/,
     ],
     [
+      "a container AWS_REGION that is not a region",
+      pod(A, {
+        containers: [
+          { name: "api", command: ["a"], env: [{ name: "AWS_REGION", value: "Not A Region; $(id)" }] },
+        ],
+      }),
+      /container api sets AWS_REGION to "Not A Region; \$\(id\)", which is not an AWS region/,
+    ],
+    [
+      "a container AWS_DEFAULT_REGION that is not a region, even with the region annotation",
+      pod(
+        { ...A, "sm-injector.io/region": "eu-west-1" },
+        {
+          containers: [
+            { name: "api", command: ["a"], env: [{ name: "AWS_DEFAULT_REGION", value: "eu west 1" }] },
+          ],
+        },
+      ),
+      /container api sets AWS_DEFAULT_REGION to "eu west 1", which is not an AWS region/,
+    ],
+    [
+      "output dir over the webhook's own token directory",
+      pod({ ...A, "sm-injector.io/output-dir": "/var/run/secrets/sm-injector" }),
+      /overlaps \/var\/run\/secrets\/sm-injector\/eks.amazonaws.com\/serviceaccount, where sm-injector mounts/,
+    ],
+    [
+      "output dir inside the webhook's own token directory, through /run",
+      pod({
+        ...A,
+        "sm-injector.io/output-dir": "/run/secrets/sm-injector/eks.amazonaws.com/serviceaccount/x",
+      }),
+      /where sm-injector mounts the pod's identity token/,
+    ],
+    [
+      "a pod volume named sm-injector-secrets",
+      pod(A, { volumes: [{ name: "sm-injector-secrets", emptyDir: {} }] }),
+      /the pod already has a volume named sm-injector-secrets, a name sm-injector reserves/,
+    ],
+    [
+      "a pod volume named sm-injector-aws-iam-token",
+      pod(A, { volumes: [{ name: "sm-injector-aws-iam-token", emptyDir: {} }] }),
+      /volume named sm-injector-aws-iam-token, a name sm-injector reserves/,
+    ],
+    [
+      "an untargeted container mounting the reserved name",
+      pod(
+        { ...A, "sm-injector.io/containers": "api" },
+        {
+          containers: [
+            { name: "api", command: ["a"] },
+            { name: "side", volumeMounts: [{ name: "sm-injector-secrets", mountPath: "/s" }] },
+          ],
+        },
+      ),
+      /container side mounts a volume named sm-injector-secrets/,
+    ],
+    [
+      "a container mount inside the output dir",
+      pod(A, {
+        containers: [{ name: "api", volumeMounts: [{ name: "x", mountPath: "/run/sm-injector/sub" }] }],
+      }),
+      /container api mounts x at "\/run\/sm-injector\/sub", inside \/run\/sm-injector/,
+    ],
+    [
+      "a container mount at the output dir, spelt through /var/run with a trailing slash",
+      pod(A, {
+        containers: [{ name: "api", volumeMounts: [{ name: "x", mountPath: "/var/run/sm-injector/" }] }],
+      }),
+      /container api already mounts x at \/run\/sm-injector/,
+    ],
+    [
+      "a read-only container mount above the output dir",
+      pod(A, {
+        containers: [{ name: "api", volumeMounts: [{ name: "x", mountPath: "/run", readOnly: true }] }],
+      }),
+      /container api mounts x read-only at "\/run", above \/run\/sm-injector/,
+    ],
+    [
+      "a ConfigMap mounted above the output dir",
+      pod(A, {
+        volumes: [{ name: "cfg", configMap: { name: "c" } }],
+        containers: [{ name: "api", volumeMounts: [{ name: "cfg", mountPath: "/run" }] }],
+      }),
+      /container api mounts cfg read-only at "\/run"/,
+    ],
+    [
       "an unknown key with no near match",
       pod({ ...A, "sm-injector.io/zzzzzzzzzz": "1" }),
       /unknown sm-injector annotation. Known keys: secrets, region/,
@@ -250,6 +336,17 @@ describe("accepted input", () => {
       errorsOf(pod({ ...A, "sm-injector.io/output-dir": "/run/app" }), narrow).join(),
       /outside the allowed roots \(\/secrets\)/,
     );
+  });
+
+  test("a writable emptyDir above the output dir is fine (the runtime mounts parents first)", () => {
+    const r = compileInjectionSpec(
+      pod(A, {
+        volumes: [{ name: "run", emptyDir: {} }],
+        containers: [{ name: "api", volumeMounts: [{ name: "run", mountPath: "/run" }] }],
+      }),
+      config,
+    );
+    assert.ok(r.ok, r.ok ? "" : r.errors.join("\n"));
   });
 
   test("error messages never echo a whole annotation value back beyond the reference", () => {

@@ -11,7 +11,7 @@ import { reviewPod } from "../../src/admission/review.ts";
 import { serviceAccountIdentity } from "../../src/mutate/identity.ts";
 import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } from "../../src/spec/policy.ts";
+import { namespacePolicy } from "../../src/spec/policy.ts";
 
 const dir = join(import.meta.dirname, "..", "golden");
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -46,7 +46,7 @@ export async function runGoldenCase(inText: string) {
         return {};
       },
       async lookupNamespacePolicy() {
-        return parseSecretPolicy(ns?.metadata?.annotations?.[NAMESPACE_POLICY_ANNOTATION]);
+        return namespacePolicy(ns?.metadata?.annotations);
       },
     },
   );
