@@ -3,6 +3,7 @@
 import type { V1Container, V1Pod, V1Volume } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { shellRefusal } from "../envfile/names.ts";
 import {
   AWS_TOKEN_VOLUME_NAME,
   ENV_FILE_VAR,
@@ -102,18 +103,6 @@ const RESERVED_VOLUME_NAMES = [VOLUME_NAME, AWS_TOKEN_VOLUME_NAME];
 
 /** Volume types the kubelet always mounts read-only: nothing can be mounted inside them. */
 const READ_ONLY_VOLUME_TYPES = ["configMap", "secret", "downwardAPI", "projected"] as const;
-
-/** Read-only in bash: `export UID=…` makes sourcing the shell file fail. */
-const READONLY_SHELL_VARIABLES = new Set([
-  "UID",
-  "EUID",
-  "PPID",
-  "SHELLOPTS",
-  "BASHOPTS",
-  "BASH_VERSINFO",
-  "BASHPID",
-  "GROUPS",
-]);
 
 /** Variables whose override would change how the app or the shell runs. */
 const RISKY_VARIABLES = new Set([
@@ -370,10 +359,13 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   }
 
   if (format === "shell") {
-    for (const v of variables.filter((x) => READONLY_SHELL_VARIABLES.has(x))) {
-      errors.push(
-        `${owners.get(v)}: ${v} is read-only in bash, so sourcing the env file would fail; choose another variable name`,
-      );
+    // The encoder's own list: what admission refuses here, the init container refuses for env-from keys.
+    for (const v of variables) {
+      const why = shellRefusal(v);
+      if (why !== undefined)
+        errors.push(
+          `${owners.get(v)}: ${v} cannot be set by sourcing the env file (${why}); choose another variable name`,
+        );
     }
   }
 

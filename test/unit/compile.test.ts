@@ -183,7 +183,12 @@ describe("refusals", () => {
     [
       "a variable bash keeps read-only",
       pod({ "sm-injector.io/env.UID": "erp/p/uid" }),
-      /sm-injector.io\/env.UID: UID is read-only in bash/,
+      /sm-injector.io\/env.UID: UID cannot be set by sourcing the env file \(read-only in bash/,
+    ],
+    [
+      "a variable bash sets for itself (the encoder's list, not a copy)",
+      pod({ "sm-injector.io/env.RANDOM": "erp/p/seed" }),
+      /sm-injector.io\/env.RANDOM: RANDOM cannot be set by sourcing the env file \(bash keeps this variable for itself/,
     ],
     [
       "a container AWS_REGION that is not a region",
