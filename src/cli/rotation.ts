@@ -18,7 +18,7 @@ export const ROTATION_OPTIONS = {
   ],
   "page-size": [
     "SM_INJECTOR_PAGE_SIZE",
-    "pods per list request (default 10): the memory one page can take is bounded by it",
+    "most pods per list request (default 50; fewer when a page would exceed 4 MiB)",
   ],
   "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
   once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
@@ -38,7 +38,7 @@ const RotationConfigSchema = z.strictObject({
   minRestartIntervalSeconds: Int(0, 7 * 86_400).default(600),
   concurrency: Int(1, 64).default(8),
   maxRestartsPerCheck: Int(1, 1000).default(10),
-  pageSize: Int(1, 100).default(10),
+  pageSize: Int(1, 500).default(50),
   dryRun: Bool,
   once: Bool,
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
