@@ -9,9 +9,17 @@
 // memory, however large they are.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import type { V1Deployment, V1Pod, V1PodTemplateSpec, V1ReplicaSet } from "@kubernetes/client-node";
+import type {
+  V1Deployment,
+  V1Pod,
+  V1PodSpec,
+  V1PodTemplateSpec,
+  V1ReplicaSet,
+  V1StatefulSet,
+} from "@kubernetes/client-node";
 import { encodeVersions, type VersionRecord } from "../../src/spec/fetched-versions.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { createDeploymentPod } from "./harness/controllers.ts";
@@ -24,7 +32,7 @@ const DB = "erp/production/database";
 const JWT = "erp/staging/jwt/secret_key";
 /** The attacker's own secret: they can rotate it whenever they like. */
 const MINE = "team-x/app/token";
-const VALUES = ["hostile-db-v1", "hostile-jwt-v1", "hostile-mine-v1", "hostile-mine-v2"];
+const VALUES = ["hostile-db-v1", "hostile-jwt-v1", "hostile-mine-v1", "hostile-mine-v2", "hostile-jwt-v2"];
 const RESTARTED_AT = "rotation.sm-injector.io/restarted-at";
 const MiB = 1024 * 1024;
 
@@ -303,6 +311,153 @@ describe("sm-injector rotation against forged pods (issue 11, case 3)", () => {
     }
     assert.ok(restarts <= 1, `${restarts} restarts for 4 alternating forged claims: ${stamps.join(", ")}`);
     assert.equal(new Set(stamps).size, 1, "the template was stamped once at most");
+  });
+});
+
+/** An object as the API server encodes it (what a controller's ControllerRevision data is made of). */
+async function rawJson(path: string): Promise<Record<string, unknown>> {
+  const kc = env().cp.kubeConfig;
+  const options: https.RequestOptions = { method: "GET" };
+  await kc.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    https
+      .get(new URL(path, env().cp.apiServerUrl), options, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (c: string) => {
+          body += c;
+        });
+        res.on("end", () => resolve(JSON.parse(body) as Record<string, unknown>));
+      })
+      .on("error", reject);
+  });
+}
+
+/**
+ * A StatefulSet and the ControllerRevision its controller (not running here) would make: its
+ * template as the API server encodes it, `"$patch": "replace"`, owned by the StatefulSet.
+ */
+async function statefulSet(
+  name: string,
+  template: V1PodTemplateSpec,
+): Promise<{ sts: V1StatefulSet; revision: string }> {
+  const { apps } = env();
+  const labels = { app: name };
+  const sts = await apps.createNamespacedStatefulSet({
+    namespace: NS,
+    body: {
+      metadata: { name },
+      spec: {
+        serviceName: name,
+        selector: { matchLabels: labels },
+        template: {
+          ...template,
+          metadata: { ...template.metadata, labels: { ...template.metadata?.labels, ...labels } },
+        },
+      },
+    },
+  });
+  const raw = await rawJson(`/apis/apps/v1/namespaces/${NS}/statefulsets/${name}`);
+  const rawTemplate = (raw.spec as { template: Record<string, unknown> }).template;
+  const hash = "6c9f7d8b4";
+  const revision = `${name}-${hash}`;
+  await apps.createNamespacedControllerRevision({
+    namespace: NS,
+    body: {
+      metadata: {
+        name: revision,
+        labels: { ...labels, "controller-revision-hash": hash },
+        ownerReferences: [
+          {
+            apiVersion: "apps/v1",
+            kind: "StatefulSet",
+            name,
+            uid: sts.metadata?.uid ?? "",
+            controller: true,
+          },
+        ],
+      },
+      revision: 1,
+      data: { spec: { template: { ...rawTemplate, $patch: "replace" } } },
+    },
+  });
+  return { sts, revision };
+}
+
+/** A pod claiming to be `sts`'s (labels, controller-revision-hash, ownerReference), injected by the webhook. */
+async function statefulSetPod(
+  sts: V1StatefulSet,
+  revision: string,
+  annotations: Record<string, string>,
+): Promise<V1Pod> {
+  const name = sts.metadata?.name as string;
+  return env().core.createNamespacedPod({
+    namespace: NS,
+    body: {
+      metadata: {
+        generateName: `${name}-`,
+        labels: { app: name, [INJECT_LABEL]: "true", "controller-revision-hash": revision },
+        annotations: { ...annotations, "sm-injector.io/restart-on-rotation": "true" },
+        ownerReferences: [
+          {
+            apiVersion: "apps/v1",
+            kind: "StatefulSet",
+            name,
+            uid: sts.metadata?.uid ?? "",
+            controller: true,
+          },
+        ],
+      },
+      spec: { ...(sts.spec?.template.spec as V1PodSpec), containers: [container] },
+    },
+  });
+}
+
+describe("sm-injector rotation and StatefulSets (ControllerRevisions)", () => {
+  test("a forged pod cannot restart a StatefulSet that never opted in", async () => {
+    const { sts, revision } = await statefulSet("victim-sts", neverOptedIn);
+    const forged = await statefulSetPod(sts, revision, { "sm-injector.io/env.TOKEN": MINE });
+    await claim(forged, [{ secretId: MINE, versionId: "an-old-version-of-my-own-secret" }]);
+    const r = await rotationOnce();
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual(restarted(r), [], r.output);
+    const s = await env().apps.readNamespacedStatefulSet({ namespace: NS, name: "victim-sts" });
+    assert.equal(
+      s.spec?.template.metadata?.annotations?.[RESTARTED_AT],
+      undefined,
+      "the victim was not stamped",
+    );
+    await env().core.deleteNamespacedPod({
+      namespace: NS,
+      name: forged.metadata?.name as string,
+      gracePeriodSeconds: 0,
+    });
+  });
+
+  test("a real rotation restarts an opted-in StatefulSet: its pod verified through its ControllerRevision", async () => {
+    const { sts, revision } = await statefulSet("erp-sts", optedIn);
+    const pod = await statefulSetPod(sts, revision, {
+      "sm-injector.io/env.DATABASE_URL": `${DB}#DATABASE_URL`,
+      "sm-injector.io/env.JWT_SECRET_KEY": JWT,
+    });
+    await claim(pod, [
+      { secretId: DB, versionId: versions[DB] as string },
+      { secretId: JWT, versionId: versions[JWT] as string },
+    ]);
+    const quiet = await rotationOnce();
+    assert.equal(quiet.code, 0, quiet.output);
+    assert.ok(!restarted(quiet).includes(`StatefulSet/${NS}/erp-sts`), quiet.output);
+    assert.ok(
+      !quiet.logs.some((l) => l.pod === pod.metadata?.name && /not trusted/.test(String(l.msg))),
+      `the real pod is verified: ${quiet.output}`,
+    );
+    await env().moto?.putSecretValue(JWT, "hostile-jwt-v2");
+    const r = await rotationOnce();
+    assert.ok(restarted(r).includes(`StatefulSet/${NS}/erp-sts`), r.output);
+    const s = await env().apps.readNamespacedStatefulSet({ namespace: NS, name: "erp-sts" });
+    assert.match(
+      s.spec?.template.metadata?.annotations?.["rotation.sm-injector.io/restarted-for"] ?? "",
+      /^[0-9a-f]{32}$/,
+    );
   });
 });
 
