@@ -100,6 +100,9 @@ export interface PodView {
   fetched: FetchedVersions;
 }
 
+/** Controllers of the pods of a Deployment, StatefulSet or DaemonSet. */
+const ROLLABLE_OWNERS = ["ReplicaSet", "StatefulSet", "DaemonSet"];
+
 export type PodSkip = { namespace: string; name: string; skip: string };
 
 const byteLength = (s: string) => Buffer.byteLength(s);
@@ -119,6 +122,8 @@ export function podView(pod: V1Pod): PodView | PodSkip {
   if (pod.metadata?.deletionTimestamp) return skip("terminating");
   const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
   if (!owner) return skip("no controller (a bare pod: no rollout can restart it)");
+  if (owner.apiVersion !== "apps/v1" || !ROLLABLE_OWNERS.includes(owner.kind))
+    return skip(`owned by ${owner.kind}/${owner.name} (${owner.apiVersion}), which no rollout restarts`);
   const labels = pod.metadata?.labels ?? {};
   if (byteLength(JSON.stringify(labels)) > POD_LIMITS.labelBytes)
     return skip(`labels over ${POD_LIMITS.labelBytes} bytes`);
@@ -185,7 +190,6 @@ function mergeRefs(all: readonly WatchedRef[]): WatchedRef[] {
   return [...refs.values()];
 }
 
-// ---------------------------------------------------------------------------------------------
 // The workload and its template revisions, as verified facts.
 
 export interface Workload {

@@ -142,6 +142,11 @@ describe("podView: bounded before parsing, the pod's annotations only a filter",
     const p = pod({ records: had });
     (p.metadata as { ownerReferences?: unknown }).ownerReferences = undefined;
     assert.match(why(p) ?? "", /no controller/);
+    const job = pod({ records: had });
+    (job.metadata as { ownerReferences: unknown }).ownerReferences = [
+      { apiVersion: "batch/v1", kind: "Job", name: "migrate", uid: "j", controller: true },
+    ];
+    assert.equal(why(job), "owned by Job/migrate (batch/v1), which no rollout restarts");
   });
   test("an SM_INJECTOR_SPEC over Linux's per-variable limit, a termination message over the kubelet's, huge labels: skipped", () => {
     const bigSpec = pod({ records: had });
