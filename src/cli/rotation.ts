@@ -16,6 +16,10 @@ export const ROTATION_OPTIONS = {
     "SM_INJECTOR_MAX_RESTARTS_PER_CHECK",
     "workloads restarted per check at most; the rest wait for the next (default 10)",
   ],
+  "page-size": [
+    "SM_INJECTOR_PAGE_SIZE",
+    "most pods per list request (default 50; fewer when a page would exceed 4 MiB)",
+  ],
   "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
   once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
   "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
@@ -34,6 +38,7 @@ const RotationConfigSchema = z.strictObject({
   minRestartIntervalSeconds: Int(0, 7 * 86_400).default(600),
   concurrency: Int(1, 64).default(8),
   maxRestartsPerCheck: Int(1, 1000).default(10),
+  pageSize: Int(1, 500).default(50),
   dryRun: Bool,
   once: Bool,
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -86,12 +91,16 @@ export function rotationHelp(): string {
   return `sm-injector rotation [flags]
 
 Restarts workloads (Deployments, StatefulSets, DaemonSets) whose pods run with a secret version that
-is no longer current: pods labelled sm-injector.io/inject=true and annotated
-sm-injector.io/restart-on-rotation: "true". Each check reads the versions every pod fetched from its
-status, asks Secrets Manager (DescribeSecret, no values) where each stage points now, and stamps a
-stale workload's pod template like \`kubectl rollout restart\`, once per new version.
-Needs Kubernetes RBAC: list pods; get replicasets; get and patch deployments, statefulsets, daemonsets.
-AWS: secretsmanager:DescribeSecret on the secrets.
+is no longer current, for workloads whose own pod template is labelled sm-injector.io/inject=true and
+annotated sm-injector.io/restart-on-rotation: "true". Each check streams the running labelled pods
+page by page, reads the versions each one fetched from its status, verifies that the pod belongs to
+the workload's template (selector, ReplicaSet or ControllerRevision controlled by the workload),
+asks Secrets Manager (DescribeSecret, no values) where each stage the template references points
+now, and stamps a stale workload's pod template like \`kubectl rollout restart\`, once per set of
+current versions. What a pod claims about other secrets or other workloads is ignored and logged.
+Needs Kubernetes RBAC: list pods; get replicasets and controllerrevisions; get and patch
+deployments, statefulsets, daemonsets. AWS: secretsmanager:DescribeSecret on the secrets; AWS_REGION
+is also the region of references that name none (set it to the webhook's default region).
 
 ${rows.join("\n")}
 `;
@@ -116,12 +125,15 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     log,
     ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
     ...(config.namespace && { namespace: config.namespace }),
+    pageSize: config.pageSize,
   });
   const options = {
     minRestartIntervalMs: config.minRestartIntervalSeconds * 1000,
     dryRun: config.dryRun,
     concurrency: config.concurrency,
     maxRestartsPerCheck: config.maxRestartsPerCheck,
+    // The webhook's default region, for references that name none (the chart sets both alike).
+    defaultRegion: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
   };
   let stopping = false;
   let wake: (() => void) | undefined;
@@ -154,6 +166,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
           {
             pods: r.pods,
             watchedPods: r.watchedPods,
+            unverifiedPods: r.unverifiedPods,
             secrets: r.secrets,
             describeErrors: r.describeErrors,
             stalePods: r.stalePods,

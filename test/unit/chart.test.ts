@@ -484,7 +484,7 @@ describe("rotation.enabled", () => {
     const role = find(o, "ClusterRole", "sm-injector-rotation");
     assert.deepEqual(role.rules, [
       { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
-      { apiGroups: ["apps"], resources: ["replicasets"], verbs: ["get"] },
+      { apiGroups: ["apps"], resources: ["replicasets", "controllerrevisions"], verbs: ["get"] },
       {
         apiGroups: ["apps"],
         resources: ["deployments", "statefulsets", "daemonsets"],
