@@ -95,7 +95,7 @@ export async function runInjectCommand(argv: string[]): Promise<number> {
     process.stderr.write(`sm-injector inject: cannot read ${file}: ${(e as Error).message}\n`);
     return 2;
   }
-  const result = injectManifests(text, config.data, {
+  const result = await injectManifests(text, config.data, {
     diff: values.diff === true,
     fileName: file === "-" ? "stdin" : file,
   });

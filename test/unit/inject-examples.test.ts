@@ -19,9 +19,9 @@ describe("inject over examples/", () => {
   const files = readdirSync(examples).filter((f) => f.endsWith(".yaml"));
   test("there are examples", () => assert.ok(files.length >= 4));
   for (const file of files) {
-    test(file, () => {
+    test(file, async () => {
       const input = readFileSync(join(examples, file), "utf8");
-      const r = injectManifests(input, config);
+      const r = await injectManifests(input, config);
       assert.ok(r.ok, r.errors.join("\n"));
       assert.ok(r.injected >= 1, "every example opts in at least one pod template");
       const out = join(goldenDir, file.replace(/\.yaml$/, ".injected.yaml"));
@@ -43,16 +43,19 @@ describe("inject over examples/", () => {
 });
 
 describe("inject refusals and diff", () => {
-  test("invalid annotations fail with the document named", () => {
-    const r = injectManifests(
+  test("invalid annotations fail with the document named and the webhook's message", async () => {
+    const r = await injectManifests(
       "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {sm-injector.io/inject: 'true'}\n  annotations: {sm-injector.io/env.A: 'bad name'}\nspec:\n  containers: [{name: c, image: i}]\n",
       config,
     );
     assert.equal(r.ok, false);
-    assert.match(r.errors[0] ?? "", /^document 1 \(Pod p\): sm-injector.io\/env.A: "bad name" contains " "/);
+    assert.match(
+      r.errors[0] ?? "",
+      /^document 1 \(Pod p\): sm-injector: 1 problem with this pod's annotations:\n {2}- sm-injector.io\/env.A: "bad name" contains " "/,
+    );
   });
-  test("--diff shows only the added lines", () => {
-    const r = injectManifests(readFileSync(join(examples, "command-wrap.yaml"), "utf8"), config, {
+  test("--diff shows only the added lines", async () => {
+    const r = await injectManifests(readFileSync(join(examples, "command-wrap.yaml"), "utf8"), config, {
       diff: true,
       fileName: "command-wrap.yaml",
     });
@@ -61,8 +64,8 @@ describe("inject refusals and diff", () => {
     assert.match(r.output, /^--- command-wrap.yaml/m);
     assert.doesNotMatch(r.output, /^\+.*kind: Service$/m);
   });
-  test("invalid YAML is reported, not thrown", () => {
-    const r = injectManifests("a: [1\n", config);
+  test("invalid YAML is reported, not thrown", async () => {
+    const r = await injectManifests("a: [1\n", config);
     assert.equal(r.ok, false);
     assert.match(r.errors[0] ?? "", /document 1: invalid YAML/);
   });
