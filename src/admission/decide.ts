@@ -10,7 +10,7 @@ import { z } from "zod";
 import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
 import { patchJson } from "../mutate/patch.ts";
 import { isInjected, type MutationResult, mutatePod } from "../mutate/pod.ts";
-import { stripInjection } from "../mutate/strip.ts";
+import { keepIncomingOrder, stripInjection, stripObjects } from "../mutate/strip.ts";
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
@@ -137,8 +137,9 @@ export async function decideInjection(
   namespace: string,
   ctx: DecisionContext,
 ): Promise<InjectionDecision> {
-  const serviceAccount = serviceAccountName(pod);
+  let serviceAccount = "";
   try {
+    serviceAccount = serviceAccountName(pod);
     return await decide(pod, namespace, serviceAccount, ctx);
   } catch (e) {
     return internalError(e, serviceAccount);
@@ -172,10 +173,10 @@ async function decide(
   if (shape !== undefined) return deny(400, "malformed pod", plainMessage(shape), serviceAccount);
 
   const original = incoming as V1Pod;
-  // A pod carrying sm-injector's init container is judged as the pod its author wrote: the
-  // additions (and whatever they claim) are taken off and derived again from the annotations.
   const rederived = isInjected(original);
-  const pod = rederived ? stripInjection(original) : original;
+  const authored = rederived ? authoredPod(original, ctx.config) : { ok: true as const, pod: original };
+  if (!authored.ok) return invalidAnnotations(authored.compiled, serviceAccount);
+  const { pod } = authored;
 
   const compiled = compileInjectionSpec(pod, ctx.config);
   if (!compiled.ok) return invalidAnnotations(compiled, serviceAccount);
@@ -187,6 +188,7 @@ async function decide(
   if ("verdict" in refused) return withSecretIds(refused, spec);
 
   const mutated = mutatePod(pod, spec, ctx.config, refused.identity);
+  if (rederived) mutated.pod = keepIncomingOrder(original, mutated.pod);
   const tooLarge = specSizeProblem(mutated.fetchSpec, serviceAccount);
   if (tooLarge) return withSecretIds(tooLarge, spec);
 
@@ -203,6 +205,21 @@ async function decide(
     identity: mutated.identity,
     rederived,
   };
+}
+
+/**
+ * A pod carrying sm-injector's init container, judged as the pod its author wrote: the additions
+ * (and whatever they claim) are taken off, to be derived again from the annotations. Which
+ * containers were given a path variable or a wrapper depends on the spec, so the annotations are
+ * compiled first on the pod without sm-injector's objects (they do not depend on the rest).
+ */
+function authoredPod(
+  pod: V1Pod,
+  config: InjectorConfig,
+): { ok: true; pod: V1Pod } | { ok: false; compiled: Extract<CompileResult, { ok: false }> } {
+  const compiled = compileInjectionSpec(stripObjects(pod), config);
+  if (!compiled.ok) return { ok: false, compiled };
+  return { ok: true, pod: stripInjection(pod, compiled.spec) };
 }
 
 function serviceAccountName(pod: unknown): string {

@@ -92,11 +92,12 @@ export function boundWarnings(warnings: readonly string[]): string[] {
   return out;
 }
 
-/** Words for an unexpected exception: its type and a short, cleaned start of its message. */
+/** Words for an unexpected exception: its type and a short, cleaned start of its message. Never throws. */
 export function describeException(e: unknown): string {
-  if (e instanceof Error) {
-    const name = cleanText(String(e.name), 40);
-    return `${name}: ${cleanText(String(e.message), 200)}`;
+  try {
+    if (e instanceof Error) return `${cleanText(String(e.name), 40)}: ${cleanText(String(e.message), 200)}`;
+    return cleanText(typeof e === "string" ? e : "a value that is not an Error was thrown", 200);
+  } catch {
+    return "an exception that could not be described";
   }
-  return cleanText(typeof e === "string" ? e : "a non-Error value was thrown", 200);
 }

@@ -121,16 +121,8 @@ export function buildFetchSpec(
 /** The shell and flag of the command wrapper; the script follows, then the original command. */
 export const WRAP_SHELL = ["/bin/sh", "-c"] as const;
 
-// The file path is validated to [A-Za-z0-9._/-], so single quotes are enough.
-const wrapperScript = (file: string) => `. '${file}' && exec "$0" "$@"`;
-const WRAPPER_SCRIPT = /^\. '([A-Za-z0-9._/-]+)' && exec "\$0" "\$@"$/;
-
-/** The file a wrapper script sources, or undefined when the text is not sm-injector's wrapper script. */
-export function wrapperScriptPath(script: unknown): string | undefined {
-  if (typeof script !== "string") return undefined;
-  const path = WRAPPER_SCRIPT.exec(script)?.[1];
-  return path !== undefined && wrapperScript(path) === script ? path : undefined;
-}
+/** The script that sources `file` then execs the original command (the file path is validated to [A-Za-z0-9._/-], so single quotes are enough). */
+export const wrapperScript = (file: string) => `. '${file}' && exec "$0" "$@"`;
 
 function wrapCommand(command: string[], file: string): string[] {
   return [...WRAP_SHELL, wrapperScript(file), ...command];

@@ -4,33 +4,56 @@
 // afresh. Whatever the incoming additions claim (a hand-made SM_INJECTOR_SPEC, "status: injected")
 // is dropped, never read. Pure.
 //
-// Exact for every pod mutatePod can produce (a property test holds strip(mutate(p)) to p), with one
-// ambiguity that mutatePod itself creates: a targeted container that already set SM_INJECTOR_ENV_FILE
-// (or _SECRETS_DIR) to the very path sm-injector would add looks like one it was given. Dropping it
-// is harmless: re-deriving adds the same entry back.
-import type { V1Container, V1Pod } from "@kubernetes/client-node";
+// Exact for every pod mutatePod can produce (a property test holds strip(mutate(p, s), s) to p), with
+// one ambiguity that mutatePod itself creates: a targeted container that already set the path
+// variable, once, to the very path sm-injector would add looks like one it was given. Dropping it is
+// harmless: re-deriving adds the same entry back.
+import type { V1Container, V1EnvVar, V1Pod } from "@kubernetes/client-node";
 import {
   AWS_TOKEN_VOLUME_NAME,
   ENV_FILE_VAR,
-  FIXED_KEYS,
   INIT_CONTAINER_NAME,
-  PREFIX,
   SECRETS_DIR_VAR,
   STATUS_ANNOTATION,
   VOLUME_NAME,
 } from "../spec/annotations.ts";
+import type { InjectionSpec } from "../spec/compile.ts";
 import { withFields } from "./clone.ts";
-import { WRAP_SHELL, wrapperScriptPath } from "./pod.ts";
+import { outputPath, WRAP_SHELL, wrapperScript } from "./pod.ts";
 
 const OUR_VOLUMES: ReadonlySet<string> = new Set([VOLUME_NAME, AWS_TOKEN_VOLUME_NAME]);
 const PATH_VARIABLES: ReadonlySet<string> = new Set([ENV_FILE_VAR, SECRETS_DIR_VAR]);
 
+/** What the targeted containers were given, per the spec their pod's annotations compile to. */
+export type ContainerAdditions = Pick<
+  InjectionSpec,
+  "targets" | "wrap" | "format" | "outputDir" | "fileName"
+>;
+
 /**
- * The pod without anything mutatePod adds. The original is not modified. Lists left empty are
- * dropped, as the API server serialises them (omitempty), so the result compares equal to the pod
- * that was written.
+ * The pod without anything mutatePod(pod, spec) adds; `spec` is what the pod's annotations compile
+ * to (compile them on stripObjects(pod), which they do not depend on). The original is not modified.
  */
-export function stripInjection(pod: V1Pod): V1Pod {
+export function stripInjection(pod: V1Pod, spec: ContainerAdditions): V1Pod {
+  const bare = stripObjects(pod);
+  const containers = bare.spec?.containers;
+  if (!Array.isArray(containers)) return bare;
+  const path = outputPath(spec);
+  const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
+  const stripped = containers.map((c) =>
+    spec.targets.includes(c.name) ? stripContainer(c, pathVar, path, spec.wrap.includes(c.name)) : c,
+  );
+  return withFields(bare, {
+    spec: withFields(bare.spec as NonNullable<V1Pod["spec"]>, { containers: stripped }),
+  });
+}
+
+/**
+ * The part of stripInjection that needs no spec: the init container, sm-injector's volumes and every
+ * mount of them, the status annotation. Lists left empty are dropped, as the API server serialises
+ * them (omitempty), so the result compares equal to the pod that was written.
+ */
+export function stripObjects(pod: V1Pod): V1Pod {
   const spec = pod.spec;
   const metadata = pod.metadata;
   let out = pod;
@@ -39,7 +62,6 @@ export function stripInjection(pod: V1Pod): V1Pod {
     out = withFields(out, { metadata: withOptional(metadata, "annotations", annotations) });
   }
   if (!spec) return out;
-  const wrapped = wrappedContainerNames(metadata?.annotations);
   let newSpec = spec;
   if (Array.isArray(spec.initContainers)) {
     const inits = spec.initContainers
@@ -48,9 +70,7 @@ export function stripInjection(pod: V1Pod): V1Pod {
     newSpec = withOptional(newSpec, "initContainers", inits);
   }
   if (Array.isArray(spec.containers)) {
-    newSpec = withFields(newSpec, {
-      containers: spec.containers.map((c) => stripContainer(c, wrapped)),
-    });
+    newSpec = withFields(newSpec, { containers: spec.containers.map((c) => withoutOurMounts(c)) });
   }
   if (Array.isArray(spec.volumes)) {
     newSpec = withOptional(
@@ -62,61 +82,36 @@ export function stripInjection(pod: V1Pod): V1Pod {
   return newSpec === spec ? out : withFields(out, { spec: newSpec });
 }
 
-/**
- * Names listed by the wrap-command annotation, or "all" for "true". Read here only to know which
- * wrapper to take off; compile validates the annotation, and a pod whose annotation is invalid is
- * refused whatever this returns.
- */
-function wrappedContainerNames(annotations: Record<string, string> | undefined): "all" | Set<string> {
-  const v = annotations?.[`${PREFIX}${FIXED_KEYS.wrapCommand}`];
-  if (typeof v !== "string") return new Set();
-  const t = v.trim();
-  if (t === "true") return "all";
-  return new Set(
-    t
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== ""),
-  );
-}
-
-/** A regular container: our mount, the path variable we added next to it, and our wrapper off. */
-function stripContainer(c: V1Container, wrapped: "all" | Set<string>): V1Container {
-  const mount = (Array.isArray(c?.volumeMounts) ? c.volumeMounts : []).find((m) => m?.name === VOLUME_NAME);
-  if (!mount) return withoutOurMounts(c);
-  let out = withoutOurMounts(c);
-  const env = Array.isArray(c.env) ? c.env : undefined;
-  if (env) {
-    const i = findLastIndex(env, (e) => isAddedPathVariable(e, mount.mountPath));
-    if (i >= 0)
-      out = withOptional(
-        out,
-        "env",
-        env.filter((_, j) => j !== i),
-      );
+/** A targeted container: the path variable mutatePod adds when the container has none, and the wrapper. */
+function stripContainer(c: V1Container, pathVar: string, path: string, wrapped: boolean): V1Container {
+  let out = c;
+  const env = Array.isArray(c.env) ? c.env : [];
+  const named = env.filter((e) => e?.name === pathVar);
+  if (named.length === 1 && isAddedPathVariable(named[0] as V1EnvVar, pathVar, path)) {
+    out = withOptional(
+      out,
+      "env",
+      env.filter((e) => e !== named[0]),
+    );
   }
-  if ((wrapped === "all" || wrapped.has(c.name)) && isWrappedCommand(c.command)) {
-    out = withFields(out, { command: (c.command as string[]).slice(WRAP_SHELL.length + 1) });
+  const script = wrapperScript(path);
+  const command = c.command;
+  if (
+    wrapped &&
+    Array.isArray(command) &&
+    command.length > WRAP_SHELL.length + 1 &&
+    WRAP_SHELL.every((part, i) => command[i] === part) &&
+    command[WRAP_SHELL.length] === script
+  ) {
+    out = withFields(out, { command: command.slice(WRAP_SHELL.length + 1) });
   }
   return out;
 }
 
-function isAddedPathVariable(e: unknown, mountPath: string): boolean {
-  if (typeof e !== "object" || e === null) return false;
-  const { name, value, ...rest } = e as { name?: unknown; value?: unknown };
-  return (
-    typeof name === "string" &&
-    PATH_VARIABLES.has(name) &&
-    typeof value === "string" &&
-    (value === mountPath || value.startsWith(`${mountPath}/`)) &&
-    Object.keys(rest).length === 0
-  );
-}
-
-function isWrappedCommand(command: unknown): boolean {
-  if (!Array.isArray(command) || command.length <= WRAP_SHELL.length) return false;
-  if (!WRAP_SHELL.every((part, i) => command[i] === part)) return false;
-  return wrapperScriptPath(command[WRAP_SHELL.length]) !== undefined;
+/** Exactly the entry mutatePod adds: `{ name, value }` and nothing else. */
+function isAddedPathVariable(e: V1EnvVar, pathVar: string, path: string): boolean {
+  const keys = Object.keys(e);
+  return e.name === pathVar && e.value === path && keys.length === 2;
 }
 
 function withoutOurMounts<T extends V1Container>(c: T): T {
@@ -150,7 +145,57 @@ function withOptional<T extends object, K extends keyof T>(obj: T, field: K, val
   return withoutKey(obj as Record<string, unknown>, field as string) as T;
 }
 
-function findLastIndex<T>(list: readonly T[], test: (x: T) => boolean): number {
-  for (let i = list.length - 1; i >= 0; i--) if (test(list[i] as T)) return i;
-  return -1;
+/**
+ * `derived` (mutatePod's result for the stripped pod) with sm-injector's entries put back where
+ * `incoming` had them: its volumes, and each container's mount and path variable. mutatePod appends
+ * them, so a pod another webhook changed after our first pass (appending its own volume, mounts and
+ * variables) would otherwise come back reordered, and its patch show moves that change nothing.
+ * Where a list differs in more than the order of sm-injector's entries, the derived list stands.
+ */
+export function keepIncomingOrder(incoming: V1Pod, derived: V1Pod): V1Pod {
+  const inSpec = incoming.spec;
+  const outSpec = derived.spec;
+  if (!inSpec || !outSpec) return derived;
+  const volumes = alignList(inSpec.volumes, outSpec.volumes, (v) => OUR_VOLUMES.has(v?.name));
+  const containers = outSpec.containers.map((c, i) => {
+    const before = inSpec.containers?.[i];
+    if (!before || before.name !== c.name) return c;
+    const volumeMounts = alignList(before.volumeMounts, c.volumeMounts, (m) => OUR_VOLUMES.has(m?.name));
+    const env = alignList(before.env, c.env, (e) => PATH_VARIABLES.has(e?.name));
+    return volumeMounts === c.volumeMounts && env === c.env
+      ? c
+      : withFields(c, { ...(volumeMounts && { volumeMounts }), ...(env && { env }) });
+  });
+  return withFields(derived, { spec: withFields(outSpec, { ...(volumes && { volumes }), containers }) });
+}
+
+/** `derived` in `incoming`'s order when both hold the same other entries in the same order; entries are told apart by name. */
+function alignList<T extends { name: string }>(
+  incoming: T[] | undefined,
+  derived: T[] | undefined,
+  isOurs: (e: T) => boolean,
+): T[] | undefined {
+  if (!Array.isArray(incoming) || !Array.isArray(derived)) return derived;
+  const ours = new Map<string, T>();
+  const rest: T[] = [];
+  for (const e of derived) {
+    if (!isOurs(e)) rest.push(e);
+    else if (ours.has(e.name)) return derived;
+    else ours.set(e.name, e);
+  }
+  const restIn = incoming.filter((e) => !isOurs(e));
+  if (restIn.length !== rest.length || JSON.stringify(restIn) !== JSON.stringify(rest)) return derived;
+  const out: T[] = [];
+  let r = 0;
+  for (const e of incoming) {
+    if (!isOurs(e)) out.push(rest[r++] as T);
+    else {
+      const mine = ours.get(e.name);
+      if (mine === undefined) continue; // gone (or a duplicate name): not put back
+      out.push(mine);
+      ours.delete(e.name);
+    }
+  }
+  out.push(...ours.values());
+  return out;
 }
