@@ -214,11 +214,16 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
 
 const STATUS_REASONS = { 400: "BadRequest", 403: "Forbidden", 500: "InternalError" } as const;
 
+/** The pod's name for the audit line (generateName when it has none yet); "" if the request cannot be read. */
 function podName(request: AdmissionRequest): string {
-  const meta = (request?.object as { metadata?: { name?: unknown; generateName?: unknown } } | null)
-    ?.metadata;
-  if (typeof meta?.name === "string" && meta.name !== "") return meta.name;
-  if (typeof meta?.generateName === "string" && meta.generateName !== "")
-    return `${meta.generateName}<generated>`;
-  return typeof request?.name === "string" ? request.name : "";
+  try {
+    const meta = (request.object as { metadata?: { name?: unknown; generateName?: unknown } } | null)
+      ?.metadata;
+    if (typeof meta?.name === "string" && meta.name !== "") return meta.name;
+    if (typeof meta?.generateName === "string" && meta.generateName !== "")
+      return `${meta.generateName}<generated>`;
+    return typeof request.name === "string" ? request.name : "";
+  } catch {
+    return "";
+  }
 }

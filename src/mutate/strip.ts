@@ -169,29 +169,40 @@ export function keepIncomingOrder(incoming: V1Pod, derived: V1Pod): V1Pod {
   return withFields(derived, { spec: withFields(outSpec, { ...(volumes && { volumes }), containers }) });
 }
 
-/** `derived` in `incoming`'s order when both hold the same other entries in the same order; entries are told apart by name. */
+/**
+ * `derived` in `incoming`'s order when both hold the same other entries in the same order. An entry
+ * is sm-injector's when isOurs says so and its name is unique in both lists (else it is left where
+ * it is, among the others).
+ */
 function alignList<T extends { name: string }>(
   incoming: T[] | undefined,
   derived: T[] | undefined,
   isOurs: (e: T) => boolean,
 ): T[] | undefined {
   if (!Array.isArray(incoming) || !Array.isArray(derived)) return derived;
+  const counts = (list: T[]) => {
+    const n = new Map<string, number>();
+    for (const e of list) if (isOurs(e)) n.set(e.name, (n.get(e.name) ?? 0) + 1);
+    return n;
+  };
+  const inCounts = counts(incoming);
+  const outCounts = counts(derived);
+  const unique = (e: T) => isOurs(e) && (inCounts.get(e.name) ?? 0) <= 1 && (outCounts.get(e.name) ?? 0) <= 1;
   const ours = new Map<string, T>();
   const rest: T[] = [];
   for (const e of derived) {
-    if (!isOurs(e)) rest.push(e);
-    else if (ours.has(e.name)) return derived;
-    else ours.set(e.name, e);
+    if (unique(e)) ours.set(e.name, e);
+    else rest.push(e);
   }
-  const restIn = incoming.filter((e) => !isOurs(e));
+  const restIn = incoming.filter((e) => !unique(e));
   if (restIn.length !== rest.length || JSON.stringify(restIn) !== JSON.stringify(rest)) return derived;
   const out: T[] = [];
   let r = 0;
   for (const e of incoming) {
-    if (!isOurs(e)) out.push(rest[r++] as T);
+    if (!unique(e)) out.push(rest[r++] as T);
     else {
       const mine = ours.get(e.name);
-      if (mine === undefined) continue; // gone (or a duplicate name): not put back
+      if (mine === undefined) continue; // not derived again: dropped
       out.push(mine);
       ours.delete(e.name);
     }

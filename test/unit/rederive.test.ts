@@ -3,7 +3,7 @@
 // changes nothing (the decision on a reinvocation). The forged claims: forged-claims.test.ts.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import fc from "fast-check";
 import { decideInjection } from "../../src/admission/decide.ts";
 import type { ServiceAccountIdentity } from "../../src/mutate/identity.ts";
@@ -190,5 +190,52 @@ describe("stripInjection is the inverse of mutatePod", () => {
       }),
       pod,
     );
+  });
+});
+
+describe("reinvocation", () => {
+  test("after another webhook appended an identity to the app container: the init container takes it, and only it changes", async () => {
+    const pod: V1Pod = {
+      metadata: {
+        name: "r",
+        labels: { "sm-injector.io/inject": "true" },
+        annotations: { "sm-injector.io/env.A": "erp/a" },
+      },
+      spec: { containers: [{ name: "app", image: "a:1", env: [{ name: "X", value: "1" }] }] },
+    };
+    const ctx = { config, serviceAccount: () => undefined };
+    const first = await decideInjection(pod, "default", ctx);
+    assert.ok("pod" in first);
+    // What EKS's pod identity webhook appends after us.
+    const after = viaJson(first.pod);
+    const app = after.spec?.containers[0] as V1Container;
+    const tokenDir = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+    app.env?.push(
+      { name: "AWS_ROLE_ARN", value: ROLE },
+      { name: "AWS_WEB_IDENTITY_TOKEN_FILE", value: `${tokenDir}/token` },
+    );
+    app.volumeMounts?.push({ name: "aws-iam-token", mountPath: tokenDir, readOnly: true });
+    after.spec?.volumes?.push({
+      name: "aws-iam-token",
+      projected: { sources: [{ serviceAccountToken: { path: "token" } }] },
+    });
+
+    const second = await decideInjection(after, "default", ctx);
+    assert.ok("pod" in second);
+    assert.equal(second.verdict, "injected");
+    assert.equal(second.identity, "container");
+    const ops = JSON.parse(second.patch) as Array<{ path: string }>;
+    assert.ok(ops.length > 0);
+    assert.deepEqual(
+      ops.filter((o) => !o.path.startsWith("/spec/initContainers/0/")),
+      [],
+      "the app container, its variables and the volumes keep their order",
+    );
+    const init = second.pod.spec?.initContainers?.[0];
+    assert.equal(init?.env?.find((e) => e.name === "AWS_ROLE_ARN")?.value, ROLE);
+    assert.ok(init?.volumeMounts?.some((m) => m.name === "aws-iam-token" && m.mountPath === tokenDir));
+
+    const third = await decideInjection(viaJson(second.pod), "default", ctx);
+    assert.equal(third.verdict, "unchanged");
   });
 });
