@@ -10,7 +10,7 @@ import { z } from "zod";
 import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
 import { patchJson } from "../mutate/patch.ts";
 import { isInjected, type MutationResult, mutatePod } from "../mutate/pod.ts";
-import { keepIncomingOrder, stripInjection, stripObjects } from "../mutate/strip.ts";
+import { keepApiServerAdditions, keepIncomingOrder, stripInjection, stripObjects } from "../mutate/strip.ts";
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
@@ -188,7 +188,7 @@ async function decide(
   if ("verdict" in refused) return withSecretIds(refused, spec);
 
   const mutated = mutatePod(pod, spec, ctx.config, refused.identity);
-  if (rederived) mutated.pod = keepIncomingOrder(original, mutated.pod);
+  if (rederived) mutated.pod = keepIncomingOrder(original, keepApiServerAdditions(original, mutated.pod));
   const tooLarge = specSizeProblem(mutated.fetchSpec, serviceAccount);
   if (tooLarge) return withSecretIds(tooLarge, spec);
 

@@ -8,7 +8,7 @@
 // one ambiguity that mutatePod itself creates: a targeted container that already set the path
 // variable, once, to the very path sm-injector would add looks like one it was given. Dropping it is
 // harmless: re-deriving adds the same entry back.
-import type { V1Container, V1EnvVar, V1Pod } from "@kubernetes/client-node";
+import type { V1Container, V1EnvVar, V1Pod, V1VolumeMount } from "@kubernetes/client-node";
 import {
   AWS_TOKEN_VOLUME_NAME,
   ENV_FILE_VAR,
@@ -209,4 +209,76 @@ function alignList<T extends { name: string }>(
   }
   out.push(...ours.values());
   return out;
+}
+
+/** Where the ServiceAccount admission plugin mounts the pod's API token into every container. */
+const SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/**
+ * `derived` with what kube-apiserver itself adds to sm-injector's objects between two admission
+ * passes: the ServiceAccount plugin's token mount in the init container, and the defaults it fills
+ * in on decoding (terminationMessagePath, fieldRef.apiVersion, a projected volume's defaultMode).
+ * Without them every reinvocation would patch them away (and the defaults straight back), and a
+ * pod nothing happened to would not come back "unchanged". Only those exact values are kept; they
+ * change nothing the init container does (the token mount is at a fixed path no output or AWS
+ * token path may overlap).
+ */
+export function keepApiServerAdditions(incoming: V1Pod, derived: V1Pod): V1Pod {
+  const inInit = incoming.spec?.initContainers?.find((c) => c?.name === INIT_CONTAINER_NAME);
+  const outSpec = derived.spec;
+  if (!inInit || !outSpec?.initContainers) return derived;
+  const initContainers = outSpec.initContainers.map((c) =>
+    c.name === INIT_CONTAINER_NAME ? withInitDefaults(inInit, c) : c,
+  );
+  const volumes = outSpec.volumes?.map((v) => {
+    const before = incoming.spec?.volumes?.find((x) => x?.name === v.name);
+    return OUR_VOLUMES.has(v.name) &&
+      v.projected &&
+      v.projected.defaultMode === undefined &&
+      before?.projected?.defaultMode === 420
+      ? withFields(v, { projected: withFields(v.projected, { defaultMode: 420 }) })
+      : v;
+  });
+  return withFields(derived, { spec: withFields(outSpec, { initContainers, ...(volumes && { volumes }) }) });
+}
+
+function withInitDefaults(incoming: V1Container, derived: V1Container): V1Container {
+  const changes: Partial<V1Container> = {};
+  if (
+    derived.terminationMessagePath === undefined &&
+    incoming.terminationMessagePath === "/dev/termination-log"
+  )
+    changes.terminationMessagePath = incoming.terminationMessagePath;
+  const env = derived.env?.map((e) => {
+    const ref = e.valueFrom?.fieldRef;
+    if (!ref || ref.apiVersion !== undefined) return e;
+    const before = incoming.env?.find((x) => x?.name === e.name)?.valueFrom?.fieldRef;
+    return before?.apiVersion === "v1" && before.fieldPath === ref.fieldPath
+      ? withFields(e, {
+          valueFrom: withFields(e.valueFrom as object, { fieldRef: withFields(ref, { apiVersion: "v1" }) }),
+        })
+      : e;
+  });
+  if (env) changes.env = env;
+  const mounts = derived.volumeMounts ?? [];
+  const inMounts = Array.isArray(incoming.volumeMounts) ? incoming.volumeMounts : [];
+  const at = inMounts.findIndex(isServiceAccountMount);
+  if (at >= 0 && !mounts.some((m) => m.mountPath === SERVICE_ACCOUNT_MOUNT_PATH)) {
+    const token = inMounts[at] as V1VolumeMount;
+    changes.volumeMounts = [...mounts.slice(0, at), token, ...mounts.slice(at)];
+  }
+  return withFields(derived, changes);
+}
+
+/** Exactly the ServiceAccount plugin's mount: its path, read-only, of a volume that is not sm-injector's. */
+function isServiceAccountMount(m: unknown): boolean {
+  if (typeof m !== "object" || m === null) return false;
+  const { name, mountPath, readOnly, ...rest } = m as V1VolumeMount;
+  return (
+    typeof name === "string" &&
+    !OUR_VOLUMES.has(name) &&
+    mountPath === SERVICE_ACCOUNT_MOUNT_PATH &&
+    readOnly === true &&
+    Object.keys(rest).length === 0
+  );
 }

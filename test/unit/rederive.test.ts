@@ -238,4 +238,49 @@ describe("reinvocation", () => {
     const third = await decideInjection(viaJson(second.pod), "default", ctx);
     assert.equal(third.verdict, "unchanged");
   });
+
+  test("what kube-apiserver adds between the passes (token mount, defaults) is no change", async () => {
+    const pod: V1Pod = {
+      metadata: {
+        name: "r",
+        labels: { "sm-injector.io/inject": "true" },
+        annotations: { "sm-injector.io/env.A": "erp/a" },
+      },
+      spec: {
+        serviceAccountName: "api",
+        containers: [{ name: "app", image: "a:1" }],
+        volumes: [
+          {
+            name: "kube-api-access-x1",
+            projected: { sources: [{ serviceAccountToken: { path: "token" } }] },
+          },
+        ],
+      },
+    };
+    const ctx = { config, serviceAccount: () => ({ roleArn: ROLE }) };
+    const first = await decideInjection(pod, "default", ctx);
+    assert.ok("pod" in first);
+    const stored = viaJson(first.pod);
+    const init = stored.spec?.initContainers?.[0] as V1Container;
+    init.terminationMessagePath = "/dev/termination-log";
+    for (const e of init.env ?? []) if (e.valueFrom?.fieldRef) e.valueFrom.fieldRef.apiVersion = "v1";
+    init.volumeMounts?.push({
+      name: "kube-api-access-x1",
+      mountPath: "/var/run/secrets/kubernetes.io/serviceaccount",
+      readOnly: true,
+    });
+    for (const v of stored.spec?.volumes ?? []) if (v.projected) v.projected.defaultMode = 420;
+    const again = await decideInjection(stored, "default", ctx);
+    assert.equal(again.verdict, "unchanged", "patch" in again ? again.patch : "");
+
+    // Anything else on the init container is sm-injector's to decide: a hand-added mount goes.
+    init.volumeMounts?.push({ name: "kube-api-access-x1", mountPath: "/app", readOnly: true });
+    const third = await decideInjection(stored, "default", ctx);
+    assert.equal(third.verdict, "injected");
+    assert.ok("pod" in third);
+    assert.equal(
+      third.pod.spec?.initContainers?.[0]?.volumeMounts?.some((m) => m.mountPath === "/app"),
+      false,
+    );
+  });
 });
