@@ -55,8 +55,12 @@ interface InputFacts {
   namespaces: Map<string, Record<string, string>>;
 }
 
+/** The string-valued annotations (the API server would refuse any other). */
 function annotationsOf(meta: Obj): Record<string, string> {
-  return isObj(meta.annotations) ? (meta.annotations as Record<string, string>) : {};
+  if (!isObj(meta.annotations)) return {};
+  return Object.fromEntries(
+    Object.entries(meta.annotations).filter(([, v]) => typeof v === "string"),
+  ) as Record<string, string>;
 }
 
 function readFacts(docs: unknown[]): InputFacts {

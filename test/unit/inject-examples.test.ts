@@ -54,6 +54,37 @@ describe("inject refusals and diff", () => {
       /^document 1 \(Pod p\): sm-injector: 1 problem with this pod's annotations:\n {2}- sm-injector.io\/env.A: "bad name" contains " "/,
     );
   });
+  test("a Namespace in the input applies its allowed-secrets to the workloads in it, as the webhook would", async () => {
+    const manifest = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: erp-prod
+  annotations: {sm-injector.io/allowed-secrets: "erp/production/*"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: erp-prod}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata:
+      labels: {app: api, sm-injector.io/inject: "true"}
+      annotations: {sm-injector.io/env.JWT: erp/staging/jwt/secret_key, sm-injector.io/region: eu-west-1}
+    spec:
+      containers: [{name: api, image: api:1}]
+`;
+    const r = await injectManifests(manifest, config);
+    assert.equal(r.ok, false);
+    assert.equal(r.errors.length, 1);
+    assert.match(
+      r.errors[0] ?? "",
+      /^document 2 \(Deployment api\): sm-injector: namespace policy refused this pod:\n {2}- secret "erp\/staging\/jwt\/secret_key" is not allowed in namespace erp-prod/,
+    );
+    const allowed = await injectManifests(manifest.replace("erp/staging/jwt", "erp/production/jwt"), config);
+    assert.ok(allowed.ok, allowed.errors.join("\n"));
+    assert.equal(allowed.injected, 1);
+  });
+
   test("--diff shows only the added lines", async () => {
     const r = await injectManifests(readFileSync(join(examples, "command-wrap.yaml"), "utf8"), config, {
       diff: true,
