@@ -87,8 +87,7 @@ export function boundWarnings(warnings: readonly string[]): string[] {
   const unique = [...new Set(warnings)];
   const keep = unique.length > MAX_WARNINGS ? MAX_WARNINGS - 1 : unique.length;
   const out = unique.slice(0, keep).map((w) => cleanText(String(w), MAX_WARNING_RUNES));
-  if (keep < unique.length)
-    out.push(`and ${unique.length - keep} more warnings (sm-injector inject -f shows them all)`);
+  if (keep < unique.length) out.push(`and ${unique.length - keep} more warnings`);
   return out;
 }
 
