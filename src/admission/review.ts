@@ -1,15 +1,12 @@
-// AdmissionReview v1 in, AdmissionReview v1 out. The handler is a plain async function of the
-// decoded request; HTTP and TLS live in src/webhook. The only I/O it needs (reading the pod's
-// ServiceAccount) is passed in.
-import type { V1Pod } from "@kubernetes/client-node";
+// AdmissionReview v1 in, AdmissionReview v1 out: a thin adapter around the one decision
+// (decide.ts), which `sm-injector inject` calls too. HTTP and TLS live in src/webhook; the only I/O
+// (reading the pod's ServiceAccount and Namespace) is passed in.
 import { z } from "zod";
-import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
-import { patchJson } from "../mutate/patch.ts";
-import { isInjected, mutatePod, syncInjectedIdentity } from "../mutate/pod.ts";
-import { INJECT_LABEL } from "../spec/annotations.ts";
-import { compileInjectionSpec } from "../spec/compile.ts";
+import type { ServiceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
-import { checkSecretPolicy, type SecretPolicy } from "../spec/policy.ts";
+import type { SecretPolicy } from "../spec/policy.ts";
+import { type DecisionContext, decideInjection, type InjectionDecision, internalError } from "./decide.ts";
+import { cleanText } from "./messages.ts";
 
 const GroupVersionKind = z.object({ group: z.string(), version: z.string(), kind: z.string() });
 
@@ -44,10 +41,6 @@ type Obj = Record<string, unknown>;
 const isPlainObject = (v: unknown): v is Obj =>
   typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 const isOptionalString = (v: unknown) => v === undefined || typeof v === "string";
-const isStringRecord = (v: unknown) =>
-  isPlainObject(v) && Object.values(v).every((x) => typeof x === "string");
-const isNamedList = (v: unknown) =>
-  Array.isArray(v) && v.every((x) => isPlainObject(x) && typeof x.name === "string");
 
 function isWellFormedReview(v: unknown): v is AdmissionReview {
   if (!isPlainObject(v) || v.apiVersion !== "admission.k8s.io/v1" || v.kind !== "AdmissionReview")
@@ -91,53 +84,8 @@ export function parseAdmissionReview(body: unknown): ReturnType<typeof Admission
   return AdmissionReviewSchema.safeParse(body);
 }
 
-/** Just the parts of a Pod the handler trusts after checking them; the API server validates the rest. */
-export const PodShape = z.object({
-  metadata: z
-    .object({
-      name: z.string().optional(),
-      generateName: z.string().optional(),
-      namespace: z.string().optional(),
-      labels: z.record(z.string(), z.string()).optional(),
-      annotations: z.record(z.string(), z.string()).optional(),
-    })
-    .passthrough()
-    .optional(),
-  spec: z
-    .object({
-      serviceAccountName: z.string().optional(),
-      containers: z.array(z.object({ name: z.string() }).passthrough()),
-      initContainers: z.array(z.object({ name: z.string() }).passthrough()).optional(),
-      volumes: z.array(z.object({ name: z.string() }).passthrough()).optional(),
-    })
-    .passthrough(),
-});
-
-/** PodShape.safeParse(p).success for the common case; false leaves it to the schema. */
-export function isPodShape(p: unknown): boolean {
-  if (!isPlainObject(p)) return false;
-  const m = p.metadata;
-  if (
-    m !== undefined &&
-    !(
-      isPlainObject(m) &&
-      isOptionalString(m.name) &&
-      isOptionalString(m.generateName) &&
-      isOptionalString(m.namespace) &&
-      (m.labels === undefined || isStringRecord(m.labels)) &&
-      (m.annotations === undefined || isStringRecord(m.annotations))
-    )
-  )
-    return false;
-  const s = p.spec;
-  return (
-    isPlainObject(s) &&
-    isOptionalString(s.serviceAccountName) &&
-    isNamedList(s.containers) &&
-    (s.initContainers === undefined || isNamedList(s.initContainers)) &&
-    (s.volumes === undefined || isNamedList(s.volumes))
-  );
-}
+// The pod's shape is checked by the decision (both entry points); re-exported for existing callers.
+export { isPodShape, PodShape } from "./decide.ts";
 
 export interface AdmissionResponse {
   uid: string;
@@ -177,141 +125,105 @@ export function reviewResponse(response: AdmissionResponse): {
   return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response };
 }
 
-const MAX_WARNINGS = 20;
+/** The webhook's facts: the ServiceAccount and Namespace look-ups of ReviewDeps. */
+function contextOf(deps: ReviewDeps): DecisionContext {
+  const lookupPolicy = deps.lookupNamespacePolicy?.bind(deps);
+  return {
+    config: deps.config,
+    serviceAccount: (namespace, name) => deps.lookupServiceAccount(namespace, name),
+    ...(lookupPolicy && { namespacePolicy: (namespace: string) => lookupPolicy(namespace) }),
+  };
+}
 
-/** Decides one AdmissionRequest. Never throws: every failure becomes a clear denial. */
+/**
+ * Decides one AdmissionRequest. Never throws: every failure, an unexpected exception included,
+ * becomes a denial carrying the request's uid, so the HTTP layer always answers an AdmissionReview.
+ */
 export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Promise<ReviewOutcome> {
-  const namespace = request.namespace ?? "";
-  const base = {
-    namespace,
-    pod: request.name ?? "",
-    serviceAccount: "",
-    secretIds: [] as string[],
-    dryRun: request.dryRun === true,
-  };
-  // Literals rather than `{ ...base, result, ... }`, which is slow on Node 20 (see withFields).
-  const outcome = (
-    result: ReviewOutcome["result"],
-    reason: string,
-    response: AdmissionResponse,
-    identity?: string,
-  ): ReviewOutcome => {
-    const { pod, serviceAccount, secretIds, dryRun } = base;
-    return identity === undefined
-      ? { namespace, pod, serviceAccount, secretIds, dryRun, result, reason, response }
-      : { namespace, pod, serviceAccount, secretIds, dryRun, result, reason, identity, response };
-  };
-  const allow = (result: ReviewOutcome["result"], reason: string): ReviewOutcome =>
-    outcome(result, reason, { uid: request.uid, allowed: true });
-  const deny = (reason: string, message: string, code = 400, warnings: string[] = []): ReviewOutcome =>
-    outcome("denied", reason, {
-      uid: request.uid,
-      allowed: false,
-      status: {
-        code,
-        message,
-        reason: code === 400 ? "BadRequest" : code === 403 ? "Forbidden" : "InternalError",
-      },
-      ...(warnings.length > 0 && { warnings: warnings.slice(0, MAX_WARNINGS) }),
-    });
+  try {
+    return await reviewUnguarded(request, deps);
+  } catch (e) {
+    return outcomeOf(request, internalError(e));
+  }
+}
 
+async function reviewUnguarded(request: AdmissionRequest, deps: ReviewDeps): Promise<ReviewOutcome> {
   if (request.kind.kind !== "Pod" || request.kind.group !== "" || (request.subResource ?? "") !== "") {
-    return allow("skipped", "not a pod");
+    return outcomeOf(request, { verdict: "skipped", reason: "not a pod", serviceAccount: "" });
   }
-  if (request.operation !== "CREATE") return allow("skipped", `operation ${request.operation}`);
+  if (request.operation !== "CREATE")
+    return outcomeOf(request, {
+      verdict: "skipped",
+      reason: `operation ${cleanText(request.operation, 32)}`,
+      serviceAccount: "",
+    });
+  const decision = await decideInjection(request.object, request.namespace ?? "", contextOf(deps));
+  return outcomeOf(request, decision);
+}
 
-  const shape = isPodShape(request.object) ? { success: true as const } : PodShape.safeParse(request.object);
-  if (!shape.success) {
-    return deny(
-      "malformed pod",
-      `sm-injector: the pod in the AdmissionReview is malformed: ${shape.error.issues[0]?.message ?? "unknown"}`,
-    );
+/** The AdmissionResponse and audit fields for a decision. Reads the request defensively: it must not throw. */
+function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutcome {
+  const uid = typeof request?.uid === "string" ? request.uid : "";
+  const base = {
+    namespace: typeof request?.namespace === "string" ? request.namespace : "",
+    pod: podName(request),
+    serviceAccount: d.serviceAccount,
+    dryRun: request?.dryRun === true,
+    reason: d.reason,
+  };
+  switch (d.verdict) {
+    case "skipped":
+      return { ...base, result: "skipped", secretIds: [], response: { uid, allowed: true } };
+    case "denied":
+    case "error":
+      return {
+        ...base,
+        result: d.verdict,
+        secretIds: d.secretIds,
+        response: {
+          uid,
+          allowed: false,
+          status: { code: d.code, message: d.message, reason: STATUS_REASONS[d.code] },
+          ...(d.warnings.length > 0 && { warnings: d.warnings }),
+        },
+      };
+    case "unchanged":
+      return {
+        ...base,
+        result: "unchanged",
+        secretIds: d.secretIds,
+        identity: d.identity,
+        response: { uid, allowed: true, ...(d.warnings.length > 0 && { warnings: d.warnings }) },
+      };
+    case "injected":
+      return {
+        ...base,
+        result: "injected",
+        secretIds: d.secretIds,
+        identity: d.identity,
+        response: {
+          uid,
+          allowed: true,
+          patchType: "JSONPatch",
+          patch: Buffer.from(d.patch).toString("base64"),
+          ...(d.warnings.length > 0 && { warnings: d.warnings }),
+        },
+      };
   }
-  const pod = request.object as V1Pod;
-  base.pod =
-    pod.metadata?.name || (pod.metadata?.generateName ? `${pod.metadata.generateName}<generated>` : base.pod);
-  base.serviceAccount = pod.spec?.serviceAccountName ?? "default";
+}
 
-  const label = pod.metadata?.labels?.[INJECT_LABEL];
-  if (label !== "true")
-    return allow("skipped", label === undefined ? "no opt-in label" : `label ${INJECT_LABEL}=${label}`);
+const STATUS_REASONS = { 400: "BadRequest", 403: "Forbidden", 500: "InternalError" } as const;
 
-  if (isInjected(pod)) {
-    // Reinvocation: only catch up with an identity another webhook added since.
-    const synced = syncInjectedIdentity(pod);
-    if (!synced.changed) return allow("unchanged", "already injected");
-    return outcome(
-      "injected",
-      "identity synced on reinvocation",
-      {
-        uid: request.uid,
-        allowed: true,
-        patchType: "JSONPatch",
-        patch: Buffer.from(patchJson(pod, synced.pod)).toString("base64"),
-      },
-      synced.identity,
-    );
+/** The pod's name for the audit line (generateName when it has none yet); "" if the request cannot be read. */
+function podName(request: AdmissionRequest): string {
+  try {
+    const meta = (request.object as { metadata?: { name?: unknown; generateName?: unknown } } | null)
+      ?.metadata;
+    if (typeof meta?.name === "string" && meta.name !== "") return meta.name;
+    if (typeof meta?.generateName === "string" && meta.generateName !== "")
+      return `${meta.generateName}<generated>`;
+    return typeof request.name === "string" ? request.name : "";
+  } catch {
+    return "";
   }
-
-  const compiled = compileInjectionSpec(pod, deps.config);
-  if (!compiled.ok) {
-    const n = compiled.errors.length;
-    return deny(
-      "invalid annotations",
-      `sm-injector: ${n === 1 ? "1 problem" : `${n} problems`} with this pod's annotations:\n${compiled.errors.map((e) => `  - ${e}`).join("\n")}`,
-      400,
-      compiled.warnings,
-    );
-  }
-  base.secretIds = [...compiled.spec.secretIds];
-
-  if (deps.lookupNamespacePolicy) {
-    let policy: SecretPolicy | undefined;
-    try {
-      policy = await deps.lookupNamespacePolicy(namespace);
-    } catch (e) {
-      return deny(
-        "namespace lookup failed",
-        `sm-injector: could not read Namespace ${namespace} for its secret policy (${(e as Error).message}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get namespaces)`,
-        500,
-      );
-    }
-    const violations = checkSecretPolicy(compiled.spec, policy, namespace);
-    if (violations.length > 0) {
-      return deny(
-        "secret policy",
-        `sm-injector: namespace policy refused this pod:${violations.map((v) => `\n  - ${v}`).join("")}`,
-        403,
-      );
-    }
-  }
-
-  let sa: ServiceAccountIdentity | undefined;
-  if (needsServiceAccountLookup(pod, compiled.spec.targets)) {
-    try {
-      sa = await deps.lookupServiceAccount(namespace, base.serviceAccount);
-    } catch (e) {
-      return deny(
-        "serviceaccount lookup failed",
-        `sm-injector: could not read ServiceAccount ${namespace}/${base.serviceAccount} to find its IAM role (${(e as Error).message}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get serviceaccounts)`,
-        500,
-      );
-    }
-  }
-
-  const mutated = mutatePod(pod, compiled.spec, deps.config, sa);
-  const warnings = [...compiled.warnings, ...mutated.warnings].slice(0, MAX_WARNINGS);
-
-  return outcome(
-    "injected",
-    "injected",
-    {
-      uid: request.uid,
-      allowed: true,
-      patchType: "JSONPatch",
-      patch: Buffer.from(patchJson(pod, mutated.pod)).toString("base64"),
-      ...(warnings.length > 0 && { warnings }),
-    },
-    mutated.identity,
-  );
 }

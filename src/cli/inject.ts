@@ -10,8 +10,9 @@ export const DEFAULT_IMAGE = `ghcr.io/sm-injector/sm-injector:${VERSION}`;
 const HELP = `sm-injector inject -f FILE|- [flags]
 
 Prints every document of FILE (or stdin with -f -), with each pod template that opts in
-(label sm-injector.io/inject: "true") mutated exactly as the webhook would. Other documents are
-printed unchanged, in order. Exit 1, printing nothing, if any annotation is invalid.
+(label sm-injector.io/inject: "true") mutated exactly as the webhook would: the same decision,
+the same refusals. Other documents are printed unchanged, in order. Exit 1, printing nothing
+but the webhook's messages, if the webhook would refuse any pod.
 
 Flags:
   -f, --filename FILE          manifest to read; - for stdin (required)
@@ -25,8 +26,9 @@ Flags:
       --run-as-group GID       default 65532
       --allow-node-identity    do not disable the EC2 metadata service in the init container
 
-ServiceAccounts in the same input are used for their eks.amazonaws.com/role-arn annotation, as
-the webhook would read them from the API server.
+ServiceAccounts in the same input are used for their eks.amazonaws.com/role-arn annotation, and
+Namespaces for their sm-injector.io/allowed-secrets policy, as the webhook would read them from
+the API server (one that is not in the input counts as having none).
 
 Examples:
   sm-injector inject -f examples/fastapi-env-file.yaml
@@ -95,7 +97,7 @@ export async function runInjectCommand(argv: string[]): Promise<number> {
     process.stderr.write(`sm-injector inject: cannot read ${file}: ${(e as Error).message}\n`);
     return 2;
   }
-  const result = injectManifests(text, config.data, {
+  const result = await injectManifests(text, config.data, {
     diff: values.diff === true,
     fileName: file === "-" ? "stdin" : file,
   });

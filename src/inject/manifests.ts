@@ -1,23 +1,24 @@
-// `sm-injector inject`: the webhook's exact mutation applied offline to every opted-in pod
-// template of a multi-document manifest. Pure: text in, text out.
-import type { V1Pod } from "@kubernetes/client-node";
+// `sm-injector inject`: the webhook's decision (admission/decide.ts, the same function) applied
+// offline to every opted-in pod template of a multi-document manifest, with the ServiceAccounts and
+// Namespaces of the input standing in for the API server's. Pure: text in, text out.
 import { createTwoFilesPatch } from "diff";
-import { isMap, parseAllDocuments, stringify } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
+import { type DecisionContext, decideInjection, type InjectionDecision } from "../admission/decide.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
-import { isInjected, mutatePod } from "../mutate/pod.ts";
-import { INJECT_LABEL } from "../spec/annotations.ts";
-import { compileInjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
+import { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } from "../spec/policy.ts";
 
 type Obj = Record<string, unknown>;
 
 export interface InjectResult {
   ok: boolean;
   output: string;
-  /** One line per problem, naming the document. */
+  /** One entry per refused pod template (or unreadable document), naming the document; a refusal carries the webhook's message. */
   errors: string[];
   warnings: string[];
   injected: number;
+  /** Every opted-in pod template, with the decision's verdict. */
+  pods: PodOutcome[];
 }
 
 /** Where each workload kind keeps its pod template. */
@@ -46,98 +47,131 @@ function describe(doc: Obj, index: number): string {
   return `document ${index + 1} (${String(doc.kind ?? "?")} ${String(meta.name ?? meta.generateName ?? "unnamed")})`;
 }
 
-/** Mutates one object (Pod, workload or List) in place; returns the number of pods injected. */
-function injectObject(
-  doc: Obj,
-  where: string,
-  config: InjectorConfig,
-  roles: Map<string, Record<string, string>>,
-  errors: string[],
-  warnings: string[],
-): number {
-  const kind = doc.kind;
-  if (kind === "List" && Array.isArray(doc.items)) {
+/** The facts the webhook reads from the API server, read from the input's own documents instead. */
+interface InputFacts {
+  /** `namespace/name` → the ServiceAccount's annotations. */
+  serviceAccounts: Map<string, Record<string, string>>;
+  /** Namespace name → its annotations. */
+  namespaces: Map<string, Record<string, string>>;
+}
+
+/** The string-valued annotations (the API server would refuse any other). */
+function annotationsOf(meta: Obj): Record<string, string> {
+  if (!isObj(meta.annotations)) return {};
+  return Object.fromEntries(
+    Object.entries(meta.annotations).filter(([, v]) => typeof v === "string"),
+  ) as Record<string, string>;
+}
+
+function readFacts(docs: unknown[]): InputFacts {
+  const facts: InputFacts = { serviceAccounts: new Map(), namespaces: new Map() };
+  const visit = (d: unknown) => {
+    if (!isObj(d) || !isObj(d.metadata)) {
+      if (isObj(d) && d.kind === "List" && Array.isArray(d.items)) d.items.forEach(visit);
+      return;
+    }
+    const meta = d.metadata;
+    if (d.kind === "ServiceAccount") {
+      const ns = typeof meta.namespace === "string" ? meta.namespace : "default";
+      facts.serviceAccounts.set(`${ns}/${String(meta.name)}`, annotationsOf(meta));
+    } else if (d.kind === "Namespace") {
+      facts.namespaces.set(String(meta.name), annotationsOf(meta));
+    } else if (d.kind === "List" && Array.isArray(d.items)) d.items.forEach(visit);
+  };
+  docs.forEach(visit);
+  return facts;
+}
+
+/** What the webhook's look-ups would answer, from the input: a ServiceAccount or Namespace absent from it has no IRSA role and no policy. */
+function decisionContext(config: InjectorConfig, facts: InputFacts): DecisionContext {
+  return {
+    config,
+    serviceAccount: (namespace, name) => {
+      const annotations = facts.serviceAccounts.get(`${namespace}/${name}`);
+      return annotations ? serviceAccountIdentity(annotations) : undefined;
+    },
+    namespacePolicy: (namespace) =>
+      parseSecretPolicy(facts.namespaces.get(namespace)?.[NAMESPACE_POLICY_ANNOTATION]),
+  };
+}
+
+/** One opted-in pod template and what the decision made of it. */
+export interface PodOutcome {
+  where: string;
+  result: InjectionDecision["verdict"];
+  reason: string;
+}
+
+interface Collected {
+  errors: string[];
+  warnings: string[];
+  pods: PodOutcome[];
+}
+
+/** The pod template of a Pod or workload document, if it has one. */
+function podTemplateOf(doc: Obj): Obj | undefined {
+  if (doc.kind === "Pod") return doc;
+  const path = typeof doc.kind === "string" ? TEMPLATE_PATHS[doc.kind] : undefined;
+  const t = path ? get(doc, path) : undefined;
+  return isObj(t) ? t : undefined;
+}
+
+/** Decides one object (Pod, workload or List) and replaces its pod template in place; returns the number of pods injected. */
+async function injectObject(doc: Obj, where: string, ctx: DecisionContext, out: Collected): Promise<number> {
+  if (doc.kind === "List" && Array.isArray(doc.items)) {
     let n = 0;
-    doc.items.forEach((item, i) => {
-      if (isObj(item)) n += injectObject(item, `${where} item ${i + 1}`, config, roles, errors, warnings);
-    });
+    for (const [i, item] of doc.items.entries())
+      if (isObj(item)) n += await injectObject(item, `${where} item ${i + 1}`, ctx, out);
     return n;
   }
-  let podLike: Obj | undefined;
-  if (kind === "Pod") podLike = doc;
-  else if (typeof kind === "string" && TEMPLATE_PATHS[kind]) {
-    const t = get(doc, TEMPLATE_PATHS[kind] as string[]);
-    if (isObj(t)) podLike = t;
-  }
+  const podLike = podTemplateOf(doc);
   if (!podLike) return 0;
-  const namespace = (get(doc, ["metadata", "namespace"]) as string | undefined) ?? "default";
-  const pod = podLike as V1Pod;
-  if (pod.metadata?.labels?.[INJECT_LABEL] !== "true") return 0;
-  if (!isObj(pod.spec) || !Array.isArray(pod.spec.containers)) {
-    errors.push(`${where}: the pod template has no spec.containers`);
+  const ns = get(doc, ["metadata", "namespace"]);
+  const decision = await decideInjection(podLike, typeof ns === "string" ? ns : "default", ctx);
+  if (decision.verdict === "skipped") return 0;
+  out.pods.push({ where, result: decision.verdict, reason: decision.reason });
+  out.warnings.push(...decision.warnings.map((w) => `${where}: ${w}`));
+  if (!("pod" in decision)) {
+    out.errors.push(`${where}: ${decision.message}`);
     return 0;
   }
-  if (isInjected(pod)) {
-    warnings.push(`${where}: already injected; left as is`);
-    return 0;
-  }
-  const compiled = compileInjectionSpec(pod, config);
-  warnings.push(...compiled.warnings.map((w) => `${where}: ${w}`));
-  if (!compiled.ok) {
-    errors.push(...compiled.errors.map((e) => `${where}: ${e}`));
-    return 0;
-  }
-  const saName = pod.spec.serviceAccountName ?? "default";
-  const sa = roles.get(`${namespace}/${saName}`);
-  const result = mutatePod(pod, compiled.spec, config, sa ? serviceAccountIdentity(sa) : undefined);
-  warnings.push(...result.warnings.map((w) => `${where}: ${w}`));
+  if (decision.verdict === "unchanged") return 0;
   for (const k of Object.keys(podLike)) delete podLike[k];
-  Object.assign(podLike, result.pod);
+  Object.assign(podLike, decision.pod);
   return 1;
 }
 
-export function injectManifests(
+export async function injectManifests(
   text: string,
   config: InjectorConfig,
   opts: { diff?: boolean; fileName?: string } = {},
-): InjectResult {
+): Promise<InjectResult> {
   const docs = parseAllDocuments(text);
   const errors: string[] = [];
-  const warnings: string[] = [];
-  if (!Array.isArray(docs))
-    return { ok: false, output: "", errors: ["the input is empty"], warnings, injected: 0 };
+  const none = { ok: false, output: "", warnings: [], injected: 0, pods: [] };
+  if (!Array.isArray(docs)) return { ...none, errors: ["the input is empty"] };
 
   const parsed = docs.map((d, i) => {
     if (d.errors.length > 0)
       errors.push(`document ${i + 1}: invalid YAML: ${d.errors[0]?.message.split("\n")[0]}`);
     return d.toJS({ maxAliasCount: 100 }) as unknown;
   });
-  if (errors.length > 0) return { ok: false, output: "", errors, warnings, injected: 0 };
+  if (errors.length > 0) return { ...none, errors };
 
-  // ServiceAccounts in the same input stand in for the API look-up the webhook would do.
-  const roles = new Map<string, Record<string, string>>();
-  for (const d of parsed) {
-    if (isObj(d) && d.kind === "ServiceAccount" && isObj(d.metadata)) {
-      const ns = (d.metadata.namespace as string | undefined) ?? "default";
-      roles.set(`${ns}/${String(d.metadata.name)}`, (d.metadata.annotations as Record<string, string>) ?? {});
-    }
-  }
-
+  const ctx = decisionContext(config, readFacts(parsed));
+  const collected: Collected = { errors, warnings: [], pods: [] };
   let injected = 0;
   const out: string[] = [];
   const before: string[] = [];
-  parsed.forEach((d, i) => {
+  for (const [i, d] of parsed.entries()) {
     const original = String(docs[i]?.toString() ?? "");
     before.push(original);
-    if (!isObj(d)) {
-      out.push(original);
-      return;
-    }
-    const n = injectObject(d, describe(d, i), config, roles, errors, warnings);
+    const n = isObj(d) ? await injectObject(d, describe(d, i), ctx, collected) : 0;
     injected += n;
     out.push(n > 0 ? stringify(d, { lineWidth: 0 }) : original);
-  });
-  if (errors.length > 0) return { ok: false, output: "", errors, warnings, injected: 0 };
+  }
+  const { warnings, pods } = collected;
+  if (errors.length > 0) return { ok: false, output: "", errors, warnings, injected: 0, pods };
 
   const joined = (parts: string[]) =>
     parts.map((p) => p.replace(/^---\n/, "").replace(/\n*$/, "\n")).join("---\n");
@@ -152,10 +186,5 @@ export function injectManifests(
         { context: 3 },
       )
     : joined(out);
-  return { ok: true, output, errors, warnings, injected };
-}
-
-/** True when a parsed document is a map (used by callers validating input). */
-export function isYamlMap(v: unknown): boolean {
-  return isMap(v);
+  return { ok: true, output, errors, warnings, injected, pods };
 }

@@ -12,26 +12,22 @@ import type { InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
 import { clonePlain, withFields } from "./clone.ts";
-import {
-  clientSettingsEnv,
-  hasIdentityEnv,
-  IDENTITY_ENV,
-  planIdentity,
-  type ServiceAccountIdentity,
-} from "./identity.ts";
+import { clientSettingsEnv, planIdentity, type ServiceAccountIdentity } from "./identity.ts";
 
 export const STATUS_INJECTED = "injected";
 
 export interface MutationResult {
   pod: V1Pod;
   warnings: string[];
-  /** False when the pod was already injected and nothing changed. */
-  changed: boolean;
-  identity: "container" | "serviceaccount" | "none" | "unchanged";
+  identity: "container" | "serviceaccount" | "none";
+  /** The SM_INJECTOR_SPEC value given to the init container (admission bounds its size). */
+  fetchSpec: string;
 }
 
+/** Whether the pod carries sm-injector's init container, i.e. claims to be injected already (a claim admission re-derives, never trusts). */
 export function isInjected(pod: V1Pod): boolean {
-  return (pod.spec?.initContainers ?? []).some((c) => c.name === INIT_CONTAINER_NAME);
+  const inits = pod.spec?.initContainers;
+  return Array.isArray(inits) && inits.some((c) => c?.name === INIT_CONTAINER_NAME);
 }
 
 /** Path of the file (or directory, for `files`) the app reads. */
@@ -122,15 +118,21 @@ export function buildFetchSpec(
   };
 }
 
+/** The shell and flag of the command wrapper; the script follows, then the original command. */
+export const WRAP_SHELL = ["/bin/sh", "-c"] as const;
+
+/** The script that sources `file` then execs the original command (the file path is validated to [A-Za-z0-9._/-], so single quotes are enough). */
+export const wrapperScript = (file: string) => `. '${file}' && exec "$0" "$@"`;
+
 function wrapCommand(command: string[], file: string): string[] {
-  // The file path is validated to [A-Za-z0-9._/-], so single quotes are enough.
-  return ["/bin/sh", "-c", `. '${file}' && exec "$0" "$@"`, ...command];
+  return [...WRAP_SHELL, wrapperScript(file), ...command];
 }
 
 /**
  * Returns the injected pod. The original is never modified: what the injection changes is new, and
  * what it leaves alone is shared with the original rather than copied (the admission path diffs the
- * two, and the diff skips shared parts without walking them).
+ * two, and the diff skips shared parts without walking them). The original must not carry
+ * sm-injector's additions (see stripInjection, its inverse).
  */
 export function mutatePod(
   original: V1Pod,
@@ -138,7 +140,6 @@ export function mutatePod(
   config: InjectorConfig,
   serviceAccount?: ServiceAccountIdentity,
 ): MutationResult {
-  if (isInjected(original)) return syncInjectedIdentity(original);
   // Everything below reads `original` and builds new objects for what changes (with withFields
   // rather than spreads: see there).
   const spec0 = original.spec ?? { containers: [] };
@@ -156,19 +157,17 @@ export function mutatePod(
   const path = outputPath(spec);
   const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
 
+  const fetchSpec = JSON.stringify(
+    buildFetchSpec(
+      spec,
+      run.mode,
+      config,
+      // ours included; sidecars injected after us are not known (the digest survives truncation)
+      spec0.containers.length + (spec0.initContainers?.length ?? 0) + 1,
+    ),
+  );
   const env: V1EnvVar[] = [
-    {
-      name: FETCH_SPEC_ENV,
-      value: JSON.stringify(
-        buildFetchSpec(
-          spec,
-          run.mode,
-          config,
-          // ours included; sidecars injected after us are not known (the digest survives truncation)
-          spec0.containers.length + (spec0.initContainers?.length ?? 0) + 1,
-        ),
-      ),
-    },
+    { name: FETCH_SPEC_ENV, value: fetchSpec },
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
     { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
@@ -217,30 +216,5 @@ export function mutatePod(
       annotations: withFields(metadata.annotations ?? {}, { [STATUS_ANNOTATION]: STATUS_INJECTED }),
     }),
   });
-  return { pod, warnings, changed: true, identity: identity.source };
-}
-
-/**
- * On reinvocation (another webhook changed the pod after us), only catch up with an identity that
- * appeared since, e.g. EKS's pod identity webhook adding IRSA variables to the app container.
- */
-export function syncInjectedIdentity(original: V1Pod): MutationResult {
-  const pod = clonePlain(original);
-  const init = (pod.spec?.initContainers ?? []).find((c) => c.name === INIT_CONTAINER_NAME) as V1Container;
-  if (hasIdentityEnv(init)) return { pod, warnings: [], changed: false, identity: "unchanged" };
-  const targets = (pod.spec?.containers ?? [])
-    .filter((c) =>
-      (c.volumeMounts ?? []).some((m) => init.volumeMounts?.[0] && m.name === init.volumeMounts[0].name),
-    )
-    .map((c) => c.name);
-  const plan = planIdentity(pod, targets, undefined);
-  if (plan.source !== "container") return { pod, warnings: [], changed: false, identity: "unchanged" };
-  const have = new Set((init.env ?? []).map((e) => e.name));
-  init.env = [
-    ...(init.env ?? []),
-    ...plan.env.filter((e) => !have.has(e.name) && (IDENTITY_ENV as readonly string[]).includes(e.name)),
-  ];
-  const mounted = new Set((init.volumeMounts ?? []).map((m) => m.mountPath));
-  init.volumeMounts = [...(init.volumeMounts ?? []), ...plan.mounts.filter((m) => !mounted.has(m.mountPath))];
-  return { pod, warnings: [], changed: true, identity: "container" };
+  return { pod, warnings, identity: identity.source, fetchSpec };
 }

@@ -19,9 +19,9 @@ describe("inject over examples/", () => {
   const files = readdirSync(examples).filter((f) => f.endsWith(".yaml"));
   test("there are examples", () => assert.ok(files.length >= 4));
   for (const file of files) {
-    test(file, () => {
+    test(file, async () => {
       const input = readFileSync(join(examples, file), "utf8");
-      const r = injectManifests(input, config);
+      const r = await injectManifests(input, config);
       assert.ok(r.ok, r.errors.join("\n"));
       assert.ok(r.injected >= 1, "every example opts in at least one pod template");
       const out = join(goldenDir, file.replace(/\.yaml$/, ".injected.yaml"));
@@ -43,16 +43,50 @@ describe("inject over examples/", () => {
 });
 
 describe("inject refusals and diff", () => {
-  test("invalid annotations fail with the document named", () => {
-    const r = injectManifests(
+  test("invalid annotations fail with the document named and the webhook's message", async () => {
+    const r = await injectManifests(
       "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {sm-injector.io/inject: 'true'}\n  annotations: {sm-injector.io/env.A: 'bad name'}\nspec:\n  containers: [{name: c, image: i}]\n",
       config,
     );
     assert.equal(r.ok, false);
-    assert.match(r.errors[0] ?? "", /^document 1 \(Pod p\): sm-injector.io\/env.A: "bad name" contains " "/);
+    assert.match(
+      r.errors[0] ?? "",
+      /^document 1 \(Pod p\): sm-injector: 1 problem with this pod's annotations:\n {2}- sm-injector.io\/env.A: "bad name" contains " "/,
+    );
   });
-  test("--diff shows only the added lines", () => {
-    const r = injectManifests(readFileSync(join(examples, "command-wrap.yaml"), "utf8"), config, {
+  test("a Namespace in the input applies its allowed-secrets to the workloads in it, as the webhook would", async () => {
+    const manifest = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: erp-prod
+  annotations: {sm-injector.io/allowed-secrets: "erp/production/*"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: erp-prod}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata:
+      labels: {app: api, sm-injector.io/inject: "true"}
+      annotations: {sm-injector.io/env.JWT: erp/staging/jwt/secret_key, sm-injector.io/region: eu-west-1}
+    spec:
+      containers: [{name: api, image: api:1}]
+`;
+    const r = await injectManifests(manifest, config);
+    assert.equal(r.ok, false);
+    assert.equal(r.errors.length, 1);
+    assert.match(
+      r.errors[0] ?? "",
+      /^document 2 \(Deployment api\): sm-injector: namespace policy refused this pod:\n {2}- secret "erp\/staging\/jwt\/secret_key" is not allowed in namespace erp-prod/,
+    );
+    const allowed = await injectManifests(manifest.replace("erp/staging/jwt", "erp/production/jwt"), config);
+    assert.ok(allowed.ok, allowed.errors.join("\n"));
+    assert.equal(allowed.injected, 1);
+  });
+
+  test("--diff shows only the added lines", async () => {
+    const r = await injectManifests(readFileSync(join(examples, "command-wrap.yaml"), "utf8"), config, {
       diff: true,
       fileName: "command-wrap.yaml",
     });
@@ -61,8 +95,8 @@ describe("inject refusals and diff", () => {
     assert.match(r.output, /^--- command-wrap.yaml/m);
     assert.doesNotMatch(r.output, /^\+.*kind: Service$/m);
   });
-  test("invalid YAML is reported, not thrown", () => {
-    const r = injectManifests("a: [1\n", config);
+  test("invalid YAML is reported, not thrown", async () => {
+    const r = await injectManifests("a: [1\n", config);
     assert.equal(r.ok, false);
     assert.match(r.errors[0] ?? "", /document 1: invalid YAML/);
   });
