@@ -14,17 +14,9 @@ import { keepApiServerAdditions, keepIncomingOrder, stripInjection, stripObjects
 import { INJECT_LABEL } from "../spec/annotations.ts";
 import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
-import { FETCH_SPEC_ENV } from "../spec/fetch-spec.ts";
+import { FETCH_SPEC_ENV, MAX_FETCH_SPEC_BYTES } from "../spec/fetch-spec.ts";
 import { checkSecretPolicy, type SecretPolicy } from "../spec/policy.ts";
 import { boundWarnings, cleanText, denialMessage, describeException, plainMessage } from "./messages.ts";
-
-/**
- * Largest SM_INJECTOR_SPEC value admitted, in bytes. Linux refuses to exec a process with any one
- * environment string over MAX_ARG_STRLEN (131072 bytes, counting `SM_INJECTOR_SPEC=` and the NUL):
- * the init container would fail with "Argument list too long". 8 KiB of margin below that.
- * TODO(issue 11): use MAX_FETCH_SPEC_BYTES exported by src/spec/fetch-spec.ts once merged.
- */
-export const MAX_FETCH_SPEC_BYTES = 120 * 1024;
 
 /** The facts admission needs beyond the pod, supplied by the caller. Either may throw (API errors): the pod is then refused. */
 export interface DecisionContext {
@@ -253,7 +245,8 @@ function withSecretIds(d: Denial, spec: InjectionSpec): Denial {
 }
 
 function invalidAnnotations(compiled: Extract<CompileResult, { ok: false }>, serviceAccount: string): Denial {
-  const n = compiled.errors.length;
+  // errors is already cut to the first problems (with "and N more"); problemCount counts them all.
+  const n = compiled.problemCount;
   return {
     ...deny(
       400,

@@ -6,7 +6,7 @@ import { parseAllDocuments, stringify } from "yaml";
 import { type DecisionContext, decideInjection, type InjectionDecision } from "../admission/decide.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
-import { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } from "../spec/policy.ts";
+import { namespacePolicy } from "../spec/policy.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -90,8 +90,7 @@ function decisionContext(config: InjectorConfig, facts: InputFacts): DecisionCon
       const annotations = facts.serviceAccounts.get(`${namespace}/${name}`);
       return annotations ? serviceAccountIdentity(annotations) : undefined;
     },
-    namespacePolicy: (namespace) =>
-      parseSecretPolicy(facts.namespaces.get(namespace)?.[NAMESPACE_POLICY_ANNOTATION]),
+    namespacePolicy: (namespace) => namespacePolicy(facts.namespaces.get(namespace)),
   };
 }
 

@@ -107,7 +107,8 @@ describe("reviewPod never throws", () => {
 describe("bounded denial messages", () => {
   test("thousands of problems: a few KiB, then 'and N more problems'", async () => {
     const annotations: Record<string, string> = {};
-    for (let i = 0; i < 3000; i++) annotations[`sm-injector.io/env.${i}BAD`] = "team-a/a";
+    // Under the annotation-count limit (512), so that each one is checked and reported.
+    for (let i = 0; i < 500; i++) annotations[`sm-injector.io/env.${i}BAD`] = "team-a/a";
     const out = await reviewPod(request(annotations), deps);
     assert.equal(out.response.allowed, false);
     const message = out.response.status?.message ?? "";
@@ -195,8 +196,10 @@ describe("SM_INJECTOR_SPEC within Linux's per-variable limit (MAX_ARG_STRLEN, 12
     );
   };
 
-  test("60 references with 2,500-byte JSON keys (a 150 KB spec) are refused, saying what to do", async () => {
-    const out = await reviewPod(request(keyed(60, 2500)), deps);
+  // Within every annotation limit (500 entries, 1 KiB keys, 128 KiB of annotations): the spec repeats
+  // each entry's secret, region and flags, so it outgrows the annotations.
+  test("500 references with 200-byte JSON keys (a ~147 KB spec) are refused, saying what to do", async () => {
+    const out = await reviewPod(request(keyed(500, 200)), deps);
     assert.equal(out.response.allowed, false);
     assert.equal(out.response.status?.code, 400);
     const message = out.response.status?.message ?? "";
@@ -205,8 +208,8 @@ describe("SM_INJECTOR_SPEC within Linux's per-variable limit (MAX_ARG_STRLEN, 12
     assert.match(message, /env-from/);
     assert.match(message, /shorten the JSON keys/);
 
-    // The limit is the kernel's, with a margin: 45 such references (a 115 KB spec) still start.
-    const req = request(keyed(45, 2500));
+    // The limit is the kernel's: 400 such references (a ~118 KB spec) still start.
+    const req = request(keyed(400, 200));
     const under = await reviewPod(req, deps);
     assert.equal(under.response.allowed, true, under.response.status?.message);
     const bytes = specBytes(under, req.object);
