@@ -1,0 +1,76 @@
+// Measures the webhook's slow-client behaviour through the real bundled TLS server (loopback):
+//   node --import tsx test/helpers/measure-slow-clients.ts [trickle|idle|bodies N|conns N|all]
+// Prints how long the server keeps a trickling body and an idle keep-alive socket, and the webhook's
+// RSS with N unfinished 2.5 MB bodies or N connections that sent half a request head.
+import { startWebhookProcess } from "./webhook.ts";
+import { connect, rssMiB, timeUntilClosed, trickle, unfinishedBody } from "./slow-clients.ts";
+import type { TLSSocket } from "node:tls";
+
+const [what = "all", nArg] = process.argv.slice(2);
+const wh = await startWebhookProcess({ args: ["--namespace-policy", "false"] });
+const target = { port: wh.port, caPem: wh.ca.certPem };
+const pid = wh.process.child.pid as number;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const cap = Number(process.env.CAP_MS ?? 60_000);
+try {
+  console.log(`baseline RSS ${rssMiB(pid)} MiB`);
+  if (what === "trickle" || what === "all") {
+    const s = await connect(target);
+    trickle(s, 100_000, 500);
+    const r = await timeUntilClosed(s, cap);
+    console.log(`trickling body: ${r.closed ? `closed after ${r.ms} ms` : `still open after ${cap} ms`}`);
+  }
+  if (what === "idle" || what === "all") {
+    const s = await connect(target);
+    s.write("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    const r = await timeUntilClosed(s, cap);
+    console.log(`idle keep-alive: ${r.closed ? `closed after ${r.ms} ms` : `still open after ${cap} ms`}`);
+    const s2 = await connect(target);
+    const r2 = await timeUntilClosed(s2, cap);
+    console.log(`connected, nothing sent: ${r2.closed ? `closed after ${r2.ms} ms` : `still open after ${cap} ms`}`);
+  }
+  if (what === "bodies" || what === "all") {
+    const n = Number(nArg ?? 40);
+    const socks: TLSSocket[] = [];
+    let refused = 0;
+    for (let i = 0; i < n; i++) {
+      try {
+        const s = await connect(target);
+        s.on("error", () => {});
+        s.on("close", () => refused++);
+        socks.push(s);
+        await unfinishedBody(s, 2_500_000);
+      } catch {
+        refused++;
+      }
+    }
+    await sleep(1000);
+    console.log(`${n} unfinished 2.5 MB bodies: RSS ${rssMiB(pid)} MiB (${refused} cut off by the server)`);
+    for (const s of socks) s.destroy();
+    await sleep(1000);
+  }
+  if (what === "conns" || what === "all") {
+    const n = Number(nArg ?? 2000);
+    const socks: TLSSocket[] = [];
+    let failed = 0;
+    for (let i = 0; i < n; i++) {
+      try {
+        const s = await connect(target);
+        s.on("error", () => {});
+        s.write("POST /mutate HTTP/1.1\r\nHost: local");
+        socks.push(s);
+      } catch {
+        failed++;
+      }
+    }
+    await sleep(1000);
+    const open = socks.filter((s) => !s.destroyed).length;
+    console.log(`${n} slow connections: RSS ${rssMiB(pid)} MiB (${open} open, ${failed} refused)`);
+    const t0 = performance.now();
+    const res = await wh.get("/healthz").catch((e: Error) => ({ status: 0, body: e.message }));
+    console.log(`  /healthz during it: ${res.status} in ${Math.round(performance.now() - t0)} ms`);
+    for (const s of socks) s.destroy();
+  }
+} finally {
+  await wh.stop();
+}
