@@ -2,9 +2,10 @@
 //   node --import tsx test/helpers/measure-slow-clients.ts [trickle|idle|bodies N|conns N|all]
 // Prints how long the server keeps a trickling body and an idle keep-alive socket, and the webhook's
 // RSS with N unfinished 2.5 MB bodies or N connections that sent half a request head.
-import { startWebhookProcess } from "./webhook.ts";
-import { connect, rssMiB, timeUntilClosed, trickle, unfinishedBody } from "./slow-clients.ts";
+
 import type { TLSSocket } from "node:tls";
+import { connect, rssMiB, timeUntilClosed, trickle, unfinishedBody } from "./slow-clients.ts";
+import { startWebhookProcess } from "./webhook.ts";
 
 const [what = "all", nArg] = process.argv.slice(2);
 const wh = await startWebhookProcess({ args: ["--namespace-policy", "false"] });
@@ -27,7 +28,9 @@ try {
     console.log(`idle keep-alive: ${r.closed ? `closed after ${r.ms} ms` : `still open after ${cap} ms`}`);
     const s2 = await connect(target);
     const r2 = await timeUntilClosed(s2, cap);
-    console.log(`connected, nothing sent: ${r2.closed ? `closed after ${r2.ms} ms` : `still open after ${cap} ms`}`);
+    console.log(
+      `connected, nothing sent: ${r2.closed ? `closed after ${r2.ms} ms` : `still open after ${cap} ms`}`,
+    );
   }
   if (what === "bodies" || what === "all") {
     const n = Number(nArg ?? 40);
