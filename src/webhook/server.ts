@@ -20,6 +20,7 @@ import {
 import { auditFields, capText, RESPONSE_MESSAGE_CHARS, RESPONSE_WARNING_CHARS } from "./audit.ts";
 import { createBodyBudget, declaredBodyBytes } from "./body-budget.ts";
 import type { WebhookConfig } from "./config.ts";
+import { countJsonValues, MAX_JSON_VALUES } from "./json-cost.ts";
 import { createMetrics, namespaceLabeler, type WebhookMetrics } from "./metrics.ts";
 
 /**
@@ -206,6 +207,22 @@ export function buildServer(opts: ServerOptions): Webhook {
 
   // AdmissionReviews are JSON; anything else is refused with 415 rather than parsed as text.
   app.removeContentTypeParser("text/plain");
+  // Fastify's own JSON parser (prototype-poisoning checks included), behind a count of what the
+  // parse would allocate; the body is collected as a Buffer, not a string.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
+    const values = countJsonValues(body as Buffer);
+    if (values > MAX_JSON_VALUES) {
+      const err = new Error(
+        `the body has more than ${MAX_JSON_VALUES} JSON objects, arrays and elements; no pod needs that many`,
+      );
+      done(Object.assign(err, { statusCode: 400 }), undefined);
+      return;
+    }
+    // Fastify types the default parser for strings; it parses Buffers too (secure-json-parse).
+    parseJson(req, body as unknown as string, done);
+  });
 
   // Before any body byte is read: authenticate /mutate, then reserve the body's bytes.
   app.addHook("onRequest", async (req, reply) => {

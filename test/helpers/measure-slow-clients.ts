@@ -8,7 +8,10 @@ import { connect, rssMiB, timeUntilClosed, trickle, unfinishedBody } from "./slo
 import { startWebhookProcess } from "./webhook.ts";
 
 const [what = "all", nArg] = process.argv.slice(2);
-const wh = await startWebhookProcess({ args: ["--namespace-policy", "false"] });
+const wh = await startWebhookProcess({
+  args: ["--namespace-policy", "false"],
+  ...(process.env.WH_NODE_OPTIONS && { env: { NODE_OPTIONS: process.env.WH_NODE_OPTIONS } }),
+});
 const target = { port: wh.port, caPem: wh.ca.certPem };
 const pid = wh.process.child.pid as number;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -73,6 +76,42 @@ try {
     const res = await wh.get("/healthz").catch((e: Error) => ({ status: 0, body: e.message }));
     console.log(`  /healthz during it: ${res.status} in ${Math.round(performance.now() - t0)} ms`);
     for (const s of socks) s.destroy();
+  }
+  if (what === "parse") {
+    // Complete 2.5 MB bodies that parse into ~1.2M empty objects each, posted by `n` clients at once
+    // for 10 s: the peak RSS while the webhook parses and reviews them.
+    const n = Number(nArg ?? 20);
+    // PARSE_SHAPE: objects (830k `{}`), under-cap (99,990 `{}` and a 2.2 MB string), string (one 2.5 MB annotation)
+    const shape = process.env.PARSE_SHAPE ?? "objects";
+    const filler =
+      shape === "objects"
+        ? `"x":[${"{},".repeat(830_000)}{}]`
+        : shape === "under-cap"
+          ? `"x":[${"{},".repeat(99_990)}{}],"y":"${"y".repeat(2_200_000)}"`
+          : `"x":"${"x".repeat(2_500_000)}"`;
+    const annotations =
+      shape === "string" ? `,"annotations":{"sm-injector.io/env.A":"erp/a/b#${"k".repeat(2_400_000)}"}` : "";
+    const body = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"erp","object":{"metadata":{"labels":{"sm-injector.io/inject":"true"}${annotations}},"spec":{"containers":[{"name":"c"}],${shape === "string" ? '"z":1' : filler}}}}}`;
+    let peak = 0;
+    let answered = 0;
+    let refused = 0;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMiB(pid));
+    }, 50);
+    const until = Date.now() + 10_000;
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        while (Date.now() < until) {
+          const r = await wh.post("/mutate", body).catch(() => ({ status: 0 }));
+          if (r.status === 503) refused++;
+          else answered++;
+        }
+      }),
+    );
+    clearInterval(sampler);
+    console.log(
+      `${n} clients posting ${(body.length / 1e6).toFixed(1)} MB bodies (${shape}) for 10 s: peak RSS ${peak} MiB (${answered} answered, ${refused} refused with 503)`,
+    );
   }
 } finally {
   await wh.stop();

@@ -721,6 +721,9 @@ describe("webhook connection limits and client-certificate authentication", () =
       assert.equal(config.maxConnections, 512);
       assert.equal(config.maxInFlightBodyBytes, 32 * 1024 * 1024);
       assert.equal(config.clientCaFile, undefined);
+      // The V8 heap is capped well below the container's memory limit (256Mi).
+      const nodeOptions = webhookContainer(o).env.find((e: K8sObject) => e.name === "NODE_OPTIONS");
+      assert.equal(nodeOptions?.value, "--max-old-space-size=128");
     }
   });
 

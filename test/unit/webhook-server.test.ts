@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import type { ReviewDeps } from "../../src/admission/review.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { countJsonValues } from "../../src/webhook/json-cost.ts";
 import { buildServer } from "../../src/webhook/server.ts";
 import { admissionReview } from "../helpers/webhook.ts";
 
@@ -102,6 +103,36 @@ describe("the HTTP layer always answers an AdmissionReview", () => {
       assert.equal(res.statusCode, 400, res.body);
       assert.match((res.json() as { error: string }).error, /^sm-injector: not an AdmissionReview v1/);
     }
+    await app.close();
+  });
+});
+
+describe("the cost of parsing is bounded before parsing", () => {
+  test("objects, arrays and elements are counted outside strings only", () => {
+    assert.equal(countJsonValues(Buffer.from('{"a":[1,2,{"b":"[,{"}],"c":"x\\"[,"}')), 6);
+    assert.equal(countJsonValues(Buffer.from(`[${"{},".repeat(10)}{}]`), 5), 6);
+  });
+
+  test("a body that would parse into a million objects is refused with 400 and never parsed", async () => {
+    const { app } = buildServer({ deps: okDeps, logger: pino({ level: "silent" }) });
+    const review = JSON.stringify(admissionReview(pod("erp", {}))).replace(
+      '"containers":[',
+      `"x":[${"{},".repeat(1_000_000)}{}],"containers":[`,
+    );
+    const res = await app.inject({
+      method: "POST",
+      url: "/mutate",
+      payload: review,
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(res.statusCode, 400, res.body.slice(0, 300));
+    assert.match(res.json().error, /more than 100000 JSON objects, arrays and elements/);
+    // An ordinary pod with a large annotation (one string) is not affected.
+    const big = admissionReview(
+      pod("erp", { "sm-injector.io/env.A": "erp/a/b", note: "[{,".repeat(300_000) }),
+    );
+    const ok = await app.inject({ method: "POST", url: "/mutate", payload: big });
+    assert.equal(ok.statusCode, 200, ok.body.slice(0, 300));
     await app.close();
   });
 });
