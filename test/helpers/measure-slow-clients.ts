@@ -77,6 +77,29 @@ try {
     console.log(`  /healthz during it: ${res.status} in ${Math.round(performance.now() - t0)} ms`);
     for (const s of socks) s.destroy();
   }
+  if (what === "worst") {
+    // Everything a client can hold at once within the limits: the body budget filled with large
+    // (2.5 MB) and small (250 KB) unfinished bodies, and the rest of the connections sending a head
+    // slowly. Then: is a legitimate review still answered, and what is the RSS?
+    const socks: TLSSocket[] = [];
+    const open = async () => {
+      const s = await connect(target);
+      s.on("error", () => {});
+      socks.push(s);
+      return s;
+    };
+    for (let i = 0; i < 8; i++) await unfinishedBody(await open(), 2_500_000);
+    for (let i = 0; i < 70; i++) await unfinishedBody(await open(), 250_000);
+    for (let i = 0; i < Number(nArg ?? 420); i++) {
+      const s = await open().catch(() => undefined);
+      s?.write("POST /mutate HTTP/1.1\r\nHost: local");
+    }
+    await sleep(500);
+    const live = socks.filter((s) => !s.destroyed).length;
+    const res = await wh.get("/healthz").catch((e: Error) => ({ status: 0, body: e.message }));
+    console.log(`worst case: RSS ${rssMiB(pid)} MiB with ${live} connections held; /healthz ${res.status}`);
+    for (const s of socks) s.destroy();
+  }
   if (what === "parse") {
     // Complete 2.5 MB bodies that parse into ~1.2M empty objects each, posted by `n` clients at once
     // for 10 s: the peak RSS while the webhook parses and reviews them.
