@@ -304,7 +304,7 @@ export function buildServer(opts: ServerOptions): Webhook {
       const request = parsed.data.request;
       let outcome: ReviewOutcome;
       try {
-        outcome = await reviewPod(request, opts.deps);
+        outcome = await withDeadline(reviewPod(request, opts.deps), limits.requestTimeoutMs);
       } catch (err) {
         outcome = errorOutcome(request, err);
       }
@@ -345,6 +345,21 @@ export function buildServer(opts: ServerOptions): Webhook {
       ready = r;
     },
   };
+}
+
+/**
+ * The review's result, or a rejection once `ms` have passed: a look-up that hangs must not hold the
+ * request (and its body) until the API server gives up; the pod is refused with a reason instead.
+ */
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the review did not finish within ${ms} ms (a slow Kubernetes API look-up?)`)),
+      ms,
+    );
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** The outcome of a review that threw: a denial carrying the request's uid. */

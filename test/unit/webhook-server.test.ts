@@ -107,6 +107,29 @@ describe("the HTTP layer always answers an AdmissionReview", () => {
   });
 });
 
+describe("a review that hangs", () => {
+  test("is answered with a denial once the request timeout has passed", { timeout: 10_000 }, async () => {
+    const log = capturedLogger();
+    const hanging: ReviewDeps = {
+      config,
+      lookupServiceAccount: async () => ({}) as never,
+      // A Kubernetes API that never answers.
+      lookupNamespacePolicy: () => new Promise(() => {}),
+    };
+    const { app } = buildServer({ deps: hanging, logger: log.logger, limits: { requestTimeoutMs: 300 } });
+    const review = admissionReview(pod("erp", { "sm-injector.io/env.A": "erp/a/b" })) as {
+      request: { uid: string };
+    };
+    const res = await app.inject({ method: "POST", url: "/mutate", payload: review });
+    const body = res.json() as Review;
+    assert.equal(body.response.uid, review.request.uid);
+    assert.equal(body.response.allowed, false);
+    assert.match(body.response.status?.message ?? "", /did not finish within 300 ms/);
+    assert.equal(log.audits()[0]?.result, "error");
+    await app.close();
+  });
+});
+
 describe("the cost of parsing is bounded before parsing", () => {
   test("objects, arrays and elements are counted outside strings only", () => {
     assert.equal(countJsonValues(Buffer.from('{"a":[1,2,{"b":"[,{"}],"c":"x\\"[,"}')), 6);
