@@ -82,7 +82,7 @@ export function createMetrics(): WebhookMetrics {
     }),
     refusedRequests: new Counter({
       name: "sm_injector_refused_requests_total",
-      help: "Requests refused before their body was read, by reason (body_budget: too many bytes of bodies in flight; client_certificate: /mutate without a valid client certificate)",
+      help: "Requests refused before their body was read, by reason (body_budget: too many bytes of bodies in flight; client_certificate: /mutate without a valid client certificate; pipelining: too many unanswered requests on one connection)",
       labelNames: ["reason"],
       registers: [registry],
     }),

@@ -43,6 +43,9 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   inFlightBodyBytes: 32 * 1024 * 1024,
 };
 
+/** Answers one connection may have outstanding (pipelined requests not yet written out). */
+const MAX_OUTSTANDING_PER_CONNECTION = 8;
+
 /** A body above this counts as large for the body budget (ordinary pods are 5-50 KB). */
 const LARGE_BODY_BYTES = 256 * 1024;
 
@@ -222,6 +225,22 @@ export function buildServer(opts: ServerOptions): Webhook {
     }
     // Fastify types the default parser for strings; it parses Buffers too (secure-json-parse).
     parseJson(req, body as unknown as string, done);
+  });
+
+  // Pipelined requests whose answers the client does not read pile up as queued responses: the API
+  // server never pipelines, so a connection with more than a few answers outstanding is cut.
+  const outstanding = new WeakMap<object, number>();
+  app.addHook("onRequest", async (req, reply) => {
+    const socket = req.raw.socket;
+    if (!socket) return;
+    const n = (outstanding.get(socket) ?? 0) + 1;
+    if (n > MAX_OUTSTANDING_PER_CONNECTION) {
+      metrics.refusedRequests.inc({ reason: "pipelining" });
+      socket.destroy();
+      return reply;
+    }
+    outstanding.set(socket, n);
+    reply.raw.once("close", () => outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1));
   });
 
   // Before any body byte is read: authenticate /mutate, then reserve the body's bytes.

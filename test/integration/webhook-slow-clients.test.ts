@@ -91,6 +91,28 @@ describe("sm-injector webhook under slow clients", () => {
     assert.ok(r.closed && r.ms <= CLOSED_WITHIN_MS, `still open after ${r.ms} ms`);
   });
 
+  test("a client that pipelines 100,000 requests and never reads the answers is cut off, holding < 32 MiB", async () => {
+    const pid = wh.process.child.pid as number;
+    const baseline = rssMiB(pid);
+    const s = await connect(target);
+    s.on("error", () => {});
+    s.pause(); // never reads
+    let closed = false;
+    s.once("close", () => {
+      closed = true;
+    });
+    const heads = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(2000);
+    for (let i = 0; i < 50 && !s.destroyed; i++) s.write(heads);
+    let peak = baseline;
+    for (const t0 = Date.now(); !closed && Date.now() - t0 < CLOSED_WITHIN_MS; ) {
+      peak = Math.max(peak, rssMiB(pid));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    s.destroy();
+    assert.ok(closed, "the connection is still open");
+    assert.ok(peak - baseline < 32, `RSS grew from ${baseline} to ${peak} MiB`);
+  });
+
   test("60 unfinished 2.5 MB bodies hold < 64 MiB; a legitimate AdmissionReview is answered meanwhile", async () => {
     const pid = wh.process.child.pid as number;
     await wh.post("/mutate", legitimate());
