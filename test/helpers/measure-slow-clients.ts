@@ -9,7 +9,7 @@ import { startWebhookProcess } from "./webhook.ts";
 
 const [what = "all", nArg] = process.argv.slice(2);
 const wh = await startWebhookProcess({
-  args: ["--namespace-policy", "false"],
+  args: ["--namespace-policy", "false", ...(process.env.WH_ARGS ? process.env.WH_ARGS.split(" ") : [])],
   ...(process.env.WH_NODE_OPTIONS && { env: { NODE_OPTIONS: process.env.WH_NODE_OPTIONS } }),
 });
 const target = { port: wh.port, caPem: wh.ca.certPem };
