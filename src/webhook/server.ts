@@ -236,6 +236,7 @@ export function buildServer(opts: ServerOptions): Webhook {
     const n = (outstanding.get(socket) ?? 0) + 1;
     if (n > MAX_OUTSTANDING_PER_CONNECTION) {
       metrics.refusedRequests.inc({ reason: "pipelining" });
+      reply.hijack();
       socket.destroy();
       return reply;
     }
@@ -252,7 +253,7 @@ export function buildServer(opts: ServerOptions): Webhook {
         metrics.refusedRequests.inc({ reason: "client_certificate" });
         reply.header("connection", "close");
         return reply.code(401).send({
-          error: `sm-injector: ${problem}; ${path} only answers the Kubernetes API server, which must present a client certificate signed by --client-ca-file (see the README, "Authenticating the API server")`,
+          error: `sm-injector: ${problem}; ${capText(path, 256)} only answers the Kubernetes API server, which must present a client certificate signed by --client-ca-file (see the README, "Authenticating the API server")`,
         });
       }
     }
