@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import type { ReviewDeps } from "../../src/admission/review.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { loadWebhookConfig } from "../../src/webhook/config.ts";
 import { countJsonValues } from "../../src/webhook/json-cost.ts";
 import { buildServer } from "../../src/webhook/server.ts";
 import { admissionReview } from "../helpers/webhook.ts";
@@ -227,6 +228,24 @@ describe("metric labels are bounded", () => {
     assert.deepEqual(
       values.map((v) => [v.labels.namespace, v.value]),
       [["_other", 1500]],
+    );
+  });
+});
+
+describe("slow-client flags", () => {
+  const base = ["--image", "x", "--tls-cert-file", "c", "--tls-key-file", "k"];
+  test("defaults, and a body budget that cannot hold one body at the limit is refused", () => {
+    const config = loadWebhookConfig(base, {});
+    assert.equal(config.requestTimeoutSeconds, 4);
+    assert.equal(config.maxConnections, 512);
+    assert.equal(config.maxInFlightBodyBytes, 32 * 1024 * 1024);
+    assert.throws(
+      () => loadWebhookConfig([...base, "--max-in-flight-body-bytes", "4000000"], {}),
+      /--max-in-flight-body-bytes \(SM_INJECTOR_MAX_IN_FLIGHT_BODY_BYTES\): must be at least twice --body-limit-bytes \(6291456\)/,
+    );
+    assert.throws(
+      () => loadWebhookConfig(base, { SM_INJECTOR_REQUEST_TIMEOUT_SECONDS: "0" }),
+      /--request-timeout-seconds \(SM_INJECTOR_REQUEST_TIMEOUT_SECONDS\)/,
     );
   });
 });
