@@ -59,6 +59,23 @@ export const WEBHOOK_OPTIONS = {
     "cache ServiceAccount look-ups (default 30)",
   ],
   "body-limit-bytes": ["SM_INJECTOR_BODY_LIMIT_BYTES", "largest AdmissionReview accepted (default 3145728)"],
+  "request-timeout-seconds": [
+    "SM_INJECTOR_REQUEST_TIMEOUT_SECONDS",
+    "TLS handshake, request head and body must arrive within this; idle connections close after it (default 4; keep it below the webhook's timeoutSeconds)",
+  ],
+  "max-connections": ["SM_INJECTOR_MAX_CONNECTIONS", "open connections at most (default 512)"],
+  "max-in-flight-body-bytes": [
+    "SM_INJECTOR_MAX_IN_FLIGHT_BODY_BYTES",
+    "bytes of request bodies held at once; more are refused with 503 (default 33554432; at least twice --body-limit-bytes)",
+  ],
+  "client-ca-file": [
+    "SM_INJECTOR_CLIENT_CA_FILE",
+    "CA (PEM) of the API server's client certificate: /mutate then requires one (probes and /metrics do not); reloaded when it changes",
+  ],
+  "client-allowed-names": [
+    "SM_INJECTOR_CLIENT_ALLOWED_NAMES",
+    "comma-separated CNs or DNS/URI SANs of accepted client certificates (default: any the CA signed)",
+  ],
   "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
 } as const;
 
@@ -79,6 +96,19 @@ const WebhookSettingsSchema = z.strictObject({
     .transform((v) => v === "true"),
   serviceAccountCacheSeconds: Int(0, 3600).default(30),
   bodyLimitBytes: Int(1024, 64 * 1024 * 1024).default(3 * 1024 * 1024),
+  requestTimeoutSeconds: Int(1, 30).default(4),
+  maxConnections: Int(1, 1_000_000).default(512),
+  maxInFlightBodyBytes: Int(2048, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  clientCaFile: z.string().min(1).optional(),
+  clientAllowedNames: z
+    .string()
+    .transform((v) =>
+      v
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    )
+    .optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
 });
 
@@ -89,6 +119,23 @@ export interface WebhookConfig extends z.infer<typeof WebhookSettingsSchema> {
 export class ConfigError extends Error {}
 
 const Bool = z.enum(["true", "false"]).transform((v) => v === "true");
+
+/** Problems between settings that are each valid alone. */
+function settingsConflicts(s: z.infer<typeof WebhookSettingsSchema>): string[] {
+  const problems: string[] = [];
+  // Large bodies may use half the budget (body-budget.ts): one body at the limit must fit in it.
+  if (s.maxInFlightBodyBytes < 2 * s.bodyLimitBytes) {
+    problems.push(
+      `--max-in-flight-body-bytes (SM_INJECTOR_MAX_IN_FLIGHT_BODY_BYTES): must be at least twice --body-limit-bytes (${2 * s.bodyLimitBytes}), got ${s.maxInFlightBodyBytes}`,
+    );
+  }
+  if (s.clientAllowedNames?.length && !s.clientCaFile) {
+    problems.push(
+      "--client-allowed-names (SM_INJECTOR_CLIENT_ALLOWED_NAMES): needs --client-ca-file (SM_INJECTOR_CLIENT_CA_FILE), the CA that signs the API server's client certificate",
+    );
+  }
+  return problems;
+}
 
 /** Reads flags and SM_INJECTOR_* variables; throws ConfigError listing every bad value. */
 export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): WebhookConfig {
@@ -130,6 +177,11 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     namespacePolicy: get("namespace-policy"),
     serviceAccountCacheSeconds: get("serviceaccount-cache-seconds"),
     bodyLimitBytes: get("body-limit-bytes"),
+    requestTimeoutSeconds: get("request-timeout-seconds"),
+    maxConnections: get("max-connections"),
+    maxInFlightBodyBytes: get("max-in-flight-body-bytes"),
+    clientCaFile: get("client-ca-file"),
+    clientAllowedNames: get("client-allowed-names"),
     logLevel: get("log-level"),
   };
   const flagOf: Record<string, WebhookOption> = {
@@ -142,6 +194,11 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
     namespacePolicy: "namespace-policy",
     serviceAccountCacheSeconds: "serviceaccount-cache-seconds",
     bodyLimitBytes: "body-limit-bytes",
+    requestTimeoutSeconds: "request-timeout-seconds",
+    maxConnections: "max-connections",
+    maxInFlightBodyBytes: "max-in-flight-body-bytes",
+    clientCaFile: "client-ca-file",
+    clientAllowedNames: "client-allowed-names",
     logLevel: "log-level",
   };
   const clean = Object.fromEntries(
@@ -154,6 +211,8 @@ export function loadWebhookConfig(argv: string[], env: NodeJS.ProcessEnv): Webho
       const flag = flagOf[key];
       problems.push(`${flag ? where(flag) : key}: ${i.message}`);
     }
+  } else {
+    problems.push(...settingsConflicts(settings.data));
   }
 
   const cpuReq = get("init-cpu-request");

@@ -9,6 +9,33 @@ export interface WebhookMetrics {
   serviceAccountLookups: Counter<"result">;
   namespaceLookups: Counter<"result">;
   tlsReloads: Counter<"result">;
+  refusedRequests: Counter<"reason">;
+}
+
+/** Distinct namespace label values of sm_injector_injections_total at most. */
+export const MAX_NAMESPACE_LABELS = 1000;
+/** The label value for namespaces beyond the cap or not confirmed to exist (never a valid name). */
+export const OTHER_NAMESPACE = "_other";
+
+/**
+ * Chooses the namespace label of an injection. Anyone who can reach /mutate can name any namespace,
+ * so a namespace the API server says does not exist (or a name that cannot exist) is never a label,
+ * and at most MAX_NAMESPACE_LABELS distinct namespaces are: the series count stays bounded by the
+ * cluster, not by the callers. When the check cannot be made (API error) the cap alone bounds it.
+ */
+export function namespaceLabeler(
+  exists?: (namespace: string) => Promise<boolean>,
+  max = MAX_NAMESPACE_LABELS,
+): (namespace: string) => Promise<string> {
+  const seen = new Set<string>();
+  return async (namespace) => {
+    if (seen.has(namespace)) return namespace;
+    if (seen.size >= max) return OTHER_NAMESPACE;
+    const confirmed = exists ? await exists(namespace).catch(() => undefined) : undefined;
+    if (confirmed === false || seen.size >= max) return OTHER_NAMESPACE;
+    seen.add(namespace);
+    return namespace;
+  };
 }
 
 export function createMetrics(): WebhookMetrics {
@@ -31,7 +58,7 @@ export function createMetrics(): WebhookMetrics {
     }),
     injections: new Counter({
       name: "sm_injector_injections_total",
-      help: "Pods injected with the fetch init container, by namespace",
+      help: `Pods injected with the fetch init container, by namespace (only namespaces the API server confirmed exist, at most ${MAX_NAMESPACE_LABELS}; the rest count as "${OTHER_NAMESPACE}")`,
       labelNames: ["namespace"],
       registers: [registry],
     }),
@@ -51,6 +78,12 @@ export function createMetrics(): WebhookMetrics {
       name: "sm_injector_tls_reloads_total",
       help: "Serving certificate reloads after the files changed, by result",
       labelNames: ["result"],
+      registers: [registry],
+    }),
+    refusedRequests: new Counter({
+      name: "sm_injector_refused_requests_total",
+      help: "Requests refused before their body was read, by reason (body_budget: too many bytes of bodies in flight; client_certificate: /mutate without a valid client certificate; pipelining: too many unanswered requests on one connection)",
+      labelNames: ["reason"],
       registers: [registry],
     }),
   };

@@ -36,7 +36,7 @@ export interface WebhookProcess {
 }
 
 export async function startWebhookProcess(
-  opts: { args?: string[]; env?: Record<string, string>; log?: (l: string) => void } = {},
+  opts: { args?: string[]; env?: Record<string, string>; log?: (l: string) => void; port?: number } = {},
 ): Promise<WebhookProcess> {
   const cli = requireBundle();
   const dir = await mkdtemp(join(tmpdir(), "sm-injector-webhook-"));
@@ -45,7 +45,7 @@ export async function startWebhookProcess(
     cn: "sm-injector.sm-injector.svc",
     sans: ["127.0.0.1", "localhost"],
   });
-  const port = await getFreePort();
+  const port = opts.port ?? (await getFreePort());
   const proc = spawnManaged(
     "webhook",
     process.execPath,

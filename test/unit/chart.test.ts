@@ -11,6 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { isMap, isScalar, parseDocument, type YAMLMap } from "yaml";
 import { loadWebhookConfig, WEBHOOK_OPTIONS } from "../../src/webhook/config.ts";
+import { generateCA } from "../e2e/harness/certs.ts";
 import {
   CHART_DIR,
   helmPath,
@@ -703,5 +704,89 @@ describe("manifests/sm-injector.yaml", () => {
       await helmTemplate({ set: { "tls.mode": "manual" } }),
     ];
     assert.equal(twice[0], twice[1]);
+  });
+});
+
+describe("webhook connection limits and client-certificate authentication", () => {
+  test("slow-client timeouts stay below the API server's admission timeout; caps reach the flags", async () => {
+    for (const timeoutSeconds of [1, 5, 30]) {
+      const o = await renderChart({ "webhook.timeoutSeconds": timeoutSeconds });
+      const args: string[] = webhookContainer(o).args.slice(1);
+      const config = loadWebhookConfig(
+        args.filter((a) => !a.startsWith("--shutdown-delay-seconds=")),
+        {},
+      );
+      assert.ok(config.requestTimeoutSeconds >= 1);
+      if (timeoutSeconds > 1) assert.ok(config.requestTimeoutSeconds < webhookOf(o).wh.timeoutSeconds);
+      assert.equal(config.maxConnections, 512);
+      assert.equal(config.maxInFlightBodyBytes, 32 * 1024 * 1024);
+      assert.equal(config.clientCaFile, undefined);
+      // The V8 heap is capped well below the container's memory limit (256Mi).
+      const nodeOptions = webhookContainer(o).env.find((e: K8sObject) => e.name === "NODE_OPTIONS");
+      assert.equal(nodeOptions?.value, "--max-old-space-size=128");
+    }
+  });
+
+  test("clientAuth with a caBundle: a ConfigMap, mounted and passed as --client-ca-file; the helm test expects 401", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "chart-client-ca-"));
+    try {
+      const ca = await generateCA(dir, "api-server-client-ca");
+      const o = await renderChart(
+        { "webhook.clientAuth.enabled": true, "webhook.clientAuth.allowedNames[0]": "kube-apiserver" },
+        { args: ["--set-file", `webhook.clientAuth.caBundle=${ca.certPath}`] },
+      );
+      const cm = find(o, "ConfigMap", "sm-injector-client-ca");
+      assert.equal(cm.data["ca.crt"].trim(), ca.certPem.trim());
+      const c = webhookContainer(o);
+      const config = loadWebhookConfig(
+        c.args.slice(1).filter((a: string) => !a.startsWith("--shutdown-delay-seconds=")),
+        {},
+      );
+      assert.equal(config.clientCaFile, "/etc/sm-injector/client-ca/ca.crt");
+      assert.deepEqual(config.clientAllowedNames, ["kube-apiserver"]);
+      const mount = c.volumeMounts.find((m: K8sObject) => m.name === "client-ca");
+      assert.equal(mount.mountPath, "/etc/sm-injector/client-ca");
+      const vol = podTemplate(o).spec.volumes.find((v: K8sObject) => v.name === "client-ca");
+      assert.equal(vol.configMap.name, "sm-injector-client-ca");
+      // Probes stay unauthenticated: the kubelet presents no client certificate.
+      assert.equal(c.livenessProbe.httpGet.path, "/healthz");
+      const testPod = o.find((x) => x.kind === "Pod");
+      const env = testPod?.spec.containers[0].env.find((e: K8sObject) => e.name === "SM_TEST_CLIENT_AUTH");
+      assert.equal(env?.value, "true");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("clientAuth with an existing ConfigMap: no ConfigMap rendered, that one mounted", async () => {
+    const o = await renderChart({
+      "webhook.clientAuth.enabled": true,
+      "webhook.clientAuth.existingConfigMap": "apiserver-webhook-client-ca",
+    });
+    assert.equal(all(o, "ConfigMap").length, 0);
+    const vol = podTemplate(o).spec.volumes.find((v: K8sObject) => v.name === "client-ca");
+    assert.equal(vol.configMap.name, "apiserver-webhook-client-ca");
+  });
+
+  test("clientAuth without a CA, or with both sources, is refused with what to set", async () => {
+    const none = await runHelm(["template", "x", CHART_DIR, "--set", "webhook.clientAuth.enabled=true"]);
+    assert.notEqual(none.code, 0);
+    assert.match(
+      none.stderr,
+      /webhook\.clientAuth\.caBundle \(PEM\) or webhook\.clientAuth\.existingConfigMap/,
+    );
+    const both = await runHelm([
+      "template",
+      "x",
+      CHART_DIR,
+      "--set",
+      "webhook.clientAuth.enabled=true",
+      "--set",
+      "webhook.clientAuth.existingConfigMap=a",
+      "--set",
+      "webhook.clientAuth.caBundle=-----BEGIN CERTIFICATE-----x",
+    ]);
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /not both/);
   });
 });

@@ -59,6 +59,26 @@ export interface StartControlPlaneOptions {
   keepWorkDir?: boolean;
   /** Deadline for etcd + kube-apiserver to become ready (default 90 s). */
   timeoutMs?: number;
+  /**
+   * A kubeconfig (YAML) with the credentials kube-apiserver presents to webhooks: written with an
+   * AdmissionConfiguration for MutatingAdmissionWebhook and passed as --admission-control-config-file.
+   */
+  webhookKubeconfigYaml?: string;
+}
+
+/** The AdmissionConfiguration that gives kube-apiserver's webhook calls the credentials of `kubeconfigPath`. */
+export function admissionConfigurationYaml(kubeconfigPath: string): string {
+  return [
+    "apiVersion: apiserver.config.k8s.io/v1",
+    "kind: AdmissionConfiguration",
+    "plugins:",
+    "  - name: MutatingAdmissionWebhook",
+    "    configuration:",
+    "      apiVersion: apiserver.config.k8s.io/v1",
+    "      kind: WebhookAdmissionConfiguration",
+    `      kubeConfigFile: ${JSON.stringify(kubeconfigPath)}`,
+    "",
+  ].join("\n");
 }
 
 /** The pins of scripts/versions.env (KUBERNETES_VERSION, ETCD_VERSION, HELM_VERSION, ...). */
@@ -207,6 +227,14 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     await waitForHttp(`${etcdUrl}/health`, { process: etcd, timeoutMs });
 
     const apiServerUrl = `https://127.0.0.1:${apiPort}`;
+    const admissionArgs: string[] = [];
+    if (opts.webhookKubeconfigYaml !== undefined) {
+      const kubeconfig = path.join(workDir, "webhook-kubeconfig.yaml");
+      const admissionConfig = path.join(workDir, "admission-config.yaml");
+      await writeFile(kubeconfig, opts.webhookKubeconfigYaml, { mode: 0o600 });
+      await writeFile(admissionConfig, admissionConfigurationYaml(kubeconfig));
+      admissionArgs.push(`--admission-control-config-file=${admissionConfig}`);
+    }
     const apiServerArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--secure-port=${apiPort}`,
@@ -228,6 +256,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       "--allow-privileged=true",
       "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
       "--profiling=false",
+      ...admissionArgs,
       ...(opts.extraApiServerArgs ?? []),
     ];
     const apiServer = spawnManaged("kube-apiserver", path.join(binDir, "kube-apiserver"), apiServerArgs, {

@@ -10,6 +10,9 @@
  * test/e2e/fixtures/mutatingwebhook.yaml.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   AdmissionregistrationV1Api,
@@ -21,7 +24,9 @@ import {
 import { parse } from "yaml";
 import { type Moto, startMoto } from "../../helpers/moto.ts";
 import { startWebhookProcess, type WebhookProcess } from "../../helpers/webhook.ts";
+import { type CertAuthority, generateCA, generateCert, type IssuedCert } from "./certs.ts";
 import { type ControlPlane, startControlPlane } from "./controlplane.ts";
+import { getFreePort } from "./ports.ts";
 
 export const INJECT_LABEL = "sm-injector.io/inject";
 export const WEBHOOK_NAME = "inject.sm-injector.io";
@@ -37,6 +42,40 @@ export interface E2EOptions {
   moto?: boolean;
   /** More flags for `sm-injector webhook`. */
   webhookArgs?: string[];
+  /**
+   * Client-certificate authentication: kube-apiserver presents a client certificate to the webhook
+   * (AdmissionConfiguration kubeconfig, user named after the webhook's host:port) and the webhook
+   * runs with --client-ca-file. The CA and the certificate are in `E2E.clientAuth`.
+   */
+  webhookClientAuth?: boolean;
+}
+
+export interface ClientAuthMaterial {
+  ca: CertAuthority;
+  /** The certificate kube-apiserver presents (CN kube-apiserver-webhook-client). */
+  apiServerCert: IssuedCert;
+}
+
+/** The client CA, kube-apiserver's certificate, and the kubeconfig it uses for the webhook at `host`. */
+async function clientAuthMaterial(
+  dir: string,
+  host: string,
+): Promise<ClientAuthMaterial & { kubeconfigYaml: string }> {
+  const ca = await generateCA(dir, "webhook-client-ca");
+  const apiServerCert = await generateCert(dir, ca, { cn: "kube-apiserver-webhook-client", client: true });
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  // For a webhook called by URL, the user's name is the URL's host:port (see the README).
+  const kubeconfigYaml = [
+    "apiVersion: v1",
+    "kind: Config",
+    "users:",
+    `  - name: ${JSON.stringify(host)}`,
+    "    user:",
+    `      client-certificate-data: ${b64(apiServerCert.certPem)}`,
+    `      client-key-data: ${b64(apiServerCert.keyPem)}`,
+    "",
+  ].join("\n");
+  return { ca, apiServerCert, kubeconfigYaml };
 }
 
 export interface E2E {
@@ -47,6 +86,8 @@ export interface E2E {
   webhook: WebhookProcess;
   /** Only with `{ moto: true }`. */
   moto: Moto | undefined;
+  /** Only with `{ webhookClientAuth: true }`. */
+  clientAuth: ClientAuthMaterial | undefined;
   /** Where the registered MutatingWebhookConfiguration came from, and its name. */
   webhookConfiguration: { source: "chart" | "fixture"; name: string };
   /** Every output line of the webhook so far (kept after it stopped). */
@@ -156,8 +197,15 @@ export async function startE2E(opts: E2EOptions = {}): Promise<E2E> {
     if (errors.length > 0) throw new AggregateError(errors, "e2e teardown failed");
   };
   try {
+    const webhookPort = opts.webhookClientAuth ? await getFreePort() : undefined;
+    let clientAuth: (ClientAuthMaterial & { kubeconfigYaml: string }) | undefined;
+    if (webhookPort !== undefined) {
+      const dir = await mkdtemp(path.join(tmpdir(), "sm-injector-client-auth-"));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      clientAuth = await clientAuthMaterial(dir, `127.0.0.1:${webhookPort}`);
+    }
     const [cp, moto] = await Promise.all([
-      startControlPlane().then((c) => {
+      startControlPlane(clientAuth ? { webhookKubeconfigYaml: clientAuth.kubeconfigYaml } : {}).then((c) => {
         cleanups.push(() => c.stop());
         return c;
       }),
@@ -175,9 +223,11 @@ export async function startE2E(opts: E2EOptions = {}): Promise<E2E> {
         cp.kubeconfigPath,
         "--default-region",
         DEFAULT_REGION,
+        ...(clientAuth ? ["--client-ca-file", clientAuth.ca.certPath] : []),
         ...(opts.webhookArgs ?? []),
       ],
       log: (l) => lines.push(l),
+      ...(webhookPort !== undefined && { port: webhookPort }),
     });
     let webhookStopped: Promise<void> | undefined;
     const stopWebhook = () => {
@@ -226,6 +276,7 @@ export async function startE2E(opts: E2EOptions = {}): Promise<E2E> {
       admission,
       webhook,
       moto,
+      clientAuth: clientAuth && { ca: clientAuth.ca, apiServerCert: clientAuth.apiServerCert },
       webhookConfiguration: { source: config.source, name: config.body.metadata?.name ?? "" },
       webhookLog: () => lines.join("\n"),
       webhookLogEntries: () =>
