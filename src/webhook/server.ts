@@ -480,10 +480,11 @@ function checkTlsFiles(config: WebhookConfig, files: TlsFiles): void {
 async function kubernetesDeps(
   config: WebhookConfig,
   metrics: WebhookMetrics,
+  logger: Logger,
 ): Promise<{ deps: ReviewDeps; namespaceExists: (ns: string) => Promise<boolean> }> {
   const { cachedLookup, InvalidNameError, kubernetesReaders } = await import("../kube/lookups.ts");
   const { serviceAccountIdentity } = await import("../mutate/identity.ts");
-  const { NAMESPACE_POLICY_ANNOTATION, parseSecretPolicy } = await import("../spec/policy.ts");
+  const { namespacePolicy } = await import("../spec/policy.ts");
   const readers = await kubernetesReaders(config.kubeconfig);
   const ttlMs = config.serviceAccountCacheSeconds * 1000;
   const serviceAccounts = cachedLookup(
@@ -496,10 +497,14 @@ async function kubernetesDeps(
   // One read per namespace serves both the policy and the metric label's existence check.
   const namespaces = cachedLookup(
     (ns) =>
-      readers.namespaceAnnotations(ns).then((a) => ({
-        exists: a !== undefined,
-        policy: parseSecretPolicy(a?.[NAMESPACE_POLICY_ANNOTATION]),
-      })),
+      readers.namespaceAnnotations(ns).then((a) => {
+        const policy = namespacePolicy(a);
+        // The platform team's to fix: an invalid policy refuses every reference (fail closed), and
+        // the denials do not say why (they never show a namespace's policy to the pod's author).
+        if (policy?.problems?.length)
+          logger.warn({ namespace: ns, problems: policy.problems }, "invalid namespace secret policy");
+        return { exists: a !== undefined, policy };
+      }),
     { ttlMs, onResult: (r) => metrics.namespaceLookups.inc({ result: r }) },
   );
   const deps: ReviewDeps = {
@@ -536,7 +541,7 @@ export async function startWebhook(
   const files = await readTlsFiles(config);
   checkTlsFiles(config, files);
   const metrics = createMetrics();
-  const kube = opts.deps ? undefined : await kubernetesDeps(config, metrics);
+  const kube = opts.deps ? undefined : await kubernetesDeps(config, metrics, logger);
   const webhook = buildServer({
     deps: opts.deps ?? (kube?.deps as ReviewDeps),
     logger,
