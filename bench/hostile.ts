@@ -81,6 +81,15 @@ export function hostileBodies(): Array<{ scenario: string; body: string }> {
     scenario: `structured list of 13,000 invalid entries (${Math.round(badList.length / 1024)} KB)`,
     body: body(opted({ "sm-injector.io/secrets": badList })),
   });
+  // The YAML parser's worst case within its limit (the structured form not in the plain form).
+  const flow: string[] = [];
+  for (let i = 0; `[${[...flow, "x".repeat(200)].join(", ")}]`.length < 8 * 1024; i++)
+    flow.push(`{secret: "erp/x${i}", keys: [${Array(30).fill("'k'").join(", ")}]}`);
+  const yamlDoc = `[${flow.join(", ")}]`;
+  cases.push({
+    scenario: "8 KiB structured annotation in YAML flow style (first use of the YAML parser)",
+    body: body(opted({ "sm-injector.io/secrets": yamlDoc })),
+  });
   cases.push({
     scenario: "200 KB JSON key (#key)",
     body: body(opted({ "sm-injector.io/env.A": `erp/production/db#${"k".repeat(200_000)}` })),

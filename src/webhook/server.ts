@@ -17,6 +17,7 @@ import {
   reviewPod,
   reviewResponse,
 } from "../admission/review.ts";
+import { warmUpDecision } from "../admission/warm-up.ts";
 import { auditFields, capText, RESPONSE_MESSAGE_CHARS, RESPONSE_WARNING_CHARS } from "./audit.ts";
 import { createBodyBudget, declaredBodyBytes } from "./body-budget.ts";
 import type { WebhookConfig } from "./config.ts";
@@ -585,6 +586,7 @@ export async function startWebhook(
   const timer = setInterval(() => void reloadTls(), config.tlsReloadIntervalSeconds * 1000);
   timer.unref();
 
+  const warmUpMs = warmUpDecision(config.injector);
   const address = await webhook.app.listen({ port: config.port, host: config.host });
   logger.info(
     {
@@ -592,6 +594,7 @@ export async function startWebhook(
       image: config.injector.image,
       defaultRegion: config.injector.defaultRegion,
       clientCertificates: config.clientCaFile ? "required on /mutate" : "not required",
+      warmUpMs: Math.round(warmUpMs),
     },
     "sm-injector webhook listening",
   );
