@@ -42,3 +42,15 @@ export function countJsonValues(buf: Buffer, max = MAX_JSON_VALUES): number {
   }
   return count;
 }
+
+/** The kube-apiserver writes `request.uid` within the first bytes of an AdmissionReview. */
+const UID_NEAR_START = /"request"\s*:\s*\{\s*"uid"\s*:\s*"([A-Za-z0-9-]{1,128})"/;
+
+/**
+ * The request uid of an AdmissionReview too large to parse, read from its first KiB without parsing,
+ * so that the refusal can still be an AdmissionReview answer with sm-injector's message (the API
+ * server shows any other answer as "rejected our request for an unknown reason").
+ */
+export function admissionUidNearStart(buf: Buffer): string | undefined {
+  return UID_NEAR_START.exec(buf.subarray(0, 1024).toString("latin1"))?.[1];
+}

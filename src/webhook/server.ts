@@ -21,7 +21,7 @@ import { warmUpDecision } from "../admission/warm-up.ts";
 import { auditFields, capText, RESPONSE_MESSAGE_CHARS, RESPONSE_WARNING_CHARS } from "./audit.ts";
 import { createBodyBudget, declaredBodyBytes } from "./body-budget.ts";
 import type { WebhookConfig } from "./config.ts";
-import { countJsonValues, MAX_JSON_VALUES } from "./json-cost.ts";
+import { admissionUidNearStart, countJsonValues, MAX_JSON_VALUES } from "./json-cost.ts";
 import { createMetrics, namespaceLabeler, type WebhookMetrics } from "./metrics.ts";
 
 /**
@@ -218,6 +218,11 @@ export function buildServer(opts: ServerOptions): Webhook {
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
     const values = countJsonValues(body as Buffer);
     if (values > MAX_JSON_VALUES) {
+      const uid = admissionUidNearStart(body as Buffer);
+      if (uid !== undefined) {
+        done(null, { [TOO_MANY_VALUES]: uid });
+        return;
+      }
       const err = new Error(
         `the body has more than ${MAX_JSON_VALUES} JSON objects, arrays and elements; no pod needs that many`,
       );
@@ -310,6 +315,22 @@ export function buildServer(opts: ServerOptions): Webhook {
     { schema: { response: { 200: admissionResponseSchema, 400: errorSchema } } },
     async (req, reply) => {
       const started = process.hrtime.bigint();
+      const tooLarge = (req.body as { [TOO_MANY_VALUES]?: string } | undefined)?.[TOO_MANY_VALUES];
+      if (tooLarge !== undefined) {
+        const outcome = tooManyValuesOutcome(tooLarge);
+        metrics.admissions.inc({ result: outcome.result });
+        opts.logger.info(
+          auditFields({
+            uid: tooLarge,
+            user: undefined,
+            outcome: { ...outcome, message: outcome.response.status?.message },
+            warnings: 0,
+            ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10,
+          }),
+          "admission",
+        );
+        return reviewResponse(outcome.response);
+      }
       const parsed = parseAdmissionReview(req.body);
       if (!parsed.success) {
         metrics.admissions.inc({ result: "error" });
@@ -384,6 +405,31 @@ function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
 }
 
 /** The outcome of a review that threw: a denial carrying the request's uid. */
+/** Marks a body refused for its number of JSON values, with the request uid read without parsing. */
+const TOO_MANY_VALUES = Symbol("too many JSON values");
+
+/** The denial for an AdmissionReview too large to parse: nothing of the pod is known but the uid. */
+function tooManyValuesOutcome(uid: string): ReviewOutcome {
+  return {
+    response: {
+      uid,
+      allowed: false,
+      status: {
+        code: 400,
+        reason: "BadRequest",
+        message: `sm-injector: this pod is too large to examine: its AdmissionReview has more than ${MAX_JSON_VALUES.toLocaleString("en")} JSON objects, arrays and elements (annotations, containers, env entries; the API server sends each annotation key once more in managedFields); no pod needs that many — remove annotations or split the pod`,
+      },
+    },
+    result: "denied",
+    reason: "too many JSON values",
+    namespace: "",
+    pod: "",
+    serviceAccount: "",
+    secretIds: [],
+    dryRun: false,
+  };
+}
+
 function errorOutcome(request: AdmissionRequest, err: unknown): ReviewOutcome {
   const object = request.object as {
     metadata?: { name?: unknown };

@@ -116,12 +116,24 @@ describe("oversized annotations", () => {
     const { message } = await refusal(pod("many-annotations", annotations));
     const seconds = (Date.now() - started) / 1000;
     assert.match(message, DENIED);
-    assert.match(message, /the pod has 40,000 sm-injector\.io\/ annotations; the limit is 512/);
+    // With managedFields, the review holds over 100,000 JSON values: refused before it is parsed,
+    // still as an AdmissionReview answer with sm-injector's message.
+    assert.match(message, /this pod is too large to examine: .*more than 100,000 JSON objects/);
     assert.ok(message.length < 4096, `the denial is ${message.length} characters`);
     assert.ok(seconds < 4, `answered after ${seconds} s`);
     const peak = webhookPeakRss();
     t.diagnostic(`answered in ${seconds} s; webhook peak RSS ${Math.round(peak / 2 ** 20)} MiB`);
     assert.ok(peak < CHART_MEMORY_LIMIT_BYTES, `webhook peak RSS ${peak} bytes`);
+  });
+});
+
+describe("many annotations, below the body's JSON-value limit", () => {
+  test("2,000 sm-injector annotations are refused naming the annotation-count limit", async () => {
+    const annotations: Record<string, string> = {};
+    for (let i = 0; i < 2000; i++) annotations[`sm-injector.io/${i}`] = "x";
+    const { message } = await refusal(pod("two-thousand", annotations));
+    assert.match(message, DENIED);
+    assert.match(message, /the pod has 2,000 sm-injector\.io\/ annotations; the limit is 512/);
   });
 });
 

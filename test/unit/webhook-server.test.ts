@@ -137,9 +137,11 @@ describe("the cost of parsing is bounded before parsing", () => {
     assert.equal(countJsonValues(Buffer.from(`[${"{},".repeat(10)}{}]`), 5), 6);
   });
 
-  test("a body that would parse into a million objects is refused with 400 and never parsed", async () => {
-    const { app } = buildServer({ deps: okDeps, logger: pino({ level: "silent" }) });
-    const review = JSON.stringify(admissionReview(pod("erp", {}))).replace(
+  test("an AdmissionReview that would parse into a million objects is denied, never parsed, with its uid and an audit line", async () => {
+    const log = capturedLogger();
+    const { app } = buildServer({ deps: okDeps, logger: log.logger });
+    const parsed = admissionReview(pod("erp", {})) as Review & { request: { uid: string } };
+    const review = JSON.stringify(parsed).replace(
       '"containers":[',
       `"x":[${"{},".repeat(1_000_000)}{}],"containers":[`,
     );
@@ -149,8 +151,25 @@ describe("the cost of parsing is bounded before parsing", () => {
       payload: review,
       headers: { "content-type": "application/json" },
     });
-    assert.equal(res.statusCode, 400, res.body.slice(0, 300));
-    assert.match(res.json().error, /more than 100000 JSON objects, arrays and elements/);
+    // An AdmissionReview answer, so that kube-apiserver shows sm-injector's message to the user.
+    assert.equal(res.statusCode, 200, res.body.slice(0, 300));
+    const body = res.json() as Review;
+    assert.equal(body.response.uid, parsed.request.uid);
+    assert.equal(body.response.allowed, false);
+    assert.match(
+      body.response.status?.message ?? "",
+      /^sm-injector: this pod is too large to examine: .*more than 100,000 JSON objects/,
+    );
+    assert.equal(log.audits()[0]?.reason, "too many JSON values");
+    // Not an AdmissionReview (no request uid near the start): a plain 400.
+    const junk = await app.inject({
+      method: "POST",
+      url: "/mutate",
+      payload: `[${"{},".repeat(200_000)}{}]`,
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(junk.statusCode, 400, junk.body.slice(0, 300));
+    assert.match(junk.json().error, /more than 100000 JSON objects, arrays and elements/);
     // An ordinary pod with a large annotation (one string) is not affected.
     const big = admissionReview(
       pod("erp", { "sm-injector.io/env.A": "erp/a/b", note: "[{,".repeat(300_000) }),
