@@ -203,6 +203,8 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
     command as string,
     [
       ...prefix,
+      // e.g. BENCH_WEBHOOK_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the webhook.
+      ...(process.env.BENCH_WEBHOOK_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
       cli,
       "webhook",
       "--host",

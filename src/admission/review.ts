@@ -164,51 +164,72 @@ async function reviewUnguarded(request: AdmissionRequest, deps: ReviewDeps): Pro
 /** The AdmissionResponse and audit fields for a decision. Reads the request defensively: it must not throw. */
 function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutcome {
   const uid = typeof request?.uid === "string" ? request.uid : "";
-  const base = {
-    namespace: typeof request?.namespace === "string" ? request.namespace : "",
-    pod: podName(request),
-    serviceAccount: d.serviceAccount,
-    dryRun: request?.dryRun === true,
-    reason: d.reason,
-  };
+  // Whole literals, not `{ ...base, result }`: a spread copy that gains keys is several times slower
+  // on V8 (see mutate/clone.ts withFields), and this runs once per admission.
+  const namespace = typeof request?.namespace === "string" ? request.namespace : "";
+  const pod = podName(request);
+  const serviceAccount = d.serviceAccount;
+  const dryRun = request?.dryRun === true;
+  const reason = d.reason;
   switch (d.verdict) {
     case "skipped":
-      return { ...base, result: "skipped", secretIds: [], response: { uid, allowed: true } };
-    case "denied":
-    case "error":
       return {
-        ...base,
+        namespace,
+        pod,
+        serviceAccount,
+        dryRun,
+        reason,
+        result: "skipped",
+        secretIds: [],
+        response: { uid, allowed: true },
+      };
+    case "denied":
+    case "error": {
+      const status = { code: d.code, message: d.message, reason: STATUS_REASONS[d.code] };
+      return {
+        namespace,
+        pod,
+        serviceAccount,
+        dryRun,
+        reason,
         result: d.verdict,
         secretIds: d.secretIds,
-        response: {
-          uid,
-          allowed: false,
-          status: { code: d.code, message: d.message, reason: STATUS_REASONS[d.code] },
-          ...(d.warnings.length > 0 && { warnings: d.warnings }),
-        },
+        response:
+          d.warnings.length > 0
+            ? { uid, allowed: false, status, warnings: d.warnings }
+            : { uid, allowed: false, status },
       };
+    }
     case "unchanged":
       return {
-        ...base,
+        namespace,
+        pod,
+        serviceAccount,
+        dryRun,
+        reason,
         result: "unchanged",
         secretIds: d.secretIds,
         identity: d.identity,
-        response: { uid, allowed: true, ...(d.warnings.length > 0 && { warnings: d.warnings }) },
+        response:
+          d.warnings.length > 0 ? { uid, allowed: true, warnings: d.warnings } : { uid, allowed: true },
       };
-    case "injected":
+    case "injected": {
+      const patch = Buffer.from(d.patch).toString("base64");
       return {
-        ...base,
+        namespace,
+        pod,
+        serviceAccount,
+        dryRun,
+        reason,
         result: "injected",
         secretIds: d.secretIds,
         identity: d.identity,
-        response: {
-          uid,
-          allowed: true,
-          patchType: "JSONPatch",
-          patch: Buffer.from(d.patch).toString("base64"),
-          ...(d.warnings.length > 0 && { warnings: d.warnings }),
-        },
+        response:
+          d.warnings.length > 0
+            ? { uid, allowed: true, patchType: "JSONPatch", patch, warnings: d.warnings }
+            : { uid, allowed: true, patchType: "JSONPatch", patch },
       };
+    }
   }
 }
 
