@@ -233,47 +233,54 @@ export function buildServer(opts: ServerOptions): Webhook {
     parseJson(req, body as unknown as string, done);
   });
 
+  // One callback-style hook (no promise per request) for what must happen before any body byte is
+  // read: cut pipelining, authenticate /mutate, reserve the body's bytes.
   // Pipelined requests whose answers the client does not read pile up as queued responses: the API
   // server never pipelines, so a connection with more than a few answers outstanding is cut.
   const outstanding = new WeakMap<object, number>();
-  app.addHook("onRequest", async (req, reply) => {
+  app.addHook("onRequest", (req, reply, done) => {
     const socket = req.raw.socket;
-    if (!socket) return;
-    const n = (outstanding.get(socket) ?? 0) + 1;
-    if (n > MAX_OUTSTANDING_PER_CONNECTION) {
-      metrics.refusedRequests.inc({ reason: "pipelining" });
-      reply.hijack();
-      socket.destroy();
-      return reply;
+    if (socket) {
+      const n = (outstanding.get(socket) ?? 0) + 1;
+      if (n > MAX_OUTSTANDING_PER_CONNECTION) {
+        metrics.refusedRequests.inc({ reason: "pipelining" });
+        reply.hijack();
+        socket.destroy();
+        return;
+      }
+      outstanding.set(socket, n);
     }
-    outstanding.set(socket, n);
-    reply.raw.once("close", () => outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1));
-  });
-
-  // Before any body byte is read: authenticate /mutate, then reserve the body's bytes.
-  app.addHook("onRequest", async (req, reply) => {
-    const path = req.url.split("?")[0] ?? "";
-    if (clientAuth && !(req.method === "GET" && PROBE_PATHS.has(path))) {
-      const problem = clientCertificateProblem(req.raw.socket, clientAuth);
-      if (problem) {
-        metrics.refusedRequests.inc({ reason: "client_certificate" });
-        reply.header("connection", "close");
-        return reply.code(401).send({
-          error: `sm-injector: ${problem}; ${capText(path, 256)} only answers the Kubernetes API server, which must present a client certificate signed by --client-ca-file (see the README, "Authenticating the API server")`,
-        });
+    if (clientAuth) {
+      const path = req.url.split("?")[0] ?? "";
+      if (!(req.method === "GET" && PROBE_PATHS.has(path))) {
+        const problem = clientCertificateProblem(req.raw.socket, clientAuth);
+        if (problem) {
+          metrics.refusedRequests.inc({ reason: "client_certificate" });
+          if (socket)
+            reply.raw.once("close", () => outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1));
+          reply.header("connection", "close");
+          void reply.code(401).send({
+            error: `sm-injector: ${problem}; ${capText(path, 256)} only answers the Kubernetes API server, which must present a client certificate signed by --client-ca-file (see the README, "Authenticating the API server")`,
+          });
+          return;
+        }
       }
     }
     const bytes = declaredBodyBytes(req.headers, bodyLimit);
-    if (bytes === 0) return;
-    const release = budget.tryReserve(bytes);
+    const release = bytes === 0 ? noRelease : budget.tryReserve(bytes);
+    reply.raw.once("close", () => {
+      if (socket) outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1);
+      release?.();
+    });
     if (!release) {
       metrics.refusedRequests.inc({ reason: "body_budget" });
       reply.header("connection", "close").header("retry-after", "1");
-      return reply.code(503).send({
+      void reply.code(503).send({
         error: `sm-injector: too many request bodies in flight (${limits.inFlightBodyBytes} bytes at most); retry`,
       });
+      return;
     }
-    reply.raw.once("close", release);
+    done();
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
@@ -405,6 +412,8 @@ function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
 }
 
 /** The outcome of a review that threw: a denial carrying the request's uid. */
+const noRelease = () => {};
+
 /** Marks a body refused for its number of JSON values, with the request uid read without parsing. */
 const TOO_MANY_VALUES = Symbol("too many JSON values");
 
