@@ -42,6 +42,7 @@ import {
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
+import { RESTART_ON_ROTATION_ANNOTATION } from "../../src/spec/annotations.ts";
 import { createDeploymentPod } from "../../test/e2e/harness/controllers.ts";
 import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
 import {
@@ -238,8 +239,6 @@ const IDENTITY: Record<string, string> = {
   container: "the app container's IRSA / Pod Identity settings, copied",
   none: "none found (the init container will fail)",
 };
-
-const RESTART_ON_ROTATION = "sm-injector.io/restart-on-rotation";
 
 /** The API server's ServiceAccount admission plugin adds this token volume to every pod, not us. */
 const isApiServerOwn = (volume: string) => volume.startsWith("kube-api-access-");
@@ -546,7 +545,7 @@ async function main(): Promise<number> {
   showApp(pod, podRun, maskedSecrets(secrets));
 
   // 8. Rotation.
-  const optedIn = template.metadata?.annotations?.[RESTART_ON_ROTATION] === "true";
+  const optedIn = template.metadata?.annotations?.[RESTART_ON_ROTATION_ANNOTATION] === "true";
   const places: Array<[string, string]> = [
     ["the stored pod", JSON.stringify(pod)],
     ["the init container's output", init.stdout.toString("utf8") + init.stderr.toString("utf8")],
@@ -555,7 +554,7 @@ async function main(): Promise<number> {
     step(8, "Rotation");
     line(
       dim(
-        `skipped: ${!optedIn ? `the example does not annotate ${RESTART_ON_ROTATION}: "true"` : `${workload.kind}s are not rolled by \`sm-injector rotation\``}`,
+        `skipped: ${!optedIn ? `the example does not annotate ${RESTART_ON_ROTATION_ANNOTATION}: "true"` : `${workload.kind}s are not rolled by \`sm-injector rotation\``}`,
       ),
     );
   } else {

@@ -20,12 +20,12 @@
 import { createHash } from "node:crypto";
 import type { V1LabelSelector, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import {
-  ENV_FROM_KEY,
-  ENV_KEY,
-  FIXED_KEYS,
+  type AnnotationName,
+  annotationOf,
   INIT_CONTAINER_NAME,
   INJECT_LABEL,
   PREFIX,
+  RESTART_ON_ROTATION_ANNOTATION,
   STATUS_ANNOTATION,
 } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
@@ -40,8 +40,6 @@ import {
 } from "../spec/fetched-versions.ts";
 import { REGION_PATTERN } from "../spec/reference.ts";
 
-/** Pod template annotation: "true" opts the workload in to restarts when a secret it reads rotates. */
-export const RESTART_ON_ROTATION_ANNOTATION = "sm-injector.io/restart-on-rotation";
 /** Prefix of what this controller writes on pod templates (and nothing else). */
 export const ROTATION_PREFIX = "rotation.sm-injector.io/";
 /**
@@ -328,16 +326,17 @@ export function controllerRevisionTemplate(data: unknown): V1PodTemplateSpec | u
 }
 
 /** Only what decides where secrets come from: the rest (output, wrapping) is the webhook's concern. */
-const REFERENCE_KEYS = new Set([FIXED_KEYS.secrets, FIXED_KEYS.region, FIXED_KEYS.containers]);
+const REFERENCE_ANNOTATIONS: ReadonlySet<AnnotationName> = new Set([
+  "env",
+  "envFrom",
+  "secrets",
+  "region",
+  "containers",
+]);
 const isReferenceAnnotation = (key: string) => {
   if (!key.startsWith(PREFIX)) return false;
-  const k = key.slice(PREFIX.length);
-  return (
-    k.startsWith(ENV_KEY) ||
-    k === ENV_FROM_KEY ||
-    k.startsWith(`${ENV_FROM_KEY}.`) ||
-    REFERENCE_KEYS.has(k as never)
-  );
+  const known = annotationOf(key.slice(PREFIX.length));
+  return known !== undefined && REFERENCE_ANNOTATIONS.has(known.name);
 };
 
 /**

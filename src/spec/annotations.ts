@@ -1,6 +1,7 @@
 // The annotation contract: every label and annotation sm-injector reads or writes, with what it
-// does and its default. The README's annotation table is checked against this list by a test, so
-// this file is the single source of truth for the user-facing interface.
+// does and its default. The README's annotation table is checked against ANNOTATIONS by a test, and
+// every key lookup (FIXED_KEYS, annotationOf, KNOWN_KEYS, the rotation opt-in) is derived from it,
+// so this file is the single source of truth for the user-facing interface.
 
 import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
 
@@ -12,123 +13,188 @@ export const INJECT_LABEL = `${PREFIX}inject`;
 /** Written by the webhook on injected pods; never read as input. */
 export const STATUS_ANNOTATION = `${PREFIX}status`;
 
-export interface AnnotationDoc {
-  /** Key after the prefix; a trailing `.` means "followed by a user-chosen suffix". */
+/**
+ * How an annotation key is matched (after the prefix): `fixed` is the whole key; a family is a stem
+ * followed by a user-chosen suffix, `env.<VAR>` (the suffix is required: the variable) or
+ * `env-from[.<label>]` (optional: it only tells several apart).
+ */
+export type AnnotationKind = "fixed" | "env-family" | "env-from-family";
+
+export interface AnnotationEntry {
+  /** After the prefix: the whole key of a `fixed` annotation, the stem of a family. */
   readonly key: string;
-  readonly example: string;
+  readonly kind: AnnotationKind;
   readonly default: string;
   readonly description: string;
+  readonly example: string;
 }
 
-/** Keys of the one-line forms: `env.<VAR>` and `env-from` / `env-from.<label>`. */
-export const ENV_KEY = "env.";
-export const ENV_FROM_KEY = "env-from";
-
+/** Every annotation a pod may carry, in the README's order. The one source of the contract. */
 export const ANNOTATIONS = {
   env: {
-    key: "env.<VAR>",
-    example: "sm-injector.io/env.DB_PASSWORD: erp/production/rds#password",
+    key: "env",
+    kind: "env-family",
     default: "-",
     description:
       "One variable from one secret. Value is a secret reference: `NAME_OR_ARN[?versionStage=S|versionId=V][&optional=true][#json-key]`.",
+    example: "sm-injector.io/env.DB_PASSWORD: erp/production/rds#password",
   },
   envFrom: {
-    key: "env-from[.<label>]",
-    example: "sm-injector.io/env-from.db: erp/production/database?prefix=DB_",
+    key: "env-from",
+    kind: "env-from-family",
     default: "-",
     description:
       "Every key of a JSON secret as one variable each, optionally with `prefix=`. The label only tells several such annotations apart.",
+    example: "sm-injector.io/env-from.db: erp/production/database?prefix=DB_",
   },
   secrets: {
     key: "secrets",
-    example:
-      "sm-injector.io/secrets: |\n  - secret: erp/production/rds\n    key: password\n    env: DB_PASSWORD",
+    kind: "fixed",
     default: "-",
     description:
       "Structured form: a YAML or JSON list of entries with `secret`, `env` or (`prefix`, `keys`, `rename`), `key`, `versionStage`, `versionId`, `region`, `optional`.",
+    example:
+      "sm-injector.io/secrets: |\n  - secret: erp/production/rds\n    key: password\n    env: DB_PASSWORD",
   },
   region: {
     key: "region",
-    example: "sm-injector.io/region: eu-west-1",
+    kind: "fixed",
     default: "the container's AWS_REGION, else the webhook's default region",
     description: "Region for secrets given by name (an ARN always uses its own region).",
+    example: "sm-injector.io/region: eu-west-1",
   },
   format: {
     key: "format",
-    example: "sm-injector.io/format: dotenv",
+    kind: "fixed",
     default: "shell",
     description:
       "Output format: `shell` (`export K='v'`, for `.`), `dotenv` (python-dotenv, pydantic-settings `env_file`, Node `--env-file`), `json`, or `files` (one file per variable, for pydantic-settings `secrets_dir`).",
+    example: "sm-injector.io/format: dotenv",
   },
   outputDir: {
     key: "output-dir",
-    example: "sm-injector.io/output-dir: /run/secrets/app",
+    kind: "fixed",
     default: "/run/sm-injector",
     description:
       "Where the memory-backed volume is mounted; must lie under one of the webhook's allowed roots.",
+    example: "sm-injector.io/output-dir: /run/secrets/app",
   },
   fileName: {
     key: "file-name",
-    example: "sm-injector.io/file-name: app.env",
+    kind: "fixed",
     default: "`env` (`env.json` for json)",
     description: "Name of the output file in the output directory (not used by `files`).",
+    example: "sm-injector.io/file-name: app.env",
   },
   fileMode: {
     key: "file-mode",
-    example: 'sm-injector.io/file-mode: "0440"',
+    kind: "fixed",
     default: "auto",
     description:
       "`0400`, `0440` or `0444`. `auto` picks 0400 when the init container can run as the app's user, 0440 with a shared group (fsGroup/runAsGroup), else 0444.",
+    example: 'sm-injector.io/file-mode: "0440"',
   },
   containers: {
     key: "containers",
-    example: "sm-injector.io/containers: api,worker",
+    kind: "fixed",
     default: "all containers",
     description: "Comma-separated containers that get the volume mount and the file path variable.",
+    example: "sm-injector.io/containers: api,worker",
   },
   wrapCommand: {
     key: "wrap-command",
-    example: 'sm-injector.io/wrap-command: "true"',
+    kind: "fixed",
     default: "false",
     description:
       "`true` (all targeted containers) or a comma-separated list: rewrite `command` to source the env file first. Needs an explicit `command` and the shell format.",
+    example: 'sm-injector.io/wrap-command: "true"',
   },
   initPosition: {
     key: "init-position",
-    example: "sm-injector.io/init-position: first",
+    kind: "fixed",
     default: "last",
     description:
       "`last` runs the fetch after existing init containers (mesh and network init first); `first` runs it before them.",
+    example: "sm-injector.io/init-position: first",
   },
   timeout: {
     key: "timeout-seconds",
-    example: 'sm-injector.io/timeout-seconds: "30"',
+    kind: "fixed",
     default: "60",
     description: "Deadline for all fetches of the pod, retries included; the pod fails to start after it.",
+    example: 'sm-injector.io/timeout-seconds: "30"',
   },
   restartOnRotation: {
     key: "restart-on-rotation",
-    example: 'sm-injector.io/restart-on-rotation: "true"',
+    kind: "fixed",
     default: "false",
     description:
       "`true`: when a secret the pod read gets a new version, `sm-injector rotation` gives its Deployment, StatefulSet or DaemonSet a rolling restart.",
+    example: 'sm-injector.io/restart-on-rotation: "true"',
   },
-} as const satisfies Record<string, AnnotationDoc>;
+} as const satisfies Record<string, AnnotationEntry>;
 
-/** Annotation keys (after the prefix) that take a fixed name; the `env.` and `env-from` families are matched separately. */
-export const FIXED_KEYS = {
-  secrets: "secrets",
-  region: "region",
-  format: "format",
-  outputDir: "output-dir",
-  fileName: "file-name",
-  fileMode: "file-mode",
-  containers: "containers",
-  wrapCommand: "wrap-command",
-  initPosition: "init-position",
-  timeout: "timeout-seconds",
-  restartOnRotation: "restart-on-rotation",
-} as const;
+export type AnnotationName = keyof typeof ANNOTATIONS;
+
+/** The annotations with one fixed key (every one but the `env.` and `env-from` families). */
+export type FixedAnnotation = {
+  [K in AnnotationName]: (typeof ANNOTATIONS)[K]["kind"] extends "fixed" ? K : never;
+}[AnnotationName];
+
+const NAMES = Object.keys(ANNOTATIONS) as AnnotationName[];
+
+/** Fixed annotation → its key after the prefix, e.g. `FIXED_KEYS.outputDir` is "output-dir". */
+export const FIXED_KEYS = Object.fromEntries(
+  NAMES.filter((n) => ANNOTATIONS[n].kind === "fixed").map((n) => [n, ANNOTATIONS[n].key]),
+) as { readonly [K in FixedAnnotation]: (typeof ANNOTATIONS)[K]["key"] };
+
+const BY_FIXED_KEY: ReadonlyMap<string, FixedAnnotation> = new Map(
+  (Object.keys(FIXED_KEYS) as FixedAnnotation[]).map((n) => [FIXED_KEYS[n], n]),
+);
+
+/** Key prefixes of the families: `env.<VAR>`, and `env-from` alone or `env-from.<label>`. */
+export const ENV_KEY = `${ANNOTATIONS.env.key}.`;
+export const ENV_FROM_KEY = ANNOTATIONS.envFrom.key;
+
+/** A key as the README and messages write it: `env.<VAR>`, `env-from[.<label>]`, `format`. */
+export function documentedKey(entry: AnnotationEntry): string {
+  switch (entry.kind) {
+    case "fixed":
+      return entry.key;
+    case "env-family":
+      return `${entry.key}.<VAR>`;
+    case "env-from-family":
+      return `${entry.key}[.<label>]`;
+  }
+}
+
+/**
+ * Which annotation a key (after the prefix) is, and its suffix for a family (the variable of
+ * `env.<VAR>`, the label of `env-from.<label>`, "" for `env-from` alone); undefined when unknown.
+ * The status annotation is not in the table: it is written, never read.
+ */
+export function annotationOf(key: string): { name: AnnotationName; suffix: string } | undefined {
+  if (key.startsWith(ENV_KEY)) return { name: "env", suffix: key.slice(ENV_KEY.length) };
+  if (key === ENV_FROM_KEY) return { name: "envFrom", suffix: "" };
+  if (key.startsWith(`${ENV_FROM_KEY}.`))
+    return { name: "envFrom", suffix: key.slice(ENV_FROM_KEY.length + 1) };
+  const fixed = BY_FIXED_KEY.get(key);
+  return fixed === undefined ? undefined : { name: fixed, suffix: "" };
+}
+
+/** Pod template annotation: "true" opts the workload in to restarts when a secret it reads rotates. */
+export const RESTART_ON_ROTATION_ANNOTATION = `${PREFIX}${ANNOTATIONS.restartOnRotation.key}` as const;
+
+/**
+ * The keys an "unknown annotation" message lists: the fixed ones in table order, then the
+ * families, then the status annotation (known, though never read).
+ */
+export const KNOWN_KEYS: readonly string[] = [
+  ...Object.values(FIXED_KEYS),
+  documentedKey(ANNOTATIONS.env),
+  ANNOTATIONS.envFrom.key,
+  STATUS_ANNOTATION.slice(PREFIX.length),
+];
 
 /** Names the webhook gives to what it adds to a pod. */
 export const INIT_CONTAINER_NAME = "sm-injector-fetch";

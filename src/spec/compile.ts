@@ -5,13 +5,16 @@ import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { shellRefusal } from "../envfile/names.ts";
 import {
+  ANNOTATIONS,
   AWS_TOKEN_VOLUME_NAME,
+  annotationOf,
+  documentedKey,
   ENV_FILE_VAR,
-  ENV_FROM_KEY,
-  ENV_KEY,
   FIXED_KEYS,
+  type FixedAnnotation,
   formatCount,
   formatSize,
+  KNOWN_KEYS,
   MAX_ANNOTATION_COUNT,
   MAX_ANNOTATION_KEY_BYTES,
   MAX_ANNOTATION_VALUE_BYTES,
@@ -164,17 +167,15 @@ function editDistance(a: string, b: string): number {
   return (dp[a.length] as number[])[b.length] as number;
 }
 
-const KNOWN_KEYS = [...Object.values(FIXED_KEYS), "env.<VAR>", ENV_FROM_KEY, "status"];
-
 function suggestKey(key: string): string {
   const known = ` Known keys: ${KNOWN_KEYS.join(", ")}.`;
   // Edit distance is quadratic in the key's length: only short keys get a suggestion.
   if (key.length > MAX_SUGGESTED_KEY_CHARS) return known;
-  const candidates = [...Object.values(FIXED_KEYS), ENV_FROM_KEY];
+  const candidates = [...Object.values(FIXED_KEYS), ANNOTATIONS.envFrom.key, ANNOTATIONS.env.key];
   const base = key.split(".")[0] ?? key;
   let best: string | undefined;
   let bestD = Number.POSITIVE_INFINITY;
-  for (const c of [...candidates, "env"]) {
+  for (const c of candidates) {
     const d = editDistance(base.toLowerCase(), c);
     if (d < bestD) {
       bestD = d;
@@ -182,7 +183,9 @@ function suggestKey(key: string): string {
     }
   }
   if (best !== undefined && bestD <= 2) {
-    return best === "env" ? ` Did you mean ${PREFIX}env.<VAR>?` : ` Did you mean ${PREFIX}${best}?`;
+    return best === ANNOTATIONS.env.key
+      ? ` Did you mean ${PREFIX}${documentedKey(ANNOTATIONS.env)}?`
+      : ` Did you mean ${PREFIX}${best}?`;
   }
   return known;
 }
@@ -248,7 +251,7 @@ export function checkAnnotationLimits(annotations: Readonly<Record<string, strin
 }
 
 type Draft = { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string };
-type FixedValues = Partial<Record<keyof typeof FIXED_KEYS, string>>;
+type FixedValues = Partial<Record<FixedAnnotation, string>>;
 
 /** Parses and validates a pod's sm-injector annotations against the pod and the operator's config. */
 export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): CompileResult {
@@ -413,9 +416,14 @@ function readAnnotations(
     if (!fullKey.startsWith(PREFIX)) continue;
     const key = fullKey.slice(PREFIX.length);
     if (fullKey === STATUS_ANNOTATION) continue;
+    const known = annotationOf(key);
+    if (known === undefined) {
+      errors.push(`${shownKey(fullKey)}: unknown sm-injector annotation.${suggestKey(key)}`);
+      continue;
+    }
 
-    if (key.startsWith(ENV_KEY)) {
-      const variable = key.slice(ENV_KEY.length);
+    if (known.name === "env") {
+      const variable = known.suffix;
       if (!ENV_NAME_PATTERN.test(variable)) {
         errors.push(
           `${shownKey(fullKey)}: ${quote(variable)} is not a valid environment variable name; use letters, digits and _, not starting with a digit (e.g. ${PREFIX}env.DB_PASSWORD)`,
@@ -436,7 +444,7 @@ function readAnnotations(
       continue;
     }
 
-    if (key === ENV_FROM_KEY || key.startsWith(`${ENV_FROM_KEY}.`)) {
+    if (known.name === "envFrom") {
       const ref = parseReference(value, { expand: true });
       if (!ref.ok) {
         errors.push(`${shownKey(fullKey)}: ${ref.error}`);
@@ -457,14 +465,7 @@ function readAnnotations(
       continue;
     }
 
-    const fixedName = (Object.keys(FIXED_KEYS) as (keyof typeof FIXED_KEYS)[]).find(
-      (k) => FIXED_KEYS[k] === key,
-    );
-    if (fixedName === undefined) {
-      errors.push(`${shownKey(fullKey)}: unknown sm-injector annotation.${suggestKey(key)}`);
-      continue;
-    }
-    fixed[fixedName] = value;
+    fixed[known.name] = value;
   }
   return { drafts, fixed };
 }
