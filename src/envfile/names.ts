@@ -1,10 +1,13 @@
 import { EncodeError, type EnvVar } from "./types.ts";
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * POSIX-portable environment variable name: letters, digits and `_`, not starting with a digit.
+ * The one rule for a variable name, at admission (annotations, prefixes) and at fetch time.
+ */
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** POSIX-portable environment variable name: letters, digits and `_`, not starting with a digit. */
 export function isValidEnvName(name: string): boolean {
-  return ENV_NAME.test(name);
+  return ENV_NAME_PATTERN.test(name);
 }
 
 /*

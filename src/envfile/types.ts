@@ -1,5 +1,6 @@
 /** The formats the init container can write. */
-export type OutputFormat = "shell" | "dotenv" | "json" | "files";
+export const OUTPUT_FORMATS = ["shell", "dotenv", "json", "files"] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 /** One variable to write: `value` is the exact bytes of the secret value. */
 export interface EnvVar {

@@ -30,6 +30,7 @@ import {
   TERMINATION_LOG_ENV,
   type VersionRecord,
 } from "../spec/fetched-versions.ts";
+import { outputPath } from "../spec/paths.ts";
 import { type BatchResult, planCalls, SecretFetcher } from "./aws.ts";
 import { forEachBounded } from "./bounded.ts";
 import {
@@ -188,7 +189,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
     timeoutSeconds: spec.timeoutSeconds,
     defaultRegion: io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION,
   };
-  const output = spec.format === "files" ? spec.outputDir : `${spec.outputDir}/${spec.fileName}`;
+  const output = outputPath(spec);
   let apiCalls = 0;
   const finish = (lines: readonly string[]): number => {
     const problems = [...new Set(lines)]; // two entries on one missing secret: one line

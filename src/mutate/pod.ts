@@ -11,6 +11,8 @@ import {
 import type { InjectionSpec } from "../spec/compile.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
+import { TERMINATION_MESSAGE_LIMIT, terminationMessageLimit } from "../spec/fetched-versions.ts";
+import { outputPath } from "../spec/paths.ts";
 import { clonePlain, withFields } from "./clone.ts";
 import { clientSettingsEnv, planIdentity, type ServiceAccountIdentity } from "./identity.ts";
 
@@ -28,11 +30,6 @@ export interface MutationResult {
 export function isInjected(pod: V1Pod): boolean {
   const inits = pod.spec?.initContainers;
   return Array.isArray(inits) && inits.some((c) => c?.name === INIT_CONTAINER_NAME);
-}
-
-/** Path of the file (or directory, for `files`) the app reads. */
-export function outputPath(spec: Pick<InjectionSpec, "format" | "outputDir" | "fileName">): string {
-  return spec.format === "files" ? spec.outputDir : `${spec.outputDir}/${spec.fileName}`;
 }
 
 interface RunAs {
@@ -102,8 +99,7 @@ export function buildFetchSpec(
   config: InjectorConfig,
   containersInPod = 1,
 ): FetchSpecInput {
-  // The kubelet keeps 12 KiB of termination messages per pod, at most 4 KiB per container.
-  const messageBytes = Math.min(4096, Math.floor(12288 / Math.max(1, containersInPod)));
+  const messageBytes = terminationMessageLimit(containersInPod);
   return {
     version: 1,
     format: spec.format,
@@ -114,7 +110,7 @@ export function buildFetchSpec(
     concurrency: config.concurrency,
     entries: [...spec.entries],
     ...(config.batchGetSecretValue && { batch: true }),
-    ...(messageBytes < 4096 && { messageBytes }),
+    ...(messageBytes < TERMINATION_MESSAGE_LIMIT && { messageBytes }),
   };
 }
 

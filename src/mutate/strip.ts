@@ -18,8 +18,9 @@ import {
   VOLUME_NAME,
 } from "../spec/annotations.ts";
 import type { InjectionSpec } from "../spec/compile.ts";
+import { outputPath } from "../spec/paths.ts";
 import { withFields } from "./clone.ts";
-import { outputPath, WRAP_SHELL, wrapperScript } from "./pod.ts";
+import { WRAP_SHELL, wrapperScript } from "./pod.ts";
 
 const OUR_VOLUMES: ReadonlySet<string> = new Set([VOLUME_NAME, AWS_TOKEN_VOLUME_NAME]);
 const PATH_VARIABLES: ReadonlySet<string> = new Set([ENV_FILE_VAR, SECRETS_DIR_VAR]);

@@ -3,7 +3,8 @@
 import type { V1Container, V1Pod, V1Volume } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { shellRefusal } from "../envfile/names.ts";
+import { ENV_NAME_PATTERN, shellRefusal } from "../envfile/names.ts";
+import { OUTPUT_FORMATS, type OutputFormat } from "../envfile/types.ts";
 import {
   ANNOTATIONS,
   AWS_TOKEN_VOLUME_NAME,
@@ -33,15 +34,8 @@ import {
   VOLUME_NAME,
 } from "./annotations.ts";
 import type { InjectorConfig } from "./config.ts";
-import {
-  ENV_NAME_PATTERN,
-  type FetchEntry,
-  MAX_FETCH_ENTRIES,
-  OUTPUT_FORMATS,
-  type OutputFormat,
-  type SecretSource,
-  sourceKey,
-} from "./fetch-spec.ts";
+import { type FetchEntry, MAX_FETCH_ENTRIES, type SecretSource, sourceKey } from "./fetch-spec.ts";
+import { absoluteDirProblem } from "./paths.ts";
 import {
   checkVersionId,
   checkVersionStage,
@@ -714,7 +708,7 @@ function claimVariables(
           }
         }
       }
-      if (d.entry.prefix !== "" && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(d.entry.prefix)) {
+      if (d.entry.prefix !== "" && !ENV_NAME_PATTERN.test(d.entry.prefix)) {
         errors.push(
           `${d.annotation}: prefix ${quote(d.entry.prefix)} must be letters, digits and _ and not start with a digit`,
         );
@@ -963,11 +957,8 @@ function structuredEntry(
 }
 
 function checkOutputDir(dir: string, roots: readonly string[]): string | undefined {
-  if (!/^(\/[A-Za-z0-9._-]+)+$/.test(dir)) {
-    return `${quote(dir)} must be an absolute path of letters, digits and . _ - (e.g. /run/sm-injector), without a trailing slash`;
-  }
-  if (dir.split("/").some((s) => s === "." || s === ".."))
-    return `${quote(dir)} must not contain . or .. segments`;
+  const notAbsolute = absoluteDirProblem(dir);
+  if (notAbsolute !== undefined) return `${quote(dir)} ${notAbsolute}`;
   if (!roots.some((r) => dir.startsWith(`${r}/`))) {
     return `${quote(dir)} is outside the allowed roots (${roots.join(", ")}); choose a directory under one of them, e.g. /run/sm-injector`;
   }

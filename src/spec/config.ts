@@ -1,16 +1,18 @@
 // What the operator configures for every injection (Helm values → webhook flags/env → this).
 // Pure: the webhook and `sm-injector inject` both build it from their own inputs.
 import { z } from "zod";
-import { MAX_FETCH_ENTRIES, OUTPUT_FORMATS } from "./fetch-spec.ts";
+import { OUTPUT_FORMATS } from "../envfile/types.ts";
+import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
+import { absoluteDirProblem } from "./paths.ts";
 import { REGION_PATTERN } from "./reference.ts";
 
 const Quantity = z
   .string()
   .regex(/^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|k|M|G)?$/, "must be a Kubernetes quantity like 64Mi or 100m");
-const AbsoluteDir = z
-  .string()
-  .regex(/^(\/[A-Za-z0-9._-]+)+$/, "must be an absolute path like /run/sm-injector")
-  .refine((p) => !p.split("/").some((s) => s === "." || s === ".."), "must not contain . or .. segments");
+const AbsoluteDir = z.string().superRefine((dir, ctx) => {
+  const problem = absoluteDirProblem(dir);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
 
 export const InjectorConfigSchema = z.strictObject({
   /** Image of the init container; the webhook's own image by default. */

@@ -6,6 +6,10 @@
 // tree-shakable API is ~40 KiB in the bundle where the classic one is ~570 KiB to load and compile.
 // Without a locale its issues say only "Invalid input": describeIssue() words them.
 import * as z from "zod/mini";
+import { ENV_NAME_PATTERN } from "../envfile/names.ts";
+import { OUTPUT_FORMATS } from "../envfile/types.ts";
+import { TERMINATION_MESSAGE_LIMIT } from "./fetched-versions.ts";
+import { absoluteDirProblem } from "./paths.ts";
 
 /** Environment variable that carries the compiled FetchSpec as JSON into the init container. */
 export const FETCH_SPEC_ENV = "SM_INJECTOR_SPEC";
@@ -24,11 +28,6 @@ export const MAX_FETCH_ENTRIES = 500;
  */
 export const MAX_FETCH_SPEC_BYTES = 131_072 - (FETCH_SPEC_ENV.length + 1) - 1;
 
-export const OUTPUT_FORMATS = ["shell", "dotenv", "json", "files"] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
-
-/** POSIX-portable environment variable name. */
-export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const EnvNameSchema = z
   .string()
   .check(
@@ -85,7 +84,12 @@ export const FetchSpecSchema = z.strictObject({
   version: z.literal(1),
   format: z.enum(OUTPUT_FORMATS),
   /** Absolute directory (the memory-backed volume's mount path in the init container). */
-  outputDir: z.string().check(z.regex(/^\/[A-Za-z0-9._/-]*$/, "must be an absolute path")),
+  outputDir: z.string().check(
+    z.superRefine((dir, ctx) => {
+      const problem = absoluteDirProblem(dir);
+      if (problem !== undefined) ctx.issues.push({ code: "custom", message: problem, input: dir });
+    }),
+  ),
   /** File name inside outputDir for shell, dotenv and json; unused for files. */
   fileName: z.string().check(z.regex(/^[A-Za-z0-9._-]+$/, "must be a file name")),
   fileMode: z.union(FILE_MODES.map((m) => z.literal(m))),
@@ -100,11 +104,11 @@ export const FetchSpecSchema = z.strictObject({
    * below GetSecretValue's, so any failure falls back to GetSecretValue.
    */
   batch: z._default(z.boolean(), false),
-  /**
-   * Largest termination message the kubelet keeps for this container: 4096 bytes, but 12 KiB shared
-   * by all of a pod's containers, so less in pods with more than three.
-   */
-  messageBytes: z._default(z.int().check(z.minimum(64), z.maximum(4096)), 4096),
+  /** Largest termination message the kubelet keeps for this container (terminationMessageLimit). */
+  messageBytes: z._default(
+    z.int().check(z.minimum(64), z.maximum(TERMINATION_MESSAGE_LIMIT)),
+    TERMINATION_MESSAGE_LIMIT,
+  ),
 });
 export type FetchSpec = z.infer<typeof FetchSpecSchema>;
 /** The spec as written by the webhook (defaults may be omitted). */

@@ -9,8 +9,18 @@ import { createHash } from "node:crypto";
 /** Where the init container writes it: the container's terminationMessagePath (kubelet's default). */
 export const TERMINATION_LOG_ENV = "SM_INJECTOR_TERMINATION_LOG";
 export const DEFAULT_TERMINATION_LOG = "/dev/termination-log";
-/** The kubelet keeps at most 4096 bytes of a termination message. */
+/** The kubelet keeps at most 4096 bytes of a container's termination message... */
 export const TERMINATION_MESSAGE_LIMIT = 4096;
+/** ...and 12 KiB of the termination messages of all of a pod's containers together. */
+export const POD_TERMINATION_MESSAGES_LIMIT = 12 * 1024;
+
+/** The most the kubelet keeps of one container's termination message in a pod of `containers`. */
+export function terminationMessageLimit(containers: number): number {
+  return Math.min(
+    TERMINATION_MESSAGE_LIMIT,
+    Math.floor(POD_TERMINATION_MESSAGES_LIMIT / Math.max(1, containers)),
+  );
+}
 
 /** A reference that can move (a stage, AWSCURRENT by default) and the version it pointed at. */
 export interface VersionRecord {

@@ -30,7 +30,7 @@ test("each kind of refusal says where and what", () => {
     firstProblem({ ...valid, format: "yaml" }),
     'format: expected one of "shell", "dotenv", "json", "files"',
   );
-  assert.equal(firstProblem({ ...valid, outputDir: "run" }), "outputDir: must be an absolute path");
+  assert.match(firstProblem({ ...valid, outputDir: "run" }), /^outputDir: must be an absolute path/);
   assert.equal(firstProblem({ ...valid, timeoutSeconds: "60" }), "timeoutSeconds: expected number");
   assert.equal(firstProblem({ ...valid, timeoutSeconds: 0 }), "timeoutSeconds: below the minimum 1");
   assert.equal(firstProblem({ ...valid, concurrency: 65 }), "concurrency: above the maximum 64");
@@ -42,6 +42,13 @@ test("each kind of refusal says where and what", () => {
   );
   assert.match(firstProblem({ ...valid, entries: [{ kind: "other" }] }), /^entries\.0(\.kind)?: /);
   assert.equal(firstProblem(null), "spec: expected object");
+});
+
+test("outputDir follows the same rule as the output-dir annotation and the webhook's roots", () => {
+  for (const dir of ["/", "/run/sm-injector/", "/run//x", "/run/./x", "/run/../etc", "/run/a b", "run"])
+    assert.match(firstProblem({ ...valid, outputDir: dir }), /^outputDir: must/, dir);
+  for (const dir of ["/run/sm-injector", "/tmp/sm-injector-out-AbC12/out", "/a/.hidden/x_y-z"])
+    assert.ok(FetchSpecSchema.safeParse({ ...valid, outputDir: dir }).success, dir);
 });
 
 test("the webhook's spec: batch only with --batch-get-secret-value, messageBytes only below 4096", async () => {

@@ -32,6 +32,7 @@ import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { CoreV1Api, V1Container, V1EnvVar, V1Pod, V1Volume } from "@kubernetes/client-node";
+import { terminationMessageLimit } from "../../../src/spec/fetched-versions.ts";
 
 /** What a container image contributes: its ENTRYPOINT/CMD/ENV/WORKDIR/USER, and files (host binds). */
 export interface ImageConfig {
@@ -368,8 +369,6 @@ function runProcess(
   });
 }
 
-const TERMINATION_MESSAGE_LIMIT = 4096;
-
 async function runContainer(
   pod: V1Pod,
   c: V1Container,
@@ -454,9 +453,8 @@ async function runContainer(
   const durationMs = Math.round(performance.now() - t0);
   if (r.code === SETUP_FAILED && r.stderr.toString("utf8").includes(SETUP_MARKER))
     throw new Error(`container ${c.name}: ${r.stderr.toString("utf8").trim()}`);
-  // The kubelet keeps 12 KiB of termination messages per pod, at most 4 KiB per container.
   const containers = (pod.spec?.containers?.length ?? 0) + (pod.spec?.initContainers?.length ?? 0);
-  const limit = Math.min(TERMINATION_MESSAGE_LIMIT, Math.floor(12288 / Math.max(1, containers)));
+  const limit = terminationMessageLimit(containers);
   let terminationMessage = (await readFile(terminationFile)).subarray(0, limit).toString("utf8");
   if (terminationMessage === "" && r.code !== 0 && c.terminationMessagePolicy === "FallbackToLogsOnError") {
     const log = Buffer.concat([r.stdout, r.stderr]).toString("utf8").split("\n").slice(-80).join("\n");
