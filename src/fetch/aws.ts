@@ -69,14 +69,12 @@ export function planCalls(sources: readonly SecretSource[]): {
 }
 
 export interface BatchResult {
-  /** Requested secret id → its value. */
-  fetched: Map<string, FetchedSecret>;
   /**
-   * Requested ids the call gave no value for (an entry in its Errors, or absent from the answer),
-   * with the error code when there was one: they are fetched again one by one, so that their error
-   * is exactly GetSecretValue's, with its retries.
+   * Requested secret id → its value. The ids the call gave no value for (an entry in its Errors, or
+   * absent from the answer) are fetched again one by one, so that their error is exactly
+   * GetSecretValue's, with its retries.
    */
-  unresolved: Array<{ secretId: string; code?: string }>;
+  fetched: Map<string, FetchedSecret>;
   attempts: number;
 }
 
@@ -283,19 +281,13 @@ export class SecretFetcher {
       },
     );
     const fetched = new Map<string, FetchedSecret>();
-    const unresolved: BatchResult["unresolved"] = [];
     const entries = out.SecretValues ?? [];
     for (const id of ids) {
       const entry = entryFor(entries, id);
       const secret = entry && fetchedFrom(id, entry);
-      if (secret) {
-        fetched.set(id, secret);
-        continue;
-      }
-      const error = out.Errors?.find((e) => e.SecretId === id);
-      unresolved.push({ secretId: id, ...(error?.ErrorCode !== undefined && { code: error.ErrorCode }) });
+      if (secret) fetched.set(id, secret);
     }
-    return { fetched, unresolved, attempts };
+    return { fetched, attempts };
   }
 
   destroy(): void {

@@ -1,15 +1,8 @@
 // Pod → mutated Pod → RFC 6902 JSON patch, as the AdmissionReview response carries it.
-import fastJsonPatch from "fast-json-patch";
-
-export type JsonPatch = ReturnType<typeof fastJsonPatch.compare>;
-
-export function diffToPatch(before: unknown, after: unknown): JsonPatch {
-  return fastJsonPatch.compare(before as object, after as object);
-}
 
 /**
- * JSON.stringify(diffToPatch(before, after)), for the admission response. The same operations in
- * the same order (fast-json-patch's compare, transcribed), without its deep copy of every value it
+ * The JSON text of fast-json-patch's compare(before, after), for the admission response. The same
+ * operations in the same order (its compare, transcribed), without its deep copy of every value it
  * adds — a JSON round trip of the whole init container, the largest single cost of an admission's
  * diff — since the patch is serialized at once and never kept.
  */
@@ -76,9 +69,4 @@ function generate(mirror: Node, objIn: Node, ops: Op[], path: string): void {
       ops.push({ op: "add", path: `${path}/${escapePathComponent(key)}`, value: asCopied(obj[key]) });
     }
   }
-}
-
-/** Applies a patch to a copy (used by tests and `inject --diff` to prove the patch equals the mutation). */
-export function applyPatch<T>(doc: T, patch: JsonPatch): T {
-  return fastJsonPatch.applyPatch(structuredClone(doc), patch, true, false).newDocument as T;
 }

@@ -29,7 +29,7 @@ import {
   STATUS_ANNOTATION,
 } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
-import { defaultConfig } from "../spec/config.ts";
+import { InjectorConfigSchema } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, FetchSpecSchema } from "../spec/fetch-spec.ts";
 import {
   decodeVersions,
@@ -354,7 +354,11 @@ export function templateRefs(
   const region = defaultRegion && REGION_PATTERN.test(defaultRegion) ? defaultRegion : undefined;
   const compiled = compileInjectionSpec(
     { metadata: { annotations }, spec: template?.spec ?? { containers: [] } },
-    defaultConfig({ image: "sm-injector", maxSecrets: 500, ...(region && { defaultRegion: region }) }),
+    InjectorConfigSchema.parse({
+      image: "sm-injector",
+      maxSecrets: 500,
+      ...(region && { defaultRegion: region }),
+    }),
   );
   if (!compiled.ok)
     return {

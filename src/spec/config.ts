@@ -47,8 +47,3 @@ export const InjectorConfigSchema = z.strictObject({
   batchGetSecretValue: z.boolean().default(false),
 });
 export type InjectorConfig = z.infer<typeof InjectorConfigSchema>;
-export type InjectorConfigInput = z.input<typeof InjectorConfigSchema>;
-
-export function defaultConfig(overrides: InjectorConfigInput): InjectorConfig {
-  return InjectorConfigSchema.parse(overrides);
-}

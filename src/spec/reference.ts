@@ -83,7 +83,7 @@ const PARAMS = ["versionStage", "versionId", "optional", "prefix"] as const;
 type Param = (typeof PARAMS)[number];
 
 /**
- * Parses the one-line reference form. `allowPrefix` is true for `env-from`, where `prefix=` is
+ * Parses the one-line reference form. `expand` is true for `env-from`, where `prefix=` is
  * meaningful and `#key` is not.
  */
 export function parseReference(raw: string, opts: { expand: boolean }): Result<ParsedReference> {

@@ -580,26 +580,21 @@ async function kubernetesDeps(
 }
 
 /** Starts the HTTPS server with the real ServiceAccount look-up; resolves once it listens. */
-export async function startWebhook(
-  config: WebhookConfig,
-  opts: { logger?: Logger; deps?: ReviewDeps } = {},
-): Promise<RunningWebhook> {
+export async function startWebhook(config: WebhookConfig): Promise<RunningWebhook> {
   // Synchronous writes to stdout: every admission writes an audit line, and pino's default
   // asynchronous destination hands each one to a libuv worker thread whose completion then wakes the
   // event loop again — two thread switches per admission, which on a busy node showed up as latency.
   // A synchronous write is one system call, and no audit line is lost if the process dies.
-  const logger =
-    opts.logger ??
-    pino(
-      { level: config.logLevel, base: { component: "webhook" } },
-      pino.destination({ dest: 1, sync: true }),
-    );
+  const logger = pino(
+    { level: config.logLevel, base: { component: "webhook" } },
+    pino.destination({ dest: 1, sync: true }),
+  );
   const files = await readTlsFiles(config);
   checkTlsFiles(config, files);
   const metrics = createMetrics();
-  const kube = opts.deps ? undefined : await kubernetesDeps(config, metrics, logger);
+  const kube = await kubernetesDeps(config, metrics, logger);
   const webhook = buildServer({
-    deps: opts.deps ?? (kube?.deps as ReviewDeps),
+    deps: kube.deps,
     logger,
     metrics,
     bodyLimitBytes: config.bodyLimitBytes,
@@ -610,7 +605,7 @@ export async function startWebhook(
       inFlightBodyBytes: config.maxInFlightBodyBytes,
     },
     ...(config.clientCaFile && { clientAuth: { allowedNames: config.clientAllowedNames ?? [] } }),
-    ...(kube && { namespaceExists: kube.namespaceExists }),
+    namespaceExists: kube.namespaceExists,
   });
   let current = digest(files.cert, files.key, files.ca ?? Buffer.alloc(0));
 

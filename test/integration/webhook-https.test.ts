@@ -6,8 +6,8 @@ import { copyFile, readFile } from "node:fs/promises";
 import https from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { applyPatch } from "../../src/mutate/patch.ts";
 import { generateCA, generateCert } from "../e2e/harness/certs.ts";
+import { applyPatch } from "../helpers/json-patch.ts";
 import {
   admissionReview,
   requireBundle,

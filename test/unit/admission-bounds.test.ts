@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type AdmissionRequest, type ReviewDeps, reviewPod } from "../../src/admission/review.ts";
-import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { applyPatch } from "../helpers/json-patch.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const deps: ReviewDeps = {

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
-import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { applyPatch } from "../helpers/json-patch.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const deps = { config, lookupServiceAccount: async () => ({ roleArn: "arn:aws:iam::123456789012:role/x" }) };

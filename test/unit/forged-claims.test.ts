@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
-import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { parseSecretPolicy } from "../../src/spec/policy.ts";
+import { applyPatch } from "../helpers/json-patch.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const ROLE = "arn:aws:iam::123456789012:role/app";

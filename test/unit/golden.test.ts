@@ -13,9 +13,9 @@ import { parseAllDocuments, stringify } from "yaml";
 import { reviewPod } from "../../src/admission/review.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
 import { serviceAccountIdentity } from "../../src/mutate/identity.ts";
-import { applyPatch } from "../../src/mutate/patch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { namespacePolicy } from "../../src/spec/policy.ts";
+import { applyPatch } from "../helpers/json-patch.ts";
 
 const dir = join(import.meta.dirname, "..", "golden");
 const update = process.env.UPDATE_GOLDEN === "1";
