@@ -16,6 +16,7 @@ import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "..
 import type { InjectorConfig } from "../spec/config.ts";
 import { FETCH_SPEC_ENV, MAX_FETCH_SPEC_BYTES } from "../spec/fetch-spec.ts";
 import { checkSecretPolicy, type SecretPolicy } from "../spec/policy.ts";
+import { DENIALS, type DenialCode } from "./denials.ts";
 import { boundWarnings, cleanText, denialMessage, describeException, plainMessage } from "./messages.ts";
 
 /** The facts admission needs beyond the pod, supplied by the caller. Either may throw (API errors): the pod is then refused. */
@@ -42,6 +43,9 @@ export interface SkipDecision extends DecisionBase {
 
 export interface DenyDecision extends DecisionBase {
   verdict: "denied" | "error";
+  /** What kind of refusal this is: stable, for metrics, the audit line and the README. */
+  denial: DenialCode;
+  /** HTTP status of the AdmissionResponse, DENIALS[denial].status. */
   code: 400 | 403 | 500;
   /** Bounded (messages.ts), starts with "sm-injector: ". */
   message: string;
@@ -142,9 +146,10 @@ export async function decideInjection(
 export function internalError(e: unknown, serviceAccount = ""): Denial {
   return {
     verdict: "error",
+    denial: "internal-error",
     reason: "internal error",
     serviceAccount,
-    code: 500,
+    code: DENIALS["internal-error"].status,
     message: plainMessage(
       `internal error while deciding on this pod (${describeException(e)}); the pod was refused so it does not start without its secrets — retry, and report this with the webhook's log if it persists`,
     ),
@@ -162,7 +167,7 @@ async function decide(
   const skip = optInProblem(incoming);
   if (skip !== undefined) return { verdict: "skipped", reason: skip, serviceAccount };
   const shape = shapeProblem(incoming);
-  if (shape !== undefined) return deny(400, "malformed pod", plainMessage(shape), serviceAccount);
+  if (shape !== undefined) return deny("malformed-pod", "malformed pod", plainMessage(shape), serviceAccount);
 
   const original = incoming as V1Pod;
   const rederived = isInjected(original);
@@ -236,8 +241,9 @@ function shapeProblem(pod: unknown): string | undefined {
   return `the pod is malformed: ${where}${issue?.message ?? "unknown problem"}`;
 }
 
-function deny(code: Denial["code"], reason: string, message: string, serviceAccount: string): Denial {
-  return { verdict: "denied", reason, serviceAccount, code, message, warnings: [], secretIds: [] };
+function deny(denial: DenialCode, reason: string, message: string, serviceAccount: string): Denial {
+  const code = DENIALS[denial].status;
+  return { verdict: "denied", denial, reason, serviceAccount, code, message, warnings: [], secretIds: [] };
 }
 
 function withSecretIds(d: Denial, spec: InjectionSpec): Denial {
@@ -249,7 +255,7 @@ function invalidAnnotations(compiled: Extract<CompileResult, { ok: false }>, ser
   const n = compiled.problemCount;
   return {
     ...deny(
-      400,
+      compiled.overLimits ? "limit-exceeded" : "invalid-annotations",
       "invalid annotations",
       denialMessage(
         `${n === 1 ? "1 problem" : `${n} problems`} with this pod's annotations`,
@@ -273,7 +279,7 @@ async function policyProblem(
     policy = await ctx.namespacePolicy(namespace);
   } catch (e) {
     return deny(
-      500,
+      "namespace-lookup",
       "namespace lookup failed",
       plainMessage(
         `could not read Namespace ${cleanText(namespace, 63)} for its secret policy (${errorText(e)}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get namespaces)`,
@@ -284,7 +290,7 @@ async function policyProblem(
   const violations = checkSecretPolicy(spec, policy, namespace);
   if (violations.length === 0) return undefined;
   return deny(
-    403,
+    "secret-policy",
     "secret policy",
     denialMessage("namespace policy refused this pod", violations),
     serviceAccount,
@@ -303,7 +309,7 @@ async function identityOrProblem(
     return { identity: await ctx.serviceAccount(namespace, serviceAccount) };
   } catch (e) {
     return deny(
-      500,
+      "serviceaccount-lookup",
       "serviceaccount lookup failed",
       plainMessage(
         `could not read ServiceAccount ${cleanText(namespace, 63)}/${cleanText(serviceAccount, 253)} to find its IAM role (${errorText(e)}); the pod was refused so it does not start without its secrets — retry, and check the webhook's RBAC (get serviceaccounts)`,
@@ -317,7 +323,7 @@ function specSizeProblem(fetchSpec: string, serviceAccount: string): Denial | un
   const bytes = Buffer.byteLength(fetchSpec);
   if (bytes <= MAX_FETCH_SPEC_BYTES) return undefined;
   return deny(
-    400,
+    "spec-too-large",
     "spec too large",
     plainMessage(
       `this pod's secret references compile to a ${bytes}-byte ${FETCH_SPEC_ENV} for the init container, over the limit of ${MAX_FETCH_SPEC_BYTES} bytes (Linux refuses to start a process with an environment variable over 128 KiB, so the pod could never start); reference fewer secrets or JSON keys, use one sm-injector.io/env-from (JSON expansion) instead of many #key references to the same secret, or shorten the JSON keys`,

@@ -6,6 +6,7 @@ import type { ServiceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import type { SecretPolicy } from "../spec/policy.ts";
 import { type DecisionContext, decideInjection, type InjectionDecision, internalError } from "./decide.ts";
+import type { DenialCode } from "./denials.ts";
 import { cleanText } from "./messages.ts";
 
 const GroupVersionKind = z.object({ group: z.string(), version: z.string(), kind: z.string() });
@@ -100,6 +101,8 @@ export interface ReviewOutcome {
   response: AdmissionResponse;
   /** For metrics and the audit log. */
   result: "injected" | "skipped" | "unchanged" | "denied" | "error";
+  /** Set when the pod is refused (result denied or error): which kind of refusal. */
+  denial?: DenialCode;
   reason: string;
   namespace: string;
   pod: string;
@@ -193,6 +196,7 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
         dryRun,
         reason,
         result: d.verdict,
+        denial: d.denial,
         secretIds: d.secretIds,
         response:
           d.warnings.length > 0

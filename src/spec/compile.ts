@@ -80,6 +80,8 @@ export type CompileResult =
       warnings: string[];
       /** Every problem found, including those `errors` only counts. */
       problemCount: number;
+      /** The annotations were over a size or count limit, so none of them was parsed. */
+      overLimits?: true;
     };
 
 /** Paths an output directory must never cover: they hold the pod's identity tokens. */
@@ -252,7 +254,7 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   const annotations = pod.metadata?.annotations ?? {};
   const overLimits = checkAnnotationLimits(annotations);
   if (overLimits.length > 0)
-    return { ok: false, errors: overLimits, warnings: [], problemCount: overLimits.length };
+    return { ok: false, errors: overLimits, warnings: [], problemCount: overLimits.length, overLimits: true };
 
   const errors = new ProblemList();
   const warnings: string[] = [];

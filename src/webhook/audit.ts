@@ -31,7 +31,15 @@ export interface AuditInput {
   user: string | undefined;
   outcome: Pick<
     ReviewOutcome,
-    "namespace" | "pod" | "serviceAccount" | "secretIds" | "result" | "reason" | "identity" | "dryRun"
+    | "namespace"
+    | "pod"
+    | "serviceAccount"
+    | "secretIds"
+    | "result"
+    | "denial"
+    | "reason"
+    | "identity"
+    | "dryRun"
   > & { message?: string | undefined };
   warnings: number;
   ms: number;
@@ -49,6 +57,7 @@ export function auditFields(a: AuditInput): Record<string, unknown> {
     secretIds: ids,
     ...(o.secretIds.length > AUDIT_SECRET_IDS && { secretIdsOmitted: o.secretIds.length - AUDIT_SECRET_IDS }),
     result: o.result,
+    ...(o.denial !== undefined && { denial: o.denial }),
     reason: capText(o.reason, AUDIT_NAME_CHARS),
     identity: capOptional(o.identity, AUDIT_NAME_CHARS),
     dryRun: o.dryRun,

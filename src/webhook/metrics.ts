@@ -1,10 +1,12 @@
 // Every metric the webhook exports, defined in one place and named after what it counts.
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { DENIAL_CODES } from "../admission/denials.ts";
 
 export interface WebhookMetrics {
   registry: Registry;
   admissions: Counter<"result">;
   admissionDuration: Histogram<"result">;
+  denials: Counter<"code">;
   injections: Counter<"namespace">;
   serviceAccountLookups: Counter<"result">;
   namespaceLookups: Counter<"result">;
@@ -41,6 +43,14 @@ export function namespaceLabeler(
 export function createMetrics(): WebhookMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "sm_injector_" });
+  const denials = new Counter({
+    name: "sm_injector_admission_denials_total",
+    help: `Pods refused, by denial code (${DENIAL_CODES.join(", ")}; see the README)`,
+    labelNames: ["code"],
+    registers: [registry],
+  });
+  // Every code from the start, at 0: the series are the fixed set, and a rate() sees the first denial.
+  for (const code of DENIAL_CODES) denials.inc({ code }, 0);
   return {
     registry,
     admissions: new Counter({
@@ -56,6 +66,7 @@ export function createMetrics(): WebhookMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    denials,
     injections: new Counter({
       name: "sm_injector_injections_total",
       help: `Pods injected with the fetch init container, by namespace (only namespaces the API server confirmed exist, at most ${MAX_NAMESPACE_LABELS}; the rest count as "${OTHER_NAMESPACE}")`,

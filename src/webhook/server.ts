@@ -8,6 +8,7 @@ import type { TLSSocket } from "node:tls";
 import { createSecureContext } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { type Logger, pino } from "pino";
+import { DENIALS } from "../admission/denials.ts";
 import {
   type AdmissionRequest,
   type AdmissionResponse,
@@ -290,6 +291,7 @@ export function buildServer(opts: ServerOptions): Webhook {
       // An AdmissionReview came in: whatever failed, the API server gets an AdmissionReview back.
       writeAudit(opts.logger, uid, req.body, err);
       metrics.admissions.inc({ result: "error" });
+      metrics.denials.inc({ code: "internal-error" });
       void reply
         .code(200)
         .type("application/json")
@@ -326,6 +328,7 @@ export function buildServer(opts: ServerOptions): Webhook {
       if (tooLarge !== undefined) {
         const outcome = tooManyValuesOutcome(tooLarge);
         metrics.admissions.inc({ result: outcome.result });
+        metrics.denials.inc({ code: "too-many-json-values" });
         opts.logger.info(
           auditFields({
             uid: tooLarge,
@@ -361,6 +364,7 @@ export function buildServer(opts: ServerOptions): Webhook {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.admissions.inc({ result: outcome.result });
       metrics.admissionDuration.observe({ result: outcome.result }, seconds);
+      if (outcome.denial !== undefined) metrics.denials.inc({ code: outcome.denial });
       if (outcome.result === "injected" && outcome.reason === "injected" && !outcome.dryRun) {
         void labelNamespace(outcome.namespace).then((namespace) => metrics.injections.inc({ namespace }));
       }
@@ -404,14 +408,19 @@ function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new Error(`the review did not finish within ${ms} ms (a slow Kubernetes API look-up?)`)),
+      () =>
+        reject(
+          new ReviewTimeout(`the review did not finish within ${ms} ms (a slow Kubernetes API look-up?)`),
+        ),
       ms,
     );
   });
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
-/** The outcome of a review that threw: a denial carrying the request's uid. */
+/** The review's deadline passed (withDeadline): the denial code says `timeout`, not `internal-error`. */
+class ReviewTimeout extends Error {}
+
 const noRelease = () => {};
 
 /** Marks a body refused for its number of JSON values, with the request uid read without parsing. */
@@ -424,12 +433,13 @@ function tooManyValuesOutcome(uid: string): ReviewOutcome {
       uid,
       allowed: false,
       status: {
-        code: 400,
+        code: DENIALS["too-many-json-values"].status,
         reason: "BadRequest",
         message: `sm-injector: this pod is too large to examine: its AdmissionReview has more than ${MAX_JSON_VALUES.toLocaleString("en")} JSON objects, arrays and elements (annotations, containers, env entries; the API server sends each annotation key once more in managedFields); no pod needs that many — remove annotations or split the pod`,
       },
     },
     result: "denied",
+    denial: "too-many-json-values",
     reason: "too many JSON values",
     namespace: "",
     pod: "",
@@ -439,6 +449,7 @@ function tooManyValuesOutcome(uid: string): ReviewOutcome {
   };
 }
 
+/** The outcome of a review that threw or timed out: a denial carrying the request's uid. */
 function errorOutcome(request: AdmissionRequest, err: unknown): ReviewOutcome {
   const object = request.object as {
     metadata?: { name?: unknown };
@@ -447,6 +458,7 @@ function errorOutcome(request: AdmissionRequest, err: unknown): ReviewOutcome {
   return {
     response: internalErrorResponse(request.uid, err),
     result: "error",
+    denial: err instanceof ReviewTimeout ? "timeout" : "internal-error",
     reason: "internal error",
     namespace: request.namespace ?? "",
     pod: typeof object?.metadata?.name === "string" ? object.metadata.name : (request.name ?? ""),
@@ -471,6 +483,7 @@ function writeAudit(logger: Logger, uid: string, body: unknown, err: unknown): v
         serviceAccount: "",
         secretIds: [],
         result: "error",
+        denial: "internal-error",
         reason: "internal error",
         dryRun: request.dryRun === true,
         message: internalErrorResponse(uid, err).status?.message,

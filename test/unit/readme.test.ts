@@ -1,18 +1,21 @@
 // The README is the front door: its annotation table must be the contract in
-// src/spec/annotations.ts, and every flag it names must exist.
+// src/spec/annotations.ts, its denial table the codes in src/admission/denials.ts, and every flag it
+// names must exist.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { DENIALS } from "../../src/admission/denials.ts";
 import { ANNOTATIONS, documentedKey } from "../../src/spec/annotations.ts";
 import { WEBHOOK_OPTIONS } from "../../src/webhook/config.ts";
 
 const readme = readFileSync(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
 
-test("the README's annotation table is exactly the contract", () => {
-  const block = /<!-- annotations-table[^>]*-->\n([\s\S]*?)<!-- \/annotations-table -->/.exec(readme)?.[1];
-  assert.ok(block, "README lacks the annotations-table block");
-  const rows = block
+/** The rows (cells, `\|` unescaped) of the Markdown table between `<!-- name … -->` and `<!-- /name -->`. */
+function tableRows(name: string): string[][] {
+  const block = new RegExp(`<!-- ${name}[^>]*-->\\n([\\s\\S]*?)<!-- /${name} -->`).exec(readme)?.[1];
+  assert.ok(block, `README lacks the ${name} block`);
+  return block
     .trim()
     .split("\n")
     .slice(2)
@@ -23,12 +26,28 @@ test("the README's annotation table is exactly the contract", () => {
         .slice(1, -1)
         .map((c) => c.trim().replaceAll("\u0000", "|")),
     );
+}
+
+test("the README's annotation table is exactly the contract", () => {
   const expected = Object.values(ANNOTATIONS).map((a) => [
     `\`${documentedKey(a)}\``,
     a.default,
     a.description,
   ]);
-  assert.deepEqual(rows, expected, "regenerate the table from src/spec/annotations.ts");
+  assert.deepEqual(
+    tableRows("annotations-table"),
+    expected,
+    "regenerate the table from src/spec/annotations.ts",
+  );
+});
+
+test("the README's denial table lists exactly the denial codes", () => {
+  const expected = Object.entries(DENIALS).map(([code, d]) => [`\`${code}\``, String(d.status), d.meaning]);
+  assert.deepEqual(
+    tableRows("denials-table"),
+    expected,
+    "regenerate the table from src/admission/denials.ts",
+  );
 });
 
 test("every webhook flag the README names exists", () => {
