@@ -4,6 +4,7 @@
 import { createTwoFilesPatch } from "diff";
 import { parseAllDocuments, stringify } from "yaml";
 import { type DecisionContext, decideInjection, type InjectionDecision } from "../admission/decide.ts";
+import type { DenialCode } from "../admission/denials.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { namespacePolicy } from "../spec/policy.ts";
@@ -99,6 +100,8 @@ export interface PodOutcome {
   where: string;
   result: InjectionDecision["verdict"];
   reason: string;
+  /** Set when the pod is refused: the code the webhook's audit line and metric would carry. */
+  denial?: DenialCode;
 }
 
 interface Collected {
@@ -128,7 +131,11 @@ async function injectObject(doc: Obj, where: string, ctx: DecisionContext, out: 
   const ns = get(doc, ["metadata", "namespace"]);
   const decision = await decideInjection(podLike, typeof ns === "string" ? ns : "default", ctx);
   if (decision.verdict === "skipped") return 0;
-  out.pods.push({ where, result: decision.verdict, reason: decision.reason });
+  out.pods.push(
+    "denial" in decision
+      ? { where, result: decision.verdict, reason: decision.reason, denial: decision.denial }
+      : { where, result: decision.verdict, reason: decision.reason },
+  );
   out.warnings.push(...decision.warnings.map((w) => `${where}: ${w}`));
   if (!("pod" in decision)) {
     out.errors.push(`${where}: ${decision.message}`);

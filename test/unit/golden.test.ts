@@ -62,6 +62,7 @@ export async function runGoldenCase(inText: string) {
   );
   const r = outcome.response;
   const result: Record<string, unknown> = { allowed: r.allowed, result: outcome.result };
+  if (outcome.denial) result.denial = outcome.denial;
   if (r.warnings?.length) result.warnings = r.warnings;
   if (!r.allowed) result.message = r.status?.message;
   if (lookups.length) result.serviceAccountLookups = lookups;
@@ -81,6 +82,7 @@ async function runGoldenCaseThroughInject(inText: string) {
   const r = await injectManifests(inText, config);
   const outcome = r.pods[0];
   const result: Record<string, unknown> = { allowed: r.ok, result: outcome?.result ?? "skipped" };
+  if (outcome?.denial) result.denial = outcome.denial;
   const prefix = outcome ? `${outcome.where}: ` : "";
   const unprefixed = (s: string) => {
     assert.ok(s.startsWith(prefix), `"${s}" names its document`);
