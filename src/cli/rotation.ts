@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { z } from "zod";
+import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
 
 export const ROTATION_OPTIONS = {
   kubeconfig: ["SM_INJECTOR_KUBECONFIG", "kubeconfig file (default: in-cluster, then KUBECONFIG)"],
@@ -91,8 +92,8 @@ export function rotationHelp(): string {
   return `sm-injector rotation [flags]
 
 Restarts workloads (Deployments, StatefulSets, DaemonSets) whose pods run with a secret version that
-is no longer current, for workloads whose own pod template is labelled sm-injector.io/inject=true and
-annotated sm-injector.io/restart-on-rotation: "true". Each check streams the running labelled pods
+is no longer current, for workloads whose own pod template is labelled ${INJECT_LABEL}=true and
+annotated ${RESTART_ON_ROTATION_ANNOTATION}: "true". Each check streams the running labelled pods
 page by page, reads the versions each one fetched from its status, verifies that the pod belongs to
 the workload's template (selector, ReplicaSet or ControllerRevision controlled by the workload),
 asks Secrets Manager (DescribeSecret, no values) where each stage the template references points

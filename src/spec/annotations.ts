@@ -153,8 +153,8 @@ const BY_FIXED_KEY: ReadonlyMap<string, FixedAnnotation> = new Map(
 );
 
 /** Key prefixes of the families: `env.<VAR>`, and `env-from` alone or `env-from.<label>`. */
-export const ENV_KEY = `${ANNOTATIONS.env.key}.`;
-export const ENV_FROM_KEY = ANNOTATIONS.envFrom.key;
+const ENV_KEY = `${ANNOTATIONS.env.key}.`;
+const ENV_FROM_KEY = ANNOTATIONS.envFrom.key;
 
 /** A key as the README and messages write it: `env.<VAR>`, `env-from[.<label>]`, `format`. */
 export function documentedKey(entry: AnnotationEntry): string {
