@@ -44,14 +44,22 @@ describe("the pinned Node.js (scripts/versions.env)", () => {
     assert.match(refusal ?? "", new RegExp(`v${PINNED_NODE_VERSION}.*v20\\.20\\.2`));
     assert.match(refusal ?? "", /scripts\/install-node\.sh/);
     assert.equal(refuseUnpinnedNode("The test suite", "v20.20.2", { SM_INJECTOR_ANY_NODE: "1" }), undefined);
-    assert.notEqual(refuseUnpinnedNode("The test suite", "v20.20.2", { SM_INJECTOR_ANY_NODE: "yes" }), undefined);
+    assert.notEqual(
+      refuseUnpinnedNode("The test suite", "v20.20.2", { SM_INJECTOR_ANY_NODE: "yes" }),
+      undefined,
+    );
   });
 
   test("scripts/run-tests.mjs refuses to run on another Node", () => {
     // The real runner on this node, with process.version made to read as another version.
     const r = spawnSync(
       process.execPath,
-      ["--import", "data:text/javascript,Object.defineProperty(process,'version',{value:'v20.20.2'})", "scripts/run-tests.mjs", "unit"],
+      [
+        "--import",
+        "data:text/javascript,Object.defineProperty(process,'version',{value:'v20.20.2'})",
+        "scripts/run-tests.mjs",
+        "unit",
+      ],
       { cwd: REPO_ROOT, encoding: "utf8", env: { PATH: process.env.PATH ?? "" }, timeout: 30_000 },
     );
     assert.equal(r.status, 1, r.stdout + r.stderr);
