@@ -722,7 +722,6 @@ async function showRotation(ctx: {
         AWS_ACCESS_KEY_ID: "testing",
         AWS_SECRET_ACCESS_KEY: "testing",
         AWS_REGION: ctx.regions.at(-1) ?? "us-east-1",
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       },
       encoding: "utf8",
       timeout: 120_000,

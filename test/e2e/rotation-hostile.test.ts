@@ -223,7 +223,6 @@ async function rotationOnce(args: string[] = []): Promise<RotationRun> {
         AWS_ACCESS_KEY_ID: "testing",
         AWS_SECRET_ACCESS_KEY: "testing",
         AWS_REGION: REGION,
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       },
       encoding: "utf8",
       maxBuffer: 64 * MiB,
