@@ -6,18 +6,22 @@
 # Build stage: the whole CLI bundled by esbuild into dist/ (the entry dist/sm-injector.mjs and its
 # chunks, one per subcommand so `fetch` loads only its own code) that needs no node_modules at run time. It is plain JavaScript, so it is built once on the build platform even
 # for multi-arch images (docker buildx build --platform linux/amd64,linux/arm64).
-FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS build
+#
+# NODE_MAJOR is the major of the Node.js the tests, CI and the bench run on (NODE_VERSION in
+# scripts/versions.env; test/unit/runtime-pin.test.ts fails when they differ).
+ARG NODE_MAJOR=26
+FROM --platform=$BUILDPLATFORM node:${NODE_MAJOR}-trixie-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
-COPY scripts/build.mjs ./scripts/build.mjs
+COPY scripts/build.mjs scripts/pinned-node.mjs scripts/versions.env ./scripts/
 COPY src ./src
 RUN npm run build && node dist/sm-injector.mjs version
 
-# Runtime: distroless Node 22 - no shell, no package manager, runs as the nonroot user (65532).
-# `webhook` and `fetch` need nothing but node and the bundle.
-FROM gcr.io/distroless/nodejs22-debian12:nonroot AS runtime
+# Runtime: distroless Node.js NODE_MAJOR (Debian 13) - no shell, no package manager, runs as the
+# nonroot user (65532). `webhook` and `fetch` need nothing but node and the bundle.
+FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian13:nonroot AS runtime
 # The bundle (entry, chunks and third-party licence files from esbuild's legalComments), nothing else.
 COPY --from=build /src/dist/ /app/
 ENV NODE_ENV=production \

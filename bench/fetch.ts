@@ -75,7 +75,6 @@ export async function benchFetch(opts: {
                 AWS_ENDPOINT_URL: proxy.endpoint,
                 AWS_ACCESS_KEY_ID: "testing",
                 AWS_SECRET_ACCESS_KEY: "testing",
-                AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
               },
               encoding: "utf8",
             }).catch((e: { stderr?: string }) => {

@@ -4,10 +4,18 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { refuseUnpinnedNode } from "../scripts/pinned-node.mjs";
 import { benchColdStart } from "./coldstart.ts";
 import { benchFetch } from "./fetch.ts";
 import { benchHostile, TARGET_CPU_MS, TARGET_EXTRA_RSS_MIB } from "./hostile.ts";
 import { benchWebhook } from "./webhook.ts";
+
+// The numbers are claims about the image's runtime: measure on the pinned Node only.
+const refusal = refuseUnpinnedNode("The benchmark");
+if (refusal) {
+  process.stderr.write(`${refusal}\n`);
+  process.exit(1);
+}
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);

@@ -1,9 +1,17 @@
 #!/usr/bin/env node
 // Runs the test suites with Node's own test runner (TypeScript through tsx).
 // Usage: node scripts/run-tests.mjs [unit|integration|e2e ...]   (default: all, in that order)
+// Runs only on the pinned Node (scripts/versions.env; SM_INJECTOR_ANY_NODE=1 overrides, CI never does).
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { refuseUnpinnedNode } from "./pinned-node.mjs";
+
+const refusal = refuseUnpinnedNode("The test suite");
+if (refusal) {
+  console.error(refusal);
+  process.exit(1);
+}
 
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ["unit", "integration", "e2e"];
 

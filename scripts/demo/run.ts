@@ -65,6 +65,7 @@ import {
 } from "../../test/e2e/harness/pod-runner.ts";
 import { leaveSignalsToCaller } from "../../test/e2e/harness/process.ts";
 import { CLI } from "../../test/helpers/webhook.ts";
+import { PINNED_NODE_VERSION, refuseUnpinnedNode } from "../pinned-node.mjs";
 import { maskedSecrets, rotated, type SeededSecret, secretsFor } from "./secrets.ts";
 
 const USAGE = `Usage: npm run demo [-- --example FILE] [-- --keep]
@@ -76,7 +77,7 @@ moto's Secrets Manager + STS, the webhook, an example Deployment, its init conta
   --keep           stay up at the end (prints a kubeconfig) until Ctrl-C
   -h, --help       this help
 
-Needs: Node 20+, Python 3 with moto[server] and pydantic-settings (pip install -r test/requirements.txt),
+Needs: Node.js ${PINNED_NODE_VERSION} (scripts/versions.env; bash scripts/install-node.sh), Python 3 with moto[server] and pydantic-settings (pip install -r test/requirements.txt),
 Go on the first run (builds kube-apiserver, etcd and helm from Go modules, then caches them). Running
 the pods (steps 6 to 8) needs Linux and root, like a kubelet: mount namespaces, bind mounts, setpriv.`;
 
@@ -345,6 +346,9 @@ async function main(): Promise<number> {
     say(`${USAGE}\n`);
     return 0;
   }
+  // The sm-injector "image" below runs the node running this demo: the image's Node is the pinned one.
+  const refusal = refuseUnpinnedNode("The demo");
+  if (refusal) throw new DemoError(refusal);
   const exampleFile = path.resolve(REPO_ROOT, opts.example as string);
   if (!existsSync(exampleFile))
     throw new DemoError(`${opts.example} does not exist (the examples are in examples/)`);
@@ -717,7 +721,6 @@ async function showRotation(ctx: {
         AWS_ACCESS_KEY_ID: "testing",
         AWS_SECRET_ACCESS_KEY: "testing",
         AWS_REGION: ctx.regions.at(-1) ?? "us-east-1",
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       },
       encoding: "utf8",
       timeout: 120_000,

@@ -35,8 +35,8 @@ import { EncodeError, type EnvVar } from "./types.ts";
  *      multi-line, contains `#` or has surrounding whitespace; or `'` together with a trailing
  *      backslash or a backslash escape and a newline.
  * Such values can be delivered with format shell or files (any bytes but NUL) or json (UTF-8).
- * Checked against python-dotenv 1.2.2 and Node 20.20 by test/unit/envfile-roundtrip.test.ts, which
- * also shows that every refusal is needed.
+ * Checked against python-dotenv 1.2.2 and the pinned Node (scripts/versions.env) by
+ * test/unit/envfile-roundtrip.test.ts, which also shows that every refusal is needed.
  */
 
 const SINGLE_QUOTE = 0x27;

@@ -3,8 +3,10 @@
 // A key selected with `#key` or expanded with env-from must reach the variable as it appears in the
 // secret. JSON.parse + JSON.stringify does not do that for anything but strings: 12345678901234567890
 // becomes 12345678901234567000, 1e400 becomes null, 1.50 becomes 1.5, and nested objects get their
-// keys reordered. Node 20 has no JSON.parse source-text access, so after JSON.parse has validated
-// the whole document, a small scanner finds where each top-level member's value starts and ends.
+// keys reordered. JSON.parse's source-text access (a reviver's `context.source`) does not replace
+// it: it gives the text of numbers, strings, booleans and null only, not of objects and arrays, and a
+// reviver never sees a repeated key's earlier values. So after JSON.parse has validated the whole
+// document, a small scanner finds where each top-level member's value starts and ends.
 // Strings are still decoded (a variable holds the string, not its JSON text).
 
 export type JsonMember =

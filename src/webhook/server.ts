@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import type { Server as HttpsServer } from "node:https";
 import type { TLSSocket } from "node:tls";
 import { createSecureContext } from "node:tls";
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from "fastify";
 import { type Logger, pino } from "pino";
 import { DENIALS } from "../admission/denials.ts";
 import {
@@ -186,7 +186,9 @@ export function buildServer(opts: ServerOptions): Webhook {
   const timeouts = serverTimeouts(limits);
   const fastifyOpts: FastifyServerOptions & { https?: Record<string, unknown> } = {
     loggerInstance: opts.logger,
-    disableRequestLogging: true,
+    // No per-request lines: the audit line per admission says what matters (fastify's replacement for
+    // the deprecated top-level disableRequestLogging, FSTDEP023).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",

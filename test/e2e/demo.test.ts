@@ -23,7 +23,7 @@ interface DemoRun {
 function startDemo(args: string[] = []): DemoRun {
   const child = spawn(process.execPath, ["--import", "tsx", DEMO, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, NO_COLOR: "1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
+    env: { ...process.env, NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -158,7 +158,6 @@ export function fetchEnv(endpoint: string, home: string, extra: NodeJS.ProcessEn
     AWS_REGION: "us-east-1",
     AWS_ENDPOINT_URL: endpoint,
     ...TEST_CREDENTIALS,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
   };
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];

@@ -175,6 +175,9 @@ describe("IRSA: web identity token file → STS AssumeRoleWithWebIdentity", () =
     assert.equal(r.code, 0, r.stderr);
     assert.equal(proxy.count(ASSUME), 1);
     assert.equal(proxy.count(GET), 3);
+    // Logs go to stdout; nothing else on stderr, e.g. no runtime or AWS SDK warning (the SDK's
+    // NodeVersionSupportWarning on Node < 22) on the pinned Node.
+    assert.equal(r.stderr, "");
   });
 
   test("the token file is missing: one line for all secrets, saying to check the IRSA setup", async () => {

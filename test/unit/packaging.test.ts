@@ -11,6 +11,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { parse } from "yaml";
+import { PINNED_NODE_MAJOR } from "../../scripts/pinned-node.mjs";
 import { generateCA, generateCert } from "../e2e/harness/certs.ts";
 import { getFreePort } from "../e2e/harness/ports.ts";
 import { type ManagedProcess, spawnManaged, waitForHttp } from "../e2e/harness/process.ts";
@@ -29,7 +30,10 @@ interface Stage {
   instructions: Instruction[];
 }
 
-/** A small Dockerfile parser: comments, line continuations, one instruction per logical line. */
+/**
+ * A small Dockerfile parser: comments, line continuations, one instruction per logical line; the
+ * defaults of the ARGs declared before the first FROM are substituted into FROM lines, as Docker does.
+ */
 function parseDockerfile(text: string): Stage[] {
   const logical: string[] = [];
   let current = "";
@@ -45,18 +49,33 @@ function parseDockerfile(text: string): Stage[] {
     current = "";
   }
   const stages: Stage[] = [];
+  const globalArgs = new Map<string, string>();
   for (const l of logical) {
     const m = /^(\w+)\s+(.*)$/.exec(l);
     assert.ok(m, `unparsable Dockerfile line: ${l}`);
     const cmd = (m[1] as string).toUpperCase();
     const args = (m[2] as string).trim();
     if (cmd === "FROM") {
-      const parts = args.split(/\s+/).filter((p) => !p.startsWith("--"));
+      const parts = args
+        .split(/\s+/)
+        .filter((p) => !p.startsWith("--"))
+        .map((p) =>
+          p.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
+            const value = globalArgs.get((a ?? b) as string);
+            assert.ok(value !== undefined, `FROM uses $${a ?? b}, which no ARG before the first FROM sets`);
+            return value;
+          }),
+        );
       const as = parts.findIndex((p) => p.toUpperCase() === "AS");
       stages.push({ from: parts[0] as string, ...(as !== -1 && { name: parts[as + 1] }), instructions: [] });
       continue;
     }
-    if (cmd === "ARG" && stages.length === 0) continue;
+    if (cmd === "ARG" && stages.length === 0) {
+      const m = /^(\w+)(?:=(\S*))?$/.exec(args);
+      assert.ok(m, `unparsable ARG: ${args}`);
+      if (m[2] !== undefined) globalArgs.set(m[1] as string, m[2]);
+      continue;
+    }
     const stage = stages.at(-1);
     assert.ok(stage, `${cmd} before the first FROM`);
     stage.instructions.push({ cmd, args });
@@ -70,22 +89,26 @@ describe("Dockerfile", async () => {
   const runtime = stages.at(-1) as Stage;
   const of = (s: Stage, cmd: string) => s.instructions.filter((i) => i.cmd === cmd).map((i) => i.args);
 
-  test("multi-stage: a Node >= 22 build stage runs npm ci and npm run build", () => {
+  test("multi-stage: a build stage on the pinned Node major runs npm ci and npm run build", () => {
     assert.ok(stages.length >= 2, "at least a build and a runtime stage");
     const major = Number(/^node:(\d+)/.exec(build.from)?.[1]);
-    assert.ok(major >= 22, `build stage on node:22 or newer (got ${build.from})`);
+    assert.equal(major, PINNED_NODE_MAJOR, `build stage on node:${PINNED_NODE_MAJOR} (got ${build.from})`);
     const runs = of(build, "RUN").join("\n");
     assert.match(runs, /\bnpm ci\b/);
     assert.match(runs, /\bnpm run build\b/);
   });
 
-  test("runtime: a minimal Node >= 22 image (distroless or alpine), no RUN (no shell needed)", () => {
+  test("runtime: a minimal image (distroless or alpine) of the pinned Node major, no RUN (no shell needed)", () => {
     const distroless = /^gcr\.io\/distroless\/nodejs(\d+)-debian\d+(:nonroot)?(@sha256:[a-f0-9]{64})?$/.exec(
       runtime.from,
     );
     const alpine = /^node:(\d+)(\.[\d.]+)?-alpine[\d.]*(@sha256:[a-f0-9]{64})?$/.exec(runtime.from);
     assert.ok(distroless || alpine, `runtime base ${runtime.from}`);
-    assert.ok(Number((distroless ?? alpine)?.[1]) >= 22, "Node 22 or newer");
+    assert.equal(
+      Number((distroless ?? alpine)?.[1]),
+      PINNED_NODE_MAJOR,
+      `the pinned Node major (scripts/versions.env): ${runtime.from}`,
+    );
     assert.deepEqual(of(runtime, "RUN"), [], "the runtime stage runs nothing (distroless has no shell)");
   });
 
@@ -274,7 +297,13 @@ describe("the bundle runs with no node_modules (as in the image)", () => {
 });
 
 describe("shell scripts", () => {
-  const scripts = ["scripts/render-manifests.sh", "scripts/gen-webhook-certs.sh", "scripts/kind-e2e.sh"];
+  const scripts = [
+    "scripts/render-manifests.sh",
+    "scripts/gen-webhook-certs.sh",
+    "scripts/kind-e2e.sh",
+    "scripts/install-node.sh",
+    ".ci/run",
+  ];
   for (const s of scripts) {
     test(`${s}: bash -n`, async () => {
       await execFileAsync("bash", ["-n", path.join(REPO_ROOT, s)]);
@@ -284,7 +313,8 @@ describe("shell scripts", () => {
   test("shellcheck-clean", {
     skip: shellcheck ? false : "shellcheck is not installed (apt-get install shellcheck)",
   }, async () => {
-    const r = spawnSync("shellcheck", scripts, { cwd: REPO_ROOT, encoding: "utf8" });
+    // -x: follow the `# shellcheck source=` files (scripts/versions.env) too.
+    const r = spawnSync("shellcheck", ["-x", ...scripts], { cwd: REPO_ROOT, encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 });

@@ -180,6 +180,41 @@ describe("the cost of parsing is bounded before parsing", () => {
   });
 });
 
+describe("one log line per admission", () => {
+  test("the audit line only: no per-request lines from fastify, and no deprecation warning building the server", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const log = capturedLogger();
+      const { app } = buildServer({ deps: okDeps, logger: log.logger });
+      const res = await app.inject({
+        method: "POST",
+        url: "/mutate",
+        payload: admissionReview(pod("erp", { "sm-injector.io/env.A": "erp/a/b" })),
+      });
+      assert.equal(res.statusCode, 200);
+      assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
+      await app.close();
+      const msgs = log.lines.map((l) => (JSON.parse(l) as { msg?: string }).msg);
+      assert.equal(msgs.filter((m) => m === "admission").length, 1, msgs.join(", "));
+      assert.deepEqual(
+        msgs.filter((m) => m === "incoming request" || m === "request completed"),
+        [],
+        "fastify's request logging is off",
+      );
+      // process.emitWarning is delivered on the next tick.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(
+        warnings.map((w) => `${w.name} ${(w as { code?: string }).code ?? ""}: ${w.message}`),
+        [],
+      );
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+});
+
 describe("audit lines are bounded", () => {
   test("a huge denial message, pod name and user name do not make a huge audit line", async () => {
     const log = capturedLogger();
