@@ -96,8 +96,13 @@ type Obj = Record<string, unknown>;
 const isPlainObject = (v: unknown): v is Obj =>
   typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 const isOptionalString = (v: unknown) => v === undefined || typeof v === "string";
-const isStringRecord = (v: unknown) =>
-  isPlainObject(v) && Object.values(v).every((x) => typeof x === "string");
+// A loop rather than Object.values(v).every(…): a pod may carry tens of thousands of annotations,
+// and the array copy cost as much as the check.
+const isStringRecord = (v: unknown) => {
+  if (!isPlainObject(v)) return false;
+  for (const k in v) if (typeof v[k] !== "string") return false;
+  return true;
+};
 const isNamedList = (v: unknown) =>
   Array.isArray(v) && v.every((x) => isPlainObject(x) && typeof x.name === "string");
 

@@ -213,11 +213,17 @@ function quotedField(name: string): string {
  */
 export function checkAnnotationLimits(annotations: Readonly<Record<string, string>>): string[] {
   const problems = new ProblemList();
+  // The count first, on key prefixes alone: a pod over it is refused for that, without measuring
+  // every one of its (possibly tens of thousands of) annotations.
   let count = 0;
+  for (const key in annotations) if (key.startsWith(PREFIX)) count++;
+  if (count > MAX_ANNOTATION_COUNT) {
+    problems.push(annotationCountProblem(count));
+    return problems.list();
+  }
   let total = 0;
   for (const key of Object.keys(annotations)) {
     if (!key.startsWith(PREFIX)) continue;
-    count++;
     const value = annotations[key] ?? "";
     const keyBytes = utf8Bytes(key);
     const valueBytes = typeof value === "string" ? utf8Bytes(value) : 0;
@@ -233,17 +239,16 @@ export function checkAnnotationLimits(annotations: Readonly<Record<string, strin
       );
     }
   }
-  if (count > MAX_ANNOTATION_COUNT) {
-    problems.push(
-      `the pod has ${formatCount(count)} ${PREFIX} annotations; the limit is ${formatCount(MAX_ANNOTATION_COUNT)} (the init container takes at most ${MAX_FETCH_ENTRIES} entries): use the structured form ${annotationName(FIXED_KEYS.secrets)} or JSON secrets read with env-from`,
-    );
-  }
   if (total > MAX_ANNOTATIONS_TOTAL_BYTES) {
     problems.push(
       `the pod's ${PREFIX} annotations are ${formatCount(total)} bytes together; the limit is ${formatSize(MAX_ANNOTATIONS_TOTAL_BYTES)} (the compiled spec must fit in one environment variable of the init container): reference fewer secrets or keys`,
     );
   }
   return problems.list();
+}
+
+function annotationCountProblem(count: number): string {
+  return `the pod has ${formatCount(count)} ${PREFIX} annotations; the limit is ${formatCount(MAX_ANNOTATION_COUNT)} (the init container takes at most ${MAX_FETCH_ENTRIES} entries): use the structured form ${annotationName(FIXED_KEYS.secrets)} or JSON secrets read with env-from`;
 }
 
 type Draft = { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string };
