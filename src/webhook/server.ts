@@ -516,13 +516,23 @@ interface TlsFiles {
   ca?: Buffer;
 }
 
+/** Reads the certificate files; one error naming every file that cannot be read, and its flag. */
 async function readTlsFiles(config: WebhookConfig): Promise<TlsFiles> {
-  const [cert, key, ca] = await Promise.all([
-    readFile(config.tlsCertFile),
-    readFile(config.tlsKeyFile),
-    config.clientCaFile ? readFile(config.clientCaFile) : undefined,
-  ]);
-  return { cert, key, ...(ca && { ca }) };
+  const wanted: Array<[flag: string, path: string | undefined]> = [
+    ["--tls-cert-file", config.tlsCertFile],
+    ["--tls-key-file", config.tlsKeyFile],
+    ["--client-ca-file", config.clientCaFile],
+  ];
+  const read = await Promise.allSettled(wanted.map(([, path]) => (path ? readFile(path) : undefined)));
+  const problems = read.flatMap((r, i) => {
+    if (r.status === "fulfilled") return [];
+    const [flag, path] = wanted[i] as [string, string];
+    const code = (r.reason as NodeJS.ErrnoException)?.code ?? "error";
+    return [`cannot read ${flag} ${path} (${code}: ${(r.reason as Error)?.message ?? r.reason})`];
+  });
+  if (problems.length > 0) throw new Error(problems.join("; "));
+  const [cert, key, ca] = read.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+  return { cert: cert as Buffer, key: key as Buffer, ...(ca && { ca }) };
 }
 
 /** Throws a message naming the files when they do not form a usable TLS configuration. */

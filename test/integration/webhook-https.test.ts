@@ -264,6 +264,8 @@ describe("sm-injector webhook start-up errors", () => {
       { encoding: "utf8", env: { PATH: process.env.PATH } },
     );
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /\/nonexistent\/tls\.crt/);
+    // Both files named, each with its flag, whichever read failed first.
+    assert.match(r.stderr, /cannot read --tls-cert-file \/nonexistent\/tls\.crt \(ENOENT/);
+    assert.match(r.stderr, /cannot read --tls-key-file \/nonexistent\/tls\.key \(ENOENT/);
   });
 });
