@@ -35,53 +35,11 @@ export const AdmissionReviewSchema = z.object({
 export type AdmissionReview = z.infer<typeof AdmissionReviewSchema>;
 export type AdmissionRequest = AdmissionReview["request"];
 
-// Hand-written checks of the common, well-formed case, because zod over a whole AdmissionReview and
-// pod is a measurable share of an admission. They only ever say "valid" where the schema would
-// (a property test holds them to it); anything else goes to the schema, which decides and explains.
-type Obj = Record<string, unknown>;
-const isPlainObject = (v: unknown): v is Obj =>
-  typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
-const isOptionalString = (v: unknown) => v === undefined || typeof v === "string";
-
-function isWellFormedReview(v: unknown): v is AdmissionReview {
-  if (!isPlainObject(v) || v.apiVersion !== "admission.k8s.io/v1" || v.kind !== "AdmissionReview")
-    return false;
-  const r = v.request;
-  if (!isPlainObject(r) || typeof r.uid !== "string" || r.uid === "" || typeof r.operation !== "string")
-    return false;
-  const k = r.kind;
-  if (
-    !isPlainObject(k) ||
-    typeof k.group !== "string" ||
-    typeof k.version !== "string" ||
-    typeof k.kind !== "string"
-  )
-    return false;
-  const res = r.resource;
-  if (
-    res !== undefined &&
-    !(
-      isPlainObject(res) &&
-      typeof res.group === "string" &&
-      typeof res.version === "string" &&
-      typeof res.resource === "string"
-    )
-  )
-    return false;
-  if (!isOptionalString(r.subResource) || !isOptionalString(r.name) || !isOptionalString(r.namespace))
-    return false;
-  if (r.object !== undefined && r.object !== null && !isPlainObject(r.object)) return false;
-  if (r.dryRun !== undefined && typeof r.dryRun !== "boolean") return false;
-  const u = r.userInfo;
-  return u === undefined || (isPlainObject(u) && isOptionalString(u.username));
-}
-
 /**
- * AdmissionReviewSchema.safeParse, with a fast path for well-formed reviews. Those come back as they
- * are, unknown fields included rather than stripped; nothing reads those.
+ * The body as an AdmissionReview v1, or zod's first reason why not. (A hand-written check of the
+ * well-formed case saved under 2 µs of ~300 per admission on Node 20 and 26 alike: removed.)
  */
 export function parseAdmissionReview(body: unknown): ReturnType<typeof AdmissionReviewSchema.safeParse> {
-  if (isWellFormedReview(body)) return { success: true, data: body };
   return AdmissionReviewSchema.safeParse(body);
 }
 

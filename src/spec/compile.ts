@@ -47,8 +47,8 @@ import {
 import {
   checkStructuredLimits,
   parseSimpleYamlList,
-  parseStructured,
   type StructuredEntry,
+  StructuredSchema,
 } from "./structured.ts";
 
 export type FileModeSetting = "auto" | 0o400 | 0o440 | 0o444;
@@ -496,7 +496,7 @@ function readStructured(text: string, errors: ProblemList): Draft[] {
     errors.push(...overLimits.map((p) => `${name}${p}`));
     return [];
   }
-  const parsed = parseStructured(doc);
+  const parsed = StructuredSchema.safeParse(doc);
   if (!parsed.success) {
     errors.push(...formatZodIssues(name, parsed.error));
     return [];

@@ -1,12 +1,13 @@
 // The structured annotation (`sm-injector.io/secrets`): a YAML or JSON list of entries, its schema,
-// and fast paths for the form people actually write, because the general YAML parser and zod
-// together cost a large share of an admission:
+// its size limits (checked before zod), and a fast reader for the form people actually write,
+// because the general YAML parser costs a large share of an admission (and is why the other forms
+// are limited to MAX_YAML_BYTES):
 //
 //   - secret: erp/production/aws/s3_app_user_credentials
 //     prefix: S3_
 //
-// Each fast path answers only where it is sure to agree with the general one (property tests hold
-// them to that: test/unit/fast-paths.test.ts) and hands everything else, errors included, to it.
+// The reader answers only where it is sure to agree with the YAML parser (a property test holds it
+// to that: test/unit/fast-paths.test.ts) and hands everything else, errors included, to it.
 import { z } from "zod";
 import {
   formatCount,
@@ -34,46 +35,6 @@ export const StructuredSchema = z.array(StructuredEntrySchema, {
   error: "must be a YAML or JSON list of entries",
 });
 export type StructuredEntry = z.infer<typeof StructuredEntrySchema>;
-
-/**
- * StructuredSchema.safeParse, with a hand-written check of the common case: entries with scalar
- * fields only. Those come back as they are; everything else, and every error message, is zod's.
- */
-export function parseStructured(doc: unknown): ReturnType<typeof StructuredSchema.safeParse> {
-  if (Array.isArray(doc) && doc.every(isSimpleEntry))
-    return { success: true, data: doc as StructuredEntry[] };
-  return StructuredSchema.safeParse(doc);
-}
-
-function isSimpleEntry(item: unknown): boolean {
-  if (typeof item !== "object" || item === null || Object.getPrototypeOf(item) !== Object.prototype)
-    return false;
-  const e = item as Record<string, unknown>;
-  if (typeof e.secret !== "string" || e.secret === "") return false;
-  for (const k of Object.keys(e)) {
-    const v = e[k];
-    switch (k) {
-      case "secret":
-        break;
-      case "key":
-        if (typeof v !== "string" || v === "") return false;
-        break;
-      case "env":
-      case "prefix":
-      case "versionStage":
-      case "versionId":
-      case "region":
-        if (typeof v !== "string") return false;
-        break;
-      case "optional":
-        if (typeof v !== "boolean") return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
-}
 
 /** The byte limit of each string field of an entry; fields not listed here get MAX_FIELD_BYTES. */
 const FIELD_LIMITS: Readonly<Record<string, number>> = {
