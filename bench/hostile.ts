@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { fileURLToPath } from "node:url";
+import { forgedFetchSpec } from "../test/helpers/forged.ts";
 import { admissionReview } from "../test/helpers/webhook.ts";
 import { type BenchWebhook, processCpuMs, realisticPod, rssKiB, startBenchWebhook } from "./webhook.ts";
 
@@ -94,19 +95,10 @@ export function hostileBodies(): Array<{ scenario: string; body: string }> {
     scenario: "200 KB JSON key (#key)",
     body: body(opted({ "sm-injector.io/env.A": `erp/production/db#${"k".repeat(200_000)}` })),
   });
-  const forgedSpec = JSON.stringify({
-    version: 1,
-    format: "shell",
-    outputDir: "/run/sm-injector",
-    fileName: "env",
-    fileMode: 0o444,
-    timeoutSeconds: 60,
-    entries: Array.from({ length: 500 }, (_, i) => ({
-      kind: "value",
-      source: { secretId: `other-team/secret-${i}`, region: "eu-west-1" },
-      env: `V${i}`,
-    })),
-  });
+  const forgedSpec = forgedFetchSpec(
+    Array.from({ length: 500 }, (_, i) => `other-team/secret-${i}`),
+    "eu-west-1",
+  );
   cases.push({
     scenario: "forged 'already injected' pod, 500-entry spec",
     body: body(

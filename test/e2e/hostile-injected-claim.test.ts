@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import { forgedFetchSpec } from "../helpers/forged.ts";
 import { apiError, INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E, WEBHOOK_NAME } from "./harness/env.ts";
 
 const NS = "team-a";
@@ -30,15 +31,7 @@ const DENIED = new RegExp(
 
 /** What a hostile tenant writes: sm-injector's init container, by hand, fetching another team's secret. */
 function forgedPod(name: string, annotations: Record<string, string>): V1Pod {
-  const forgedSpec = JSON.stringify({
-    version: 1,
-    format: "shell",
-    outputDir: "/run/sm-injector",
-    fileName: "env",
-    fileMode: 0o444,
-    timeoutSeconds: 60,
-    entries: [{ kind: "value", source: { secretId: OTHER_TEAMS_SECRET, region: "us-east-1" }, env: "DB" }],
-  });
+  const forgedSpec = forgedFetchSpec([OTHER_TEAMS_SECRET], "us-east-1", () => "DB");
   return {
     metadata: {
       name,

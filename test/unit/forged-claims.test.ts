@@ -8,6 +8,7 @@ import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { parseSecretPolicy } from "../../src/spec/policy.ts";
+import { forgedFetchSpec } from "../helpers/forged.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
@@ -17,21 +18,7 @@ const ROLE = "arn:aws:iam::123456789012:role/app";
 
 /** A pod that carries a hand-made sm-injector-fetch container and SM_INJECTOR_SPEC, claiming to be injected. */
 function forgedPod(annotations: Record<string, string>, namespace = "team-a"): V1Pod {
-  const forgedSpec = JSON.stringify({
-    version: 1,
-    format: "shell",
-    outputDir: "/run/sm-injector",
-    fileName: "env",
-    fileMode: 0o444,
-    timeoutSeconds: 60,
-    entries: [
-      {
-        kind: "value",
-        source: { secretId: "other-team/production/database", region: "eu-west-1" },
-        env: "DB",
-      },
-    ],
-  });
+  const forgedSpec = forgedFetchSpec(["other-team/production/database"], "eu-west-1", () => "DB");
   return {
     metadata: {
       name: "forged",

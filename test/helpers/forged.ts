@@ -1,0 +1,20 @@
+// What a hostile tenant hand-writes to look injected: an SM_INJECTOR_SPEC of this release's shape
+// that reads `secrets` (another team's, typically) into V0, V1, … Shared by the unit, e2e and bench
+// cases that check such claims are never trusted.
+
+/** The JSON of a well-formed FetchSpec reading each of `secrets` (in `region`) into a variable of its own. */
+export function forgedFetchSpec(
+  secrets: readonly string[],
+  region: string,
+  env = (i: number) => `V${i}`,
+): string {
+  return JSON.stringify({
+    version: 1,
+    format: "shell",
+    outputDir: "/run/sm-injector",
+    fileName: "env",
+    fileMode: 0o444,
+    timeoutSeconds: 60,
+    entries: secrets.map((secretId, i) => ({ kind: "value", source: { secretId, region }, env: env(i) })),
+  });
+}
