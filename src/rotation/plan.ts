@@ -30,7 +30,13 @@ import {
 } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
 import { InjectorConfigSchema } from "../spec/config.ts";
-import { FETCH_SPEC_ENV, FetchSpecSchema } from "../spec/fetch-spec.ts";
+import {
+  entryOptional,
+  entrySources,
+  FETCH_SPEC_ENV,
+  type FetchEntry,
+  FetchSpecSchema,
+} from "../spec/fetch-spec.ts";
 import {
   decodeVersions,
   type FetchedVersions,
@@ -163,17 +169,28 @@ function specRefs(raw: string, env: ReadonlyArray<{ name: string; value?: string
   if (!spec.success) return `${FETCH_SPEC_ENV} is not of this release`;
   const envRegion = (n: string) => env.find((e) => e.name === n)?.value;
   const defaultRegion = envRegion("AWS_REGION") ?? envRegion("AWS_DEFAULT_REGION") ?? "";
-  const refs = mergeRefs(
-    spec.data.entries
-      .filter((e) => e.source.versionId === undefined)
-      .map((e) => ({
-        secretId: e.source.secretId,
-        region: e.source.region ?? defaultRegion,
-        stage: e.source.versionStage ?? "AWSCURRENT",
-        optional: e.optional,
-      })),
-  );
+  const refs = mergeRefs(movableRefs(spec.data.entries, defaultRegion));
   if (refs.length > POD_LIMITS.refs) return `more than ${POD_LIMITS.refs} watched references`;
+  return refs;
+}
+
+/**
+ * Every secret the entries read by stage, not pinned version id, one per source: a template's
+ * placeholders each count, like any other reference.
+ */
+function movableRefs(entries: readonly FetchEntry[], defaultRegion: string): WatchedRef[] {
+  const refs: WatchedRef[] = [];
+  for (const e of entries) {
+    for (const s of entrySources(e)) {
+      if (s.versionId !== undefined) continue;
+      refs.push({
+        secretId: s.secretId,
+        region: s.region ?? defaultRegion,
+        stage: s.versionStage ?? "AWSCURRENT",
+        optional: entryOptional(e),
+      });
+    }
+  }
   return refs;
 }
 
@@ -364,16 +381,7 @@ export function templateRefs(
     return {
       error: `its pod template's sm-injector annotations do not compile: ${compiled.errors.slice(0, 3).join("; ")}${compiled.errors.length > 3 ? ` (and ${compiled.errors.length - 3} more)` : ""}`,
     };
-  return mergeRefs(
-    compiled.spec.entries
-      .filter((e) => e.source.versionId === undefined)
-      .map((e) => ({
-        secretId: e.source.secretId,
-        region: e.source.region ?? region ?? "",
-        stage: e.source.versionStage ?? "AWSCURRENT",
-        optional: e.optional,
-      })),
-  );
+  return mergeRefs(movableRefs(compiled.spec.entries, region ?? ""));
 }
 
 /** The facts kept about a workload, from its object as read (its template is not kept). */
