@@ -426,24 +426,23 @@ function readTemplates(
   errors: ProblemList,
 ): Draft[] {
   let references = otherEntries;
-  const within: PendingTemplate[] = [];
-  for (const t of pending) {
+  const overLimits = pending.map((t) => {
     const problem = templateLimitProblem(t.text);
-    if (problem !== undefined) errors.push(`${t.field}: ${problem}`);
-    else {
-      within.push(t);
-      references += countPlaceholders(t.text);
-    }
-  }
+    if (problem === undefined) references += countPlaceholders(t.text);
+    return problem;
+  });
   // Over the limit without templates: the entry count's own message says so (checkEntryCounts).
-  if (references > MAX_FETCH_ENTRIES && otherEntries <= MAX_FETCH_ENTRIES) {
+  const overTotal = references > MAX_FETCH_ENTRIES && otherEntries <= MAX_FETCH_ENTRIES;
+  const drafts: Draft[] = [];
+  pending.forEach((t, i) => {
+    const problem = overLimits[i];
+    if (problem !== undefined) errors.push(`${t.field}: ${problem}`);
+    else if (!overTotal) pushDraft(drafts, templateDraft(t), errors);
+  });
+  if (overTotal)
     errors.push(
       `the pod's entries and template placeholders name ${formatCount(references)} secret references; the init container takes at most ${MAX_FETCH_ENTRIES}: compose fewer values, or combine them into JSON secrets`,
     );
-    return [];
-  }
-  const drafts: Draft[] = [];
-  for (const t of within) pushDraft(drafts, templateDraft(t), errors);
   return drafts;
 }
 
