@@ -20,6 +20,7 @@
 import { createHash } from "node:crypto";
 import type { V1LabelSelector, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import {
+  ANNOTATIONS,
   type AnnotationName,
   annotationOf,
   INIT_CONTAINER_NAME,
@@ -342,10 +343,13 @@ export function controllerRevisionTemplate(data: unknown): V1PodTemplateSpec | u
   return t && typeof t === "object" && !Array.isArray(t) ? (t as V1PodTemplateSpec) : undefined;
 }
 
-/** Only what decides where secrets come from: the rest (output, wrapping) is the webhook's concern. */
+/**
+ * Only what decides where secrets come from: the rest (output, wrapping) is the webhook's concern.
+ * Every family (`env.`, `template.`, `env-from`) names secrets, so a new one is watched without
+ * being listed here.
+ */
 const REFERENCE_ANNOTATIONS: ReadonlySet<AnnotationName> = new Set([
-  "env",
-  "envFrom",
+  ...(Object.keys(ANNOTATIONS) as AnnotationName[]).filter((n) => ANNOTATIONS[n].kind !== "fixed"),
   "secrets",
   "region",
   "containers",
