@@ -266,19 +266,32 @@ function describeMutation(before: V1PodTemplateSpec, after: V1Pod): string[] {
         fileMode: number;
         timeoutSeconds: number;
         entries: Array<{
+          kind: string;
           source: { secretId: string; region?: string };
           env?: string;
           key?: string;
           prefix?: string;
+          parts?: Array<string | { source: { secretId: string }; key?: string; filter?: string }>;
         }>;
       };
       out.push(
         `    writes ${s.format === "files" ? `one file per variable in ${s.outputDir}` : `${s.outputDir}/${s.fileName}`} (${s.format}, mode 0${s.fileMode.toString(8)}), deadline ${s.timeoutSeconds} s`,
       );
       for (const e of s.entries)
-        out.push(
-          `    ${e.env ?? (e.prefix !== undefined ? `${e.prefix}*` : "*")} ← ${e.source.secretId}${e.key ? `#${e.key}` : ""}${e.source.region ? dim(` (${e.source.region})`) : ""}`,
-        );
+        if (e.kind === "template")
+          out.push(
+            `    ${e.env} ← template: ${(e.parts ?? [])
+              .map((p) =>
+                typeof p === "string"
+                  ? p
+                  : `\${${p.source.secretId}${p.key ? `#${p.key}` : ""}${p.filter ? `|${p.filter}` : ""}}`,
+              )
+              .join("")}`,
+          );
+        else
+          out.push(
+            `    ${e.env ?? (e.prefix !== undefined ? `${e.prefix}*` : "*")} ← ${e.source.secretId}${e.key ? `#${e.key}` : ""}${e.source.region ? dim(` (${e.source.region})`) : ""}`,
+          );
     }
     const identity = (c.env ?? []).filter((e) =>
       /^AWS_(ROLE_ARN|WEB_IDENTITY_TOKEN_FILE|CONTAINER_)/.test(e.name),
