@@ -23,12 +23,11 @@ export type ParsedTemplate = Array<string | TemplatePlaceholder>;
 /** Placeholders in `text` (`${` not written as `$${`): one linear scan, before anything is parsed. */
 export function countPlaceholders(text: string): number {
   let n = 0;
-  for (let i = text.indexOf("$"); i !== -1 && i < text.length; i = text.indexOf("$", i)) {
-    if (text.charCodeAt(i + 1) === 0x24) i += 2;
-    else {
-      if (text.charCodeAt(i + 1) === 0x7b) n++;
-      i += 1;
-    }
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) !== 0x24) continue;
+    const next = text.charCodeAt(i + 1);
+    if (next === 0x24) i++;
+    else if (next === 0x7b) n++;
   }
   return n;
 }
@@ -101,14 +100,14 @@ export function parseTemplate(text: string): Result<ParsedTemplate> {
       literal += text.slice(i);
       break;
     }
-    literal += text.slice(i, dollar);
-    const next = text[dollar + 1];
-    if (next === "$") {
-      literal += "$";
+    const next = text.charCodeAt(dollar + 1);
+    if (next === 0x24) {
+      literal += text.slice(i, dollar + 1);
       i = dollar + 2;
       continue;
     }
-    if (next !== "{")
+    literal += text.slice(i, dollar);
+    if (next !== 0x7b)
       return fail(text, dollar, `a "$" must start a placeholder \${…}; write $$ for a literal $`);
     const close = text.indexOf("}", dollar + 2);
     if (close === -1) return fail(text, dollar, `"\${" has no closing "}"`);
