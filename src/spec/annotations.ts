@@ -54,6 +54,7 @@ export const ANNOTATIONS = {
     default: "-",
     description: `One variable composed of text and secret values: \`\${REFERENCE}\` or \`\${REFERENCE|FILTER}\` with the \`env.\` reference syntax and FILTER one of ${TEMPLATE_FILTER_NAMES.map((f) => `\`${f}\``).join(", ")}; \`$$\` is a literal \`$\`. Never optional.`,
     example:
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax
       "sm-injector.io/template.DATABASE_URL: postgresql://${erp/production/rds#username|urlencode}:${erp/production/rds#password|urlencode}@${erp/production/rds#host}:${erp/production/rds#port}/${erp/production/rds#dbname|urlencode}",
   },
   secrets: {

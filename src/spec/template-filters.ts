@@ -80,6 +80,7 @@ export const TEMPLATE_FILTERS = {
     apply: (v) => urlencode(v.bytes),
   },
   libpq: {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax
     doc: "Single-quotes the value for a PostgreSQL key=value connection string, `\\` before `'` and `\\`: `password=${db#password|libpq}`.",
     apply: (v) => libpqQuote(v.bytes),
   },

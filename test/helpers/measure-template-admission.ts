@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // What templates cost the webhook: the whole admission decision (reviewPod, in-process) for pods
 // with templates, next to the same secrets as plain entries, and for hostile pods at and over the
 // limits. Median of timed batches, µs per admission.

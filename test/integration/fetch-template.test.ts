@@ -1,10 +1,11 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // Templates in the init container, against moto through the real AWS SDK: the spec the webhook
 // compiles from a pod's annotations (`inject`, the same decision), each secret fetched once however
 // many placeholders and entries read it, the JSON number as its text, values exact after `. env` in
 // dash and bash and in every other format, and failures that name the variable and the reference,
 // never a value.
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -13,7 +14,7 @@ import { parse as parseYaml } from "yaml";
 import { injectManifests } from "../../src/inject/manifests.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { decodeVersions } from "../../src/spec/fetched-versions.ts";
-import { fetchEnv, type Moto, runFetchInProcess, startMoto } from "../helpers/moto.ts";
+import { initContainerEnv, type Moto, runFetchInProcess, startMoto } from "../helpers/moto.ts";
 import { parseWithPythonDotenv, sourceWithShell } from "../helpers/roundtrip.ts";
 
 const RDS = "erp/production/rds";
@@ -81,16 +82,11 @@ async function compiledSpec(
 
 /** Runs the init container's code with the compiled spec, writing into a fresh directory. */
 async function fetchWith(spec: Record<string, unknown>) {
-  const dir = join(scratch, `run-${runs++}`);
-  const outputDir = join(dir, "out");
-  await mkdir(outputDir, { recursive: true });
-  const terminationLog = join(dir, "termination-log");
-  await writeFile(terminationLog, "");
-  const env = fetchEnv(moto.endpoint, dir, {
-    SM_INJECTOR_SPEC: JSON.stringify({ ...spec, outputDir }),
-    SM_INJECTOR_TERMINATION_LOG: terminationLog,
-    TMPDIR: dir,
-  });
+  const { env, outputDir, terminationLog } = await initContainerEnv(
+    moto.endpoint,
+    join(scratch, `run-${runs++}`),
+    spec,
+  );
   const run = await runFetchInProcess(env);
   return { run, outputDir, file: join(outputDir, spec.fileName as string), terminationLog };
 }

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // Issue 16's "done when": a DATABASE_URL composed from an RDS-format secret with a hostile password
 // is exact after `. env` and connects to a real PostgreSQL before and after a rotation.
 //
@@ -14,7 +15,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -26,7 +27,8 @@ import { type RotationDeps, rotationCycle } from "../../src/rotation/controller.
 import type { Workload } from "../../src/rotation/plan.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
-import { fetchEnv, type Moto, startMoto } from "../helpers/moto.ts";
+import { initContainerEnv, type Moto, startMoto } from "../helpers/moto.ts";
+import { fetchFinished } from "../helpers/pod-status.ts";
 import { type Postgres, postgresBinDir, startPostgres } from "../helpers/postgres.ts";
 import { CLI } from "../helpers/webhook.ts";
 
@@ -108,15 +110,7 @@ async function admittedPod(): Promise<V1Pod> {
 async function runInitContainer(pod: V1Pod, run: string): Promise<{ file: string; message: string }> {
   const init = pod.spec?.initContainers?.find((c) => c.name === "sm-injector-fetch");
   const spec = JSON.parse(init?.env?.find((e) => e.name === "SM_INJECTOR_SPEC")?.value ?? "{}");
-  const dir = join(scratch, run);
-  const outputDir = join(dir, "out");
-  await mkdir(outputDir, { recursive: true });
-  const terminationLog = join(dir, "termination-log");
-  await writeFile(terminationLog, "");
-  const env = fetchEnv(moto.endpoint, dir, {
-    SM_INJECTOR_SPEC: JSON.stringify({ ...spec, outputDir }),
-    SM_INJECTOR_TERMINATION_LOG: terminationLog,
-  });
+  const { env, outputDir, terminationLog } = await initContainerEnv(moto.endpoint, join(scratch, run), spec);
   const r = await exec(process.execPath, [CLI, "fetch"], env);
   assert.equal(r.code, 0, r.stderr);
   for (const text of [r.stdout, r.stderr])
@@ -189,16 +183,7 @@ async function rotationCheck(pod: V1Pod, message: string) {
     ...pod,
     status: {
       phase: "Running",
-      initContainerStatuses: [
-        {
-          name: "sm-injector-fetch",
-          image: "x",
-          imageID: "",
-          ready: false,
-          restartCount: 0,
-          state: { terminated: { exitCode: 0, message } },
-        },
-      ],
+      initContainerStatuses: [fetchFinished(message)],
     },
   };
   const rsTemplate = {

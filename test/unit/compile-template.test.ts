@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // Templates at admission: what the compiler makes of them (one template entry, regions resolved per
 // placeholder), and every refusal with the words a user will read.
 import assert from "node:assert/strict";

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // The urlencode and libpq filters held to the real reader: libpq's own connection-string parser
 // (PQconninfoParse, through psycopg's conninfo_to_dict), for a URL and for key=value, with random
 // passwords and the ones that break naive composition.

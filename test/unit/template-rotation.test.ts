@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // The rotation controller watches a template's secrets like any other reference: a new AWSCURRENT
 // of the RDS secret a DATABASE_URL template reads makes the Deployment's restart decision.
 import assert from "node:assert/strict";
@@ -18,6 +19,7 @@ import {
 } from "../../src/rotation/plan.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { encodeVersions, versionKey } from "../../src/spec/fetched-versions.ts";
+import { fetchFinished } from "../helpers/pod-status.ts";
 
 const RDS = "erp/production/rds";
 const REF = { secretId: RDS, region: "eu-west-1", stage: "AWSCURRENT" };
@@ -58,16 +60,7 @@ async function injectedPod(): Promise<V1Pod> {
     ],
   };
   pod.status = {
-    initContainerStatuses: [
-      {
-        name: "sm-injector-fetch",
-        image: "img:1",
-        imageID: "",
-        ready: false,
-        restartCount: 0,
-        state: { terminated: { exitCode: 0, message: encodeVersions([{ ...REF, versionId: "v1" }]) } },
-      },
-    ],
+    initContainerStatuses: [fetchFinished(encodeVersions([{ ...REF, versionId: "v1" }]))],
   };
   return pod;
 }

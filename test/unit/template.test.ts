@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax under test
 // Templates: the syntax (with the position of each problem), the limits measured before parsing,
 // and the filters held to what real readers decode.
 import assert from "node:assert/strict";
