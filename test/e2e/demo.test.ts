@@ -164,6 +164,27 @@ describe("npm run demo", () => {
     assertNoValuePrinted(run);
   });
 
+  test("the RDS example: the composed DATABASE_URL, and the rotation controller restarts for the templated secret", {
+    skip: canRunPods ? false : podRunnerUnsupportedReason(),
+  }, async () => {
+    const run = startDemo(["--example", "examples/fastapi-rds-database-url.yaml"]);
+    const { code } = await withDeadline(run.exited, 300_000, "the demo");
+    const out = run.stdout();
+    assert.equal(code, 0, `${run.stderr()}\n${out}`);
+    assert.match(
+      out,
+      /DATABASE_URL ← template: postgresql\+asyncpg:\/\/\$\{erp\/production\/rds#username\|urlencode\}/,
+    );
+    assert.match(out, /\.database_url +•+ +\d+ chars +✓ = template DATABASE_URL ← erp\/production\/rds\n/);
+    assert.match(out, /✓ restarting deployment\/erp-api: erp\/production\/rds AWSCURRENT/);
+    assert.match(
+      out,
+      /\.database_url +•+ +\d+ chars +✓ = template DATABASE_URL ← erp\/production\/rds \(new version\)/,
+    );
+    assert.doesNotMatch(out, /✗/);
+    assertNoValuePrinted(run);
+  });
+
   test("Ctrl-C (SIGINT) while everything runs: it stops the processes and removes its files", async () => {
     const before = demoScratchDirs();
     const run = startDemo(["--keep"]);
