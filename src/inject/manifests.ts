@@ -162,7 +162,9 @@ async function injectObject(doc: Obj, where: string, ctx: DecisionContext, out: 
 /** The documents of a YAML stream as plain values, or why it cannot be read. */
 function parseManifests(
   text: string,
-): { ok: true; docs: ReturnType<typeof parseAllDocuments>; parsed: unknown[] } | { ok: false; errors: string[] } {
+):
+  | { ok: true; docs: ReturnType<typeof parseAllDocuments>; parsed: unknown[] }
+  | { ok: false; errors: string[] } {
   const docs = parseAllDocuments(text);
   if (!Array.isArray(docs)) return { ok: false, errors: ["the input is empty"] };
   const errors: string[] = [];
