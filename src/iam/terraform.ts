@@ -29,7 +29,7 @@ export function hclString(s: string): string {
       /[\\"\n\r\t]|[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
       (c) => HCL_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
     )
-    .replace(/\$\{/g, "$${")
+    .replace(/\$\{/g, () => "$${")
     .replace(/%\{/g, "%%{");
   return `"${body}"`;
 }

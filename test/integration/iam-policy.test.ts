@@ -8,9 +8,9 @@ import { execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
-import { after, before, describe, test } from "node:test";
 import { type Moto, startMoto } from "../helpers/moto.ts";
 import { REPO_ROOT } from "../helpers/tools.ts";
 
@@ -25,15 +25,30 @@ const ISSUER = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXA
 
 interface Policy {
   Version: string;
-  Statement: Array<{ Sid: string; Action: string[]; Resource?: string[]; Condition?: unknown; Principal?: unknown }>;
+  Statement: Array<{
+    Sid: string;
+    Action: string[];
+    Resource?: string[];
+    Condition?: unknown;
+    Principal?: unknown;
+  }>;
 }
 interface Report {
-  roles: Array<{ roleArn: string; serviceAccounts: string[]; policy: Policy; trustPolicy?: Policy; notes: string[] }>;
+  roles: Array<{
+    roleArn: string;
+    serviceAccounts: string[];
+    policy: Policy;
+    trustPolicy?: Policy;
+    notes: string[];
+  }>;
   rotationController?: { roleArn: string; policy: Policy };
 }
 
 /** Runs the built CLI; never throws for a non-zero exit. */
-async function cli(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -78,9 +93,13 @@ async function verdict(
 
 /** The hclfmt binary, built once by scripts/build-binaries.sh (cached). */
 async function hclfmt(): Promise<string> {
-  const { stdout } = await execFileAsync("bash", [join(REPO_ROOT, "scripts", "build-binaries.sh"), "hclfmt"], {
-    maxBuffer: 1 << 20,
-  });
+  const { stdout } = await execFileAsync(
+    "bash",
+    [join(REPO_ROOT, "scripts", "build-binaries.sh"), "hclfmt"],
+    {
+      maxBuffer: 1 << 20,
+    },
+  );
   const dir = stdout.trim().split("\n").pop() as string;
   const { stdout: pin } = await execFileAsync("bash", [
     "-c",
@@ -195,7 +214,12 @@ describe("iam-policy: the generated policies under real evaluators", () => {
   });
 
   test("every secret of the pod, at its real ARN with the random suffix, is allowed", async () => {
-    for (const n of ["erp/production/rds", "erp/production/rds-abcdef", "erp/production/api/jwt", "erp/production/redis"]) {
+    for (const n of [
+      "erp/production/rds",
+      "erp/production/rds-abcdef",
+      "erp/production/api/jwt",
+      "erp/production/redis",
+    ]) {
       const arn = arns[n] as string;
       assert.match(arn, /-[A-Za-z0-9]{6}$/, "moto gives ARNs Secrets Manager's suffix");
       assert.equal(await verdict(api.policy, "secretsmanager:GetSecretValue", arn), "Allowed", n);
@@ -205,9 +229,12 @@ describe("iam-policy: the generated policies under real evaluators", () => {
   test("siblings whose names merely start the same way (every length) and other secrets are denied", async () => {
     const denied = Object.keys(arns).filter(
       (n) =>
-        !["erp/production/rds", "erp/production/rds-abcdef", "erp/production/api/jwt", "erp/production/redis"].includes(
-          n,
-        ),
+        ![
+          "erp/production/rds",
+          "erp/production/rds-abcdef",
+          "erp/production/api/jwt",
+          "erp/production/redis",
+        ].includes(n),
     );
     assert.ok(denied.length >= 12);
     for (const n of denied)
@@ -221,18 +248,43 @@ describe("iam-policy: the generated policies under real evaluators", () => {
   test("the same secret names in another account or partition are denied (even when that account allows the role)", async () => {
     const allowAll = {
       Version: "2012-10-17",
-      Statement: [{ Effect: "Allow", Principal: { AWS: API_ROLE }, Action: "secretsmanager:GetSecretValue", Resource: "*" }],
+      Statement: [
+        {
+          Effect: "Allow",
+          Principal: { AWS: API_ROLE },
+          Action: "secretsmanager:GetSecretValue",
+          Resource: "*",
+        },
+      ],
     };
-    for (const n of ["erp/production/rds", "erp/production/rds-abcdef", "erp/production/api/jwt", "erp/production/redis"]) {
+    for (const n of [
+      "erp/production/rds",
+      "erp/production/rds-abcdef",
+      "erp/production/api/jwt",
+      "erp/production/redis",
+    ]) {
       const foreign = (arns[n] as string).replace(`:${ACCOUNT}:`, `:${OTHER_ACCOUNT}:`);
-      assert.equal(await verdict(api.policy, "secretsmanager:GetSecretValue", foreign, allowAll), "ImplicitlyDenied", foreign);
+      assert.equal(
+        await verdict(api.policy, "secretsmanager:GetSecretValue", foreign, allowAll),
+        "ImplicitlyDenied",
+        foreign,
+      );
       const china = (arns[n] as string).replace("arn:aws:", "arn:aws-cn:").replace(REGION, "cn-north-1");
-      assert.equal(await verdict(api.policy, "secretsmanager:GetSecretValue", china), "ImplicitlyDenied", china);
+      assert.equal(
+        await verdict(api.policy, "secretsmanager:GetSecretValue", china),
+        "ImplicitlyDenied",
+        china,
+      );
     }
     // Control: the same resource policy does let a grant for that account through.
     const granted = {
       ...api.policy,
-      Statement: [{ ...api.policy.Statement[0], Resource: [`arn:aws:secretsmanager:${REGION}:${OTHER_ACCOUNT}:secret:*`] }],
+      Statement: [
+        {
+          ...api.policy.Statement[0],
+          Resource: [`arn:aws:secretsmanager:${REGION}:${OTHER_ACCOUNT}:secret:*`],
+        },
+      ],
     } as Policy;
     const foreign = (arns["erp/production/rds"] as string).replace(`:${ACCOUNT}:`, `:${OTHER_ACCOUNT}:`);
     assert.equal(await verdict(granted, "secretsmanager:GetSecretValue", foreign, allowAll), "Allowed");
@@ -240,7 +292,11 @@ describe("iam-policy: the generated policies under real evaluators", () => {
 
   test("the role may read nothing but values: no other action on its own secrets", async () => {
     const arn = arns["erp/production/rds"] as string;
-    for (const action of ["secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret", "secretsmanager:DeleteSecret"])
+    for (const action of [
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:DeleteSecret",
+    ])
       assert.equal(await verdict(api.policy, action, arn), "ImplicitlyDenied", action);
     // BatchGetSecretValue is allowed (only) because the webhook batches here.
     assert.equal(await verdict(api.policy, "secretsmanager:BatchGetSecretValue", "*"), "Allowed");
@@ -250,13 +306,22 @@ describe("iam-policy: the generated policies under real evaluators", () => {
     const worker = report.roles.find((x) => x.roleArn === WORKER_ROLE);
     assert.ok(worker);
     const w = worker.policy;
-    assert.equal(await verdict(w, "secretsmanager:GetSecretValue", arns["erp/production/worker"] as string), "Allowed");
-    assert.equal(await verdict(w, "secretsmanager:GetSecretValue", arns["erp/production/rds"] as string), "ImplicitlyDenied");
+    assert.equal(
+      await verdict(w, "secretsmanager:GetSecretValue", arns["erp/production/worker"] as string),
+      "Allowed",
+    );
+    assert.equal(
+      await verdict(w, "secretsmanager:GetSecretValue", arns["erp/production/rds"] as string),
+      "ImplicitlyDenied",
+    );
     assert.equal(
       await verdict(api.policy, "secretsmanager:GetSecretValue", arns["erp/production/worker"] as string),
       "ImplicitlyDenied",
     );
-    assert.deepEqual(worker.trustPolicy?.Statement.map((s) => s.Principal), [{ Service: "pods.eks.amazonaws.com" }]);
+    assert.deepEqual(
+      worker.trustPolicy?.Statement.map((s) => s.Principal),
+      [{ Service: "pods.eks.amazonaws.com" }],
+    );
   });
 
   test("the rotation controller may DescribeSecret the watched secrets, and not read them", async () => {
@@ -305,8 +370,14 @@ describe("iam-policy: the generated policies under real evaluators", () => {
       assert.deepEqual(out, { code: 0, text: "" }, JSON.stringify(p));
     }
     // Control: parliament does report a wildcard grant.
-    const wild = { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: "*" }] };
-    const { code } = await execFileAsync("bash", ["-c", `parliament --json <<< '${JSON.stringify(wild)}'`]).then(
+    const wild = {
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: "*" }],
+    };
+    const { code } = await execFileAsync("bash", [
+      "-c",
+      `parliament --json <<< '${JSON.stringify(wild)}'`,
+    ]).then(
       () => ({ code: 0 }),
       (e: { code: number }) => ({ code: e.code }),
     );
@@ -336,7 +407,13 @@ describe("iam-policy: the generated policies under real evaluators", () => {
     const bin = await hclfmt();
     const { stdout } = await execFileAsync(bin, ["-check", "-require-no-change", tf]);
     assert.equal(stdout, r.stdout);
-    for (const label of ["erp-api", "erp-api_trust", "erp-worker", "erp-worker_trust", "sm_injector_rotation"])
+    for (const label of [
+      "erp-api",
+      "erp-api_trust",
+      "erp-worker",
+      "erp-worker_trust",
+      "sm_injector_rotation",
+    ])
       assert.match(r.stdout, new RegExp(`^data "aws_iam_policy_document" "${label}" \\{$`, "m"));
     // Control: hclfmt does refuse broken HCL.
     await writeFile(tf, r.stdout.replace("statement {", "statement {{"));
