@@ -106,6 +106,7 @@ describe("iam-policy and dotenv on the command line", () => {
     ]) {
       const r = await cli(args, { cwd: dir });
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^sm-injector iam-policy: /, "the command's own usage error");
       assert.equal(r.stdout, "");
     }
   });
