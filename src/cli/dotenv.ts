@@ -1,13 +1,12 @@
 // `sm-injector dotenv -f FILE|-`: a .env.example of every variable the input's pods receive, for
 // local development. Never calls AWS and never writes a value.
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type ExampleSection, mergeSections, renderEnvExample } from "../envfile/example.ts";
-import { entryVariables, type PodFetch, podFetchesOf } from "../inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../spec/config.ts";
-import { DEFAULT_IMAGE, readStdin } from "./inject.ts";
+import { entryVariables, type PodFetch } from "../inject/pod-fetch.ts";
+import { finishEarly, readPodFetches, splitRoots } from "./pod-input.ts";
 
 const DEFAULT_OUTPUT = ".env.example";
 
@@ -72,7 +71,7 @@ function parseOptions(argv: string[]): { options: Options } | { exit: number; te
       output,
       ...(typeof values.region === "string" && { region: values.region }),
       ...(typeof values["allowed-output-roots"] === "string" && {
-        allowedOutputRoots: values["allowed-output-roots"].split(",").map((s) => s.trim()),
+        allowedOutputRoots: splitRoots(values["allowed-output-roots"]),
       }),
     },
   };
@@ -106,34 +105,12 @@ export function envIgnored(dir: string): Promise<boolean | undefined> {
   });
 }
 
-async function readInput(o: Options): Promise<{ pods: PodFetch[]; errors: string[] } | string> {
-  const config = InjectorConfigSchema.safeParse({
-    image: DEFAULT_IMAGE,
-    ...(o.region !== undefined && { defaultRegion: o.region }),
-    ...(o.allowedOutputRoots && { allowedOutputRoots: o.allowedOutputRoots }),
-  });
-  if (!config.success)
-    return `sm-injector dotenv: invalid options:\n${config.error.issues.map((i) => `  - ${i.path.join(".")}: ${i.message}`).join("\n")}\n`;
-  try {
-    const text = o.file === "-" ? await readStdin() : await readFile(o.file, "utf8");
-    return podFetchesOf(text, config.data);
-  } catch (e) {
-    return `sm-injector dotenv: cannot read ${o.file}: ${(e as Error).message}\n`;
-  }
-}
-
 export async function runDotenvCommand(argv: string[]): Promise<number> {
   const parsed = parseOptions(argv);
-  if ("exit" in parsed) {
-    (parsed.exit === 0 ? process.stdout : process.stderr).write(parsed.text);
-    return parsed.exit;
-  }
+  if ("exit" in parsed) return finishEarly(parsed);
   const o = parsed.options;
-  const read = await readInput(o);
-  if (typeof read === "string") {
-    process.stderr.write(read);
-    return 2;
-  }
+  const read = await readPodFetches("dotenv", o.file, o);
+  if ("usage" in read) return finishEarly({ exit: 2, text: read.usage });
   if (read.errors.length > 0) {
     for (const e of read.errors) process.stderr.write(`error: ${e}\n`);
     return 1;

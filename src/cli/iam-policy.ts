@@ -1,6 +1,5 @@
 // `sm-injector iam-policy -f FILE|-`: the least-privilege IAM policies for the roles the input's pods
 // fetch with, from the same decision the webhook makes on them. Never calls AWS.
-import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { type OidcProvider, parseOidcProvider, parseRoleArn } from "../iam/arn.ts";
 import {
@@ -11,9 +10,8 @@ import {
 } from "../iam/policy.ts";
 import { parseRoleFlags, roleNeedsOf, rotationReadsOf } from "../iam/roles.ts";
 import { type NamedDocument, renderTerraform, terraformLabel } from "../iam/terraform.ts";
-import { type PodFetch, podFetchesOf } from "../inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../spec/config.ts";
-import { DEFAULT_IMAGE, readStdin } from "./inject.ts";
+import type { PodFetch } from "../inject/pod-fetch.ts";
+import { finishEarly, readPodFetches, splitRoots } from "./pod-input.ts";
 
 const HELP = `sm-injector iam-policy -f FILE|- [flags]
 
@@ -113,33 +111,10 @@ function parseOptions(argv: string[]): Parsed {
         rotationRoleArn: values["rotation-role-arn"],
       }),
       ...(typeof values["allowed-output-roots"] === "string" && {
-        allowedOutputRoots: values["allowed-output-roots"].split(",").map((s) => s.trim()),
+        allowedOutputRoots: splitRoots(values["allowed-output-roots"]),
       }),
     },
   };
-}
-
-/** The pods of the input as the webhook would inject them with these options. */
-async function readPods(
-  o: Options,
-): Promise<{ pods: PodFetch[]; errors: string[] } | { exit: number; text: string }> {
-  const config = InjectorConfigSchema.safeParse({
-    image: DEFAULT_IMAGE,
-    batchGetSecretValue: o.batch,
-    ...(o.region !== undefined && { defaultRegion: o.region }),
-    ...(o.allowedOutputRoots && { allowedOutputRoots: o.allowedOutputRoots }),
-  });
-  if (!config.success) {
-    const msgs = config.error.issues.map((i) => `  - ${i.path.join(".")}: ${i.message}`);
-    return { exit: 2, text: `sm-injector iam-policy: invalid options:\n${msgs.join("\n")}\n` };
-  }
-  let text: string;
-  try {
-    text = o.file === "-" ? await readStdin() : await readFile(o.file, "utf8");
-  } catch (e) {
-    return { exit: 2, text: `sm-injector iam-policy: cannot read ${o.file}: ${(e as Error).message}\n` };
-  }
-  return podFetchesOf(text, config.data);
 }
 
 export interface IamPolicyReport {
@@ -239,16 +214,10 @@ const roleName = (arn: string) => arn.slice(arn.lastIndexOf("/") + 1);
 
 export async function runIamPolicyCommand(argv: string[]): Promise<number> {
   const parsed = parseOptions(argv);
-  if ("exit" in parsed) {
-    (parsed.exit === 0 ? process.stdout : process.stderr).write(parsed.text);
-    return parsed.exit;
-  }
+  if ("exit" in parsed) return finishEarly(parsed);
   const o = parsed.options;
-  const read = await readPods(o);
-  if ("exit" in read) {
-    process.stderr.write(read.text);
-    return read.exit;
-  }
+  const read = await readPodFetches("iam-policy", o.file, o);
+  if ("usage" in read) return finishEarly({ exit: 2, text: read.usage });
   const { report, errors, warnings } = buildReport(o, read.pods);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const all = [...read.errors, ...errors];

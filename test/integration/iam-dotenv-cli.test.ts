@@ -1,7 +1,7 @@
 // The built CLI's `iam-policy` and `dotenv`: exit codes like `inject` (0 written, 1 a pod cannot be
 // served, 2 usage), stdin, the .env git-ignore warning with real git, and neither command touching AWS.
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -9,9 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { REPO_ROOT } from "../helpers/tools.ts";
+import { runCli } from "../helpers/cli.ts";
 
-const CLI = join(REPO_ROOT, "dist", "sm-injector.mjs");
 const ROLE = "arn:aws:iam::111122223333:role/erp-api";
 
 const APP = `
@@ -35,35 +34,7 @@ spec:
 `;
 const NO_ROLE = APP.split("---\n")[1] as string;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(
-  args: string[],
-  opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: opts.cwd ?? REPO_ROOT,
-      env: { ...process.env, ...opts.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.input ?? "");
-  });
-}
+const cli = runCli;
 
 describe("iam-policy and dotenv on the command line", () => {
   let dir: string;

@@ -4,18 +4,18 @@
 // does not check), linted by parliament (PyPI), and the Terraform output parsed and format-checked
 // by hclfmt (HCL's own parser, built from github.com/hashicorp/hcl/v2 by scripts/build-binaries.sh).
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { runCli, runWithInput } from "../helpers/cli.ts";
 import { type Moto, startMoto } from "../helpers/moto.ts";
 import { REPO_ROOT } from "../helpers/tools.ts";
 
 const execFileAsync = promisify(execFile);
-const CLI = join(REPO_ROOT, "dist", "sm-injector.mjs");
 const ACCOUNT = "123456789012"; // moto's default account
 const OTHER_ACCOUNT = "210987654321";
 const REGION = "eu-west-1";
@@ -45,25 +45,7 @@ interface Report {
 }
 
 /** Runs the built CLI; never throws for a non-zero exit. */
-async function cli(
-  args: string[],
-  input?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input ?? "");
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 /** The verdict of a real IAM evaluator on one request under the role's identity policy (and an optional resource policy). */
 async function verdict(
@@ -354,33 +336,15 @@ describe("iam-policy: the generated policies under real evaluators", () => {
     policies.push(...(JSON.parse(kms.stdout) as Report).roles.map((r) => r.policy));
     for (const p of policies) {
       assert.ok(p);
-      const out = await new Promise<{ code: number; text: string }>((resolve, reject) => {
-        const child = spawn("parliament", ["--json"], { stdio: ["pipe", "pipe", "pipe"] });
-        let text = "";
-        child.stdout.on("data", (c) => {
-          text += c;
-        });
-        child.stderr.on("data", (c) => {
-          text += c;
-        });
-        child.once("error", reject);
-        child.once("close", (code) => resolve({ code: code ?? -1, text }));
-        child.stdin.end(JSON.stringify(p));
-      });
-      assert.deepEqual(out, { code: 0, text: "" }, JSON.stringify(p));
+      const out = await runWithInput("parliament", ["--json"], { input: JSON.stringify(p) });
+      assert.deepEqual(out, { code: 0, stdout: "", stderr: "" }, JSON.stringify(p));
     }
     // Control: parliament does report a wildcard grant.
     const wild = {
       Version: "2012-10-17",
       Statement: [{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: "*" }],
     };
-    const { code } = await execFileAsync("bash", [
-      "-c",
-      `parliament --json <<< '${JSON.stringify(wild)}'`,
-    ]).then(
-      () => ({ code: 0 }),
-      (e: { code: number }) => ({ code: e.code }),
-    );
+    const { code } = await runWithInput("parliament", ["--json"], { input: JSON.stringify(wild) });
     assert.equal(code, 1);
   });
 
