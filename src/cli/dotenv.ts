@@ -3,10 +3,9 @@
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { type ExampleSection, mergeSections, renderEnvExample } from "../envfile/example.ts";
 import { entryVariables, type PodFetch } from "../inject/pod-fetch.ts";
-import { finishEarly, readPodFetches, splitRoots } from "./pod-input.ts";
+import { type DecisionOptions, finishEarly, parseInputArgs, readPodFetches } from "./pod-input.ts";
 
 const DEFAULT_OUTPUT = ".env.example";
 
@@ -30,51 +29,21 @@ Examples:
   helm template charts/api | sm-injector dotenv -f - -o -
 `;
 
-interface Options {
+interface Options extends DecisionOptions {
   file: string;
   output: string;
-  region?: string;
-  allowedOutputRoots?: string[];
 }
 
 function parseOptions(argv: string[]): { options: Options } | { exit: number; text: string } {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        filename: { type: "string", short: "f" },
-        output: { type: "string", short: "o" },
-        region: { type: "string" },
-        "allowed-output-roots": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    return { exit: 2, text: `sm-injector dotenv: ${(e as Error).message}\n\n${HELP}` };
-  }
-  if (values.help) return { exit: 0, text: HELP };
-  const file = values.filename as string | undefined;
-  if (!file)
-    return { exit: 2, text: `sm-injector dotenv: -f FILE is required (use -f - for stdin)\n\n${HELP}` };
-  const output = (values.output as string | undefined) ?? DEFAULT_OUTPUT;
+  const parsed = parseInputArgs("dotenv", HELP, argv, { output: { type: "string", short: "o" } });
+  if ("exit" in parsed) return parsed;
+  const output = (parsed.values.output as string | undefined) ?? DEFAULT_OUTPUT;
   if (output !== "-" && basename(output) === ".env")
     return {
       exit: 2,
       text: `sm-injector dotenv: refusing to write ${output}: it would replace your development values with empty ones; write ${DEFAULT_OUTPUT} and copy it\n`,
     };
-  return {
-    options: {
-      file,
-      output,
-      ...(typeof values.region === "string" && { region: values.region }),
-      ...(typeof values["allowed-output-roots"] === "string" && {
-        allowedOutputRoots: splitRoots(values["allowed-output-roots"]),
-      }),
-    },
-  };
+  return { options: { ...parsed.decision, file: parsed.file, output } };
 }
 
 function sectionOf(pod: PodFetch): ExampleSection {

@@ -1,6 +1,5 @@
 // `sm-injector iam-policy -f FILE|-`: the least-privilege IAM policies for the roles the input's pods
 // fetch with, from the same decision the webhook makes on them. Never calls AWS.
-import { parseArgs } from "node:util";
 import { type OidcProvider, parseOidcProvider, parseRoleArn } from "../iam/arn.ts";
 import {
   buildRolePolicies,
@@ -11,7 +10,7 @@ import {
 import { parseRoleFlags, roleNeedsOf, rotationReadsOf } from "../iam/roles.ts";
 import { type NamedDocument, renderTerraform, terraformLabel } from "../iam/terraform.ts";
 import type { PodFetch } from "../inject/pod-fetch.ts";
-import { finishEarly, readPodFetches, splitRoots } from "./pod-input.ts";
+import { type DecisionOptions, finishEarly, parseInputArgs, readPodFetches } from "./pod-input.ts";
 
 const HELP = `sm-injector iam-policy -f FILE|- [flags]
 
@@ -45,49 +44,31 @@ Examples:
   helm template charts/api | sm-injector iam-policy -f - --output terraform > iam.tf
 `;
 
-interface Options {
+interface Options extends DecisionOptions {
   file: string;
   output: "json" | "terraform";
   roleArns: string[];
   account?: string;
-  region?: string;
   oidcProvider?: string;
   kmsKeyArns: string[];
   batch: boolean;
   rotationRoleArn?: string;
-  allowedOutputRoots?: string[];
 }
 
 type Parsed = { options: Options } | { exit: number; text: string };
 
 function parseOptions(argv: string[]): Parsed {
-  let values: Record<string, string | string[] | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        filename: { type: "string", short: "f" },
-        output: { type: "string", short: "o" },
-        "role-arn": { type: "string", multiple: true },
-        account: { type: "string" },
-        region: { type: "string" },
-        "oidc-provider": { type: "string" },
-        "kms-key-arn": { type: "string", multiple: true },
-        "batch-get-secret-value": { type: "boolean" },
-        "rotation-role-arn": { type: "string" },
-        "allowed-output-roots": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    return { exit: 2, text: `sm-injector iam-policy: ${(e as Error).message}\n\n${HELP}` };
-  }
-  if (values.help) return { exit: 0, text: HELP };
-  const file = values.filename as string | undefined;
-  if (!file)
-    return { exit: 2, text: `sm-injector iam-policy: -f FILE is required (use -f - for stdin)\n\n${HELP}` };
+  const parsed = parseInputArgs("iam-policy", HELP, argv, {
+    output: { type: "string", short: "o" },
+    "role-arn": { type: "string", multiple: true },
+    account: { type: "string" },
+    "oidc-provider": { type: "string" },
+    "kms-key-arn": { type: "string", multiple: true },
+    "batch-get-secret-value": { type: "boolean" },
+    "rotation-role-arn": { type: "string" },
+  });
+  if ("exit" in parsed) return parsed;
+  const { values, file, decision } = parsed;
   const output = (values.output as string | undefined) ?? "json";
   if (output !== "json" && output !== "terraform")
     return {
@@ -99,19 +80,16 @@ function parseOptions(argv: string[]): Parsed {
     return { exit: 2, text: `sm-injector iam-policy: --account must be a 12-digit AWS account id\n` };
   return {
     options: {
+      ...decision,
       file,
       output,
       roleArns: (values["role-arn"] as string[] | undefined) ?? [],
       kmsKeyArns: (values["kms-key-arn"] as string[] | undefined) ?? [],
       batch: values["batch-get-secret-value"] === true,
       ...(account !== undefined && { account }),
-      ...(typeof values.region === "string" && { region: values.region }),
       ...(typeof values["oidc-provider"] === "string" && { oidcProvider: values["oidc-provider"] }),
       ...(typeof values["rotation-role-arn"] === "string" && {
         rotationRoleArn: values["rotation-role-arn"],
-      }),
-      ...(typeof values["allowed-output-roots"] === "string" && {
-        allowedOutputRoots: splitRoots(values["allowed-output-roots"]),
       }),
     },
   };
