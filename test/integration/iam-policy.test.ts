@@ -227,6 +227,30 @@ describe("iam-policy: the generated policies under real evaluators", () => {
       );
   });
 
+  test("the grant of erp/production/rds alone matches its own ARN and no longer name, rds-abcdef included", async () => {
+    const [read] = api.policy.Statement;
+    assert.ok(read?.Resource);
+    const only = {
+      ...api.policy,
+      Statement: [
+        { ...read, Resource: read.Resource.filter((r) => r.endsWith(":secret:erp/production/rds-??????")) },
+      ],
+    } as Policy;
+    assert.equal(only.Statement[0]?.Resource?.length, 1);
+    assert.equal(
+      await verdict(only, "secretsmanager:GetSecretValue", arns["erp/production/rds"] as string),
+      "Allowed",
+    );
+    for (const n of Object.keys(arns).filter(
+      (k) => k.startsWith("erp/production/rd") && k !== "erp/production/rds",
+    ))
+      assert.equal(
+        await verdict(only, "secretsmanager:GetSecretValue", arns[n] as string),
+        "ImplicitlyDenied",
+        `${n} (${arns[n]})`,
+      );
+  });
+
   test("the same secret names in another account or partition are denied (even when that account allows the role)", async () => {
     const allowAll = {
       Version: "2012-10-17",
