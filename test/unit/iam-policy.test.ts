@@ -3,9 +3,9 @@
 // test/integration/iam-policy.test.ts.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildReport, reportTerraform } from "../../src/cli/iam-policy.ts";
 import { oidcProviderArn, parseOidcProvider, parseRoleArn, secretGrant } from "../../src/iam/arn.ts";
 import { buildRolePolicies, checkKmsKeyArns, type RoleNeeds } from "../../src/iam/policy.ts";
+import { buildReport, type ReportOptions, reportTerraform } from "../../src/iam/report.ts";
 import { hclString, terraformLabel } from "../../src/iam/terraform.ts";
 import { entrySources, podFetchesOf } from "../../src/inject/pod-fetch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
@@ -18,14 +18,7 @@ const role = () => {
   return r.value;
 };
 const config = InjectorConfigSchema.parse({ image: "sm-injector:test" });
-const options = (o: Partial<Parameters<typeof buildReport>[0]> = {}) => ({
-  file: "app.yaml",
-  output: "json" as const,
-  roleArns: [],
-  kmsKeyArns: [],
-  batch: false,
-  ...o,
-});
+const options = (o: Partial<ReportOptions> = {}): ReportOptions => ({ roleArns: [], kmsKeyArns: [], ...o });
 
 describe("iam-policy: secret resources", () => {
   test("a name becomes its ARN with IAM's six-character suffix pattern, in the role's account", () => {
@@ -301,7 +294,7 @@ spec:
 `;
 const docs = (...d: string[]) => d.join("---\n");
 
-async function report(text: string, o: Partial<Parameters<typeof buildReport>[0]> = {}) {
+async function report(text: string, o: Partial<ReportOptions> = {}) {
   const read = await podFetchesOf(text, config);
   const built = buildReport(options(o), read.pods);
   return { ...built, errors: [...read.errors, ...built.errors] };
