@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the binaries of the e2e test bed from the Go module proxy:
-#   kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3).
+#   kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3),
+#   hclfmt (github.com/hashicorp/hcl/v2: the HCL parser that checks `iam-policy --output terraform`).
 # Versions are pinned in scripts/versions.env. Output: the bin directory, on stdout (last line).
 # Progress goes to stderr. Nothing is written to the repository: the wrapper Go modules live under
 # the cache directory.
 #
-# Usage: scripts/build-binaries.sh [kube-apiserver|etcd|helm ...]   (default: all three)
+# Usage: scripts/build-binaries.sh [kube-apiserver|etcd|helm|hclfmt ...]   (default: all four)
 # Env:   SM_INJECTOR_CACHE  cache root (default: $HOME/.cache/sm-injector)
 set -euo pipefail
 
@@ -29,17 +30,20 @@ BIN_DIR="${CACHE_ROOT}/bin-k8s${KUBERNETES_VERSION}-etcd${ETCD_VERSION}-helm${HE
 SRC_DIR="${CACHE_ROOT}/src"
 
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(kube-apiserver etcd helm); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(kube-apiserver etcd helm hclfmt); fi
 for t in "${targets[@]}"; do
   case "${t}" in
-  kube-apiserver | etcd | helm) ;;
-  *) die "unknown binary '${t}' (expected kube-apiserver, etcd or helm)" ;;
+  kube-apiserver | etcd | helm | hclfmt) ;;
+  *) die "unknown binary '${t}' (expected kube-apiserver, etcd, helm or hclfmt)" ;;
   esac
 done
 
 # Fast path: everything already built for these versions (no Go needed).
 missing=0
-for t in "${targets[@]}"; do [[ -x "${BIN_DIR}/${t}" ]] || missing=1; done
+for t in "${targets[@]}"; do
+  [[ "${t}" == hclfmt ]] && t="hclfmt-${HCL_VERSION}"
+  [[ -x "${BIN_DIR}/${t}" ]] || missing=1
+done
 if [[ ${missing} -eq 0 ]]; then
   printf '%s\n' "${BIN_DIR}"
   exit 0
@@ -217,11 +221,34 @@ build_helm() {
   log "helm ${HELM_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
 
+# hclfmt: the binary's name carries HCL_VERSION (BIN_DIR does not), so a new pin builds anew.
+build_hclfmt() {
+  local out="${BIN_DIR}/hclfmt-${HCL_VERSION}"
+  if [[ -x "${out}" ]]; then
+    log "hclfmt ${HCL_VERSION}: cached"
+    return
+  fi
+  log "building hclfmt ${HCL_VERSION} with ${GO_VERSION}…"
+  local start=${SECONDS}
+  local mod="${SRC_DIR}/hclfmt-${HCL_VERSION}"
+  mkdir -p "${mod}"
+  local gomod
+  gomod="$(go_mod_of "github.com/hashicorp/hcl/v2@${HCL_VERSION}")"
+  [[ -f "${gomod}" ]] || die "could not download github.com/hashicorp/hcl/v2@${HCL_VERSION}"
+  check_go_line "${gomod}"
+  printf 'module sm-injector.local/hclfmt\n\ngo %s\n\nrequire github.com/hashicorp/hcl/v2 %s\n' \
+    "$(awk '$1 == "go" { print $2; exit }' "${gomod}")" "${HCL_VERSION}" >"${mod}/go.mod"
+  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${out}.tmp" github.com/hashicorp/hcl/v2/cmd/hclfmt)
+  mv -f "${out}.tmp" "${out}"
+  log "hclfmt ${HCL_VERSION}: built in $(elapsed $((SECONDS - start)))"
+}
+
 for t in "${targets[@]}"; do
   case "${t}" in
   kube-apiserver) build_kube_apiserver ;;
   etcd) build_etcd ;;
   helm) build_helm ;;
+  hclfmt) build_hclfmt ;;
   esac
 done
 
