@@ -62,11 +62,13 @@ PYTHON_DROP="debconf openssl openssl-provider-legacy"
 
 sha() { sha256sum | cut -c1-16; }
 
-# The key of an image: the hash of its recipe (this script, the files it is built from) and pins.
+# The key of an image: the hash of its recipe (the functions that build it, the files it is built
+# from, the pins), so that editing one image's recipe rebuilds that image only.
 key_of() {
   {
     printf '%s\n' "$@"
-    cat "${BASH_SOURCE[0]}" "${REPO_ROOT}/images/rootfs/extract-hook.sh"
+    declare -f extract_rootfs strip_rootfs finish_rootfs tar_rootfs bud export_archive
+    cat "${REPO_ROOT}/images/rootfs/extract-hook.sh"
   } | sha
 }
 
@@ -213,7 +215,7 @@ fetch_node() {
 build_node_base() {
   local arch="$1" key ctx
   local archive="${OUT}/node-base-${arch}.oci.tar"
-  key="$(key_of node-base "${arch}" "${NODE_VERSION}" "${IMAGE_DEBIAN_SUITE}" "${BASE_PACKAGES}" \
+  key="$(key_of node-base "$(declare -f build_node_base fetch_node)" "${arch}" "${NODE_VERSION}" "${IMAGE_DEBIAN_SUITE}" "${BASE_PACKAGES}" \
     "${BASE_DROP}" "$(cat "${REPO_ROOT}/images/node-base/Containerfile")")"
   if is_current "${archive}" "${key}"; then
     log "node-base ${arch}: cached"
@@ -291,7 +293,7 @@ build_sm_injector() {
   local key arch
   [[ -f "${REPO_ROOT}/dist/sm-injector.mjs" ]] || die "dist/ is missing: run \`npm run build\` first"
   for arch in "${ARCHES[@]}"; do build_node_base "${arch}"; done
-  key="$(key_of sm-injector "$(cat "${OUT}"/node-base-*.oci.tar.key)" "$(cat "${REPO_ROOT}/Dockerfile")" \
+  key="$(key_of sm-injector "$(declare -f build_sm_injector build_sm_injector_arch build_sm_injector_index bundle_context)" "$(cat "${OUT}"/node-base-*.oci.tar.key)" "$(cat "${REPO_ROOT}/Dockerfile")" \
     "$(cd "${REPO_ROOT}" && find dist -type f -print0 | sort -z | xargs -0 sha256sum)")"
   for arch in "${ARCHES[@]}"; do build_sm_injector_arch "${arch}" "${key}"; done
   build_sm_injector_index "${key}"
@@ -300,7 +302,7 @@ build_sm_injector() {
 build_standin() {
   local arch="$1" key ctx name="localhost/sm-injector-standin:${VERSION}"
   local archive="${OUT}/standin-${arch}.oci.tar"
-  key="$(key_of standin "${arch}" "$(cat "${REPO_ROOT}"/images/standin/*)")"
+  key="$(key_of standin "$(declare -f build_standin)" "${arch}" "$(cat "${REPO_ROOT}"/images/standin/*)")"
   if is_current "${archive}" "${key}"; then
     log "standin ${arch}: cached"
     return
@@ -347,7 +349,7 @@ app_site_packages() {
 build_app() {
   local arch="$1" key ctx name="localhost/sm-injector-example-app:${VERSION}"
   local archive="${OUT}/app-${arch}.oci.tar"
-  key="$(key_of app "${arch}" "${PYTHON_PACKAGES}" "${PYTHON_DROP}" \
+  key="$(key_of app "$(declare -f build_app app_site_packages)" "${arch}" "${PYTHON_PACKAGES}" "${PYTHON_DROP}" \
     "$(find "${REPO_ROOT}/images/app" -type f -print0 | sort -z | xargs -0 cat)")"
   if is_current "${archive}" "${key}"; then
     log "app ${arch}: cached"
@@ -375,7 +377,7 @@ build_app() {
 # from: busybox-static + the CA bundle + tzdata from Debian (one rootfs tar for all three).
 peer_base_tar() {
   local tar="${WORK}/peer-base-amd64.tar" key dir="${WORK}/peer-base-amd64"
-  key="$(key_of peer-base)"
+  key="$(key_of peer-base "$(declare -f peer_base_tar)" "${BASE_DROP}")"
   if [[ -f "${tar}" && "$(cat "${tar}.key" 2>/dev/null)" == "${key}" ]]; then
     printf '%s\n' "${tar}"
     return
@@ -392,7 +394,7 @@ peer_base_tar() {
 build_peer_image() {
   local name="$1" bin="$2" path="$3" user="$4" archive="${OUT}/peer-$1-amd64.oci.tar" key ctx base
   base="$(peer_base_tar)"
-  key="$(key_of peer "$@" "$(cat "${base}.key")" "$(sha256sum <"${bin}")" "$(cat "${REPO_ROOT}/images/peers/Containerfile")")"
+  key="$(key_of peer "$(declare -f build_peer_image)" "$@" "$(cat "${base}.key")" "$(sha256sum <"${bin}")" "$(cat "${REPO_ROOT}/images/peers/Containerfile")")"
   if is_current "${archive}" "${key}"; then
     log "peer ${name} image: cached"
     return
@@ -409,20 +411,29 @@ build_peer_image() {
   rm -rf "${ctx}"
 }
 
-# The binaries come from scripts/build-peers.sh (the side-by-side bench's: pinned sources, cached).
+# The binaries come from scripts/build-peers.sh (the side-by-side bench's: pinned sources, cached);
+# a peer it cannot build here (secrets-init needs a git clone) is left out, said on stderr.
 build_peers() {
-  local script="${SM_INJECTOR_PEERS_SCRIPT:-${SCRIPT_DIR}/build-peers.sh}" bin_dir
+  local script="${SM_INJECTOR_PEERS_SCRIPT:-${SCRIPT_DIR}/build-peers.sh}" bin_dir name path user
   if [[ ! -f "${script}" ]]; then
     log "peers: skipped (${script}, which builds them, is not here)"
     return
   fi
-  bin_dir="$(bash "${script}" | tail -n1)"
-  # vault-k8s: alpine + ca-certificates, libcap, su-exec, iputils; /bin/vault-k8s, user vault.
-  build_peer_image vault-k8s "${bin_dir}/vault-k8s" /bin/vault-k8s 100
-  # bank-vaults secret-init: alpine + ca-certificates, tzdata; /usr/local/bin/secret-init, USER 65534.
-  build_peer_image secret-init "${bin_dir}/secret-init" /usr/local/bin/secret-init 65534
-  # doitintl secrets-init: busybox + the CA bundle; /secrets-init, user 1000.
-  build_peer_image secrets-init "${bin_dir}/secrets-init" /secrets-init 1000
+  # name, where upstream puts the binary, upstream's user:
+  #   vault-k8s: alpine + ca-certificates, libcap, su-exec, iputils; user vault (100);
+  #   bank-vaults secret-init: alpine + ca-certificates, tzdata; USER 65534;
+  #   doitintl secrets-init: busybox + the CA bundle; user 1000.
+  while read -r name path user; do
+    if ! bin_dir="$(bash "${script}" "${name}" | tail -n1)"; then
+      log "peer ${name}: skipped (${script} ${name} failed, see above)"
+      continue
+    fi
+    build_peer_image "${name}" "${bin_dir}/${name}" "${path}" "${user}"
+  done <<'PEERS'
+vault-k8s /bin/vault-k8s 100
+secret-init /usr/local/bin/secret-init 65534
+secrets-init /secrets-init 1000
+PEERS
 }
 
 # --- main ----------------------------------------------------------------------------------------
@@ -461,4 +472,6 @@ main() {
   print_archives
 }
 
-main "$@"
+# (exit on the same line: bash reads a script as it runs, and an edit of this file mid-run must not
+# make it read on into the edited text)
+main "$@"; exit
