@@ -13,11 +13,9 @@
 ARG NODE_MAJOR=26
 # The runtime base. scripts/build-images.sh passes a base it makes locally (Debian libraries +
 # the official Node.js binary, same layout: no registry needed); everyone else gets distroless.
+# (It also replaces the build stage with the bundle built on the host, `--build-context
+# build=DIR`, so its offline amd64 and arm64 builds run no npm and no foreign binary.)
 ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs${NODE_MAJOR}-debian13:nonroot
-# Where the bundle (/src/dist/) comes from: the build stage below, or an image holding a bundle
-# built elsewhere (scripts/build-images.sh: dist/ built once on the host, so the offline amd64 and
-# arm64 builds run no npm and no foreign binary).
-ARG BUNDLE=build
 FROM --platform=$BUILDPLATFORM node:${NODE_MAJOR}-trixie-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -27,15 +25,13 @@ COPY scripts/build.mjs scripts/pinned-node.mjs scripts/versions.env ./scripts/
 COPY src ./src
 RUN npm run build && node dist/sm-injector.mjs version
 
-FROM ${BUNDLE} AS bundle
-
 # Runtime: distroless Node.js NODE_MAJOR (Debian 13) - no shell, no package manager, runs as the
 # nonroot user (65532). `webhook` and `fetch` need nothing but node and the bundle.
 FROM ${RUNTIME_IMAGE} AS runtime
 # The bundle (entry, chunks, third-party licence files from esbuild's legalComments, and whatever
 # else scripts/build.mjs writes into dist/, e.g. a startup snapshot blob), nothing else. The stage
 # only copies files, so a multi-arch build runs nothing of the target architecture.
-COPY --from=bundle /src/dist/ /app/
+COPY --from=build /src/dist/ /app/
 ENV NODE_ENV=production \
     PATH=/nodejs/bin:/usr/local/bin:/usr/bin:/bin
 USER 65532:65532

@@ -236,9 +236,11 @@ build_node_base() {
   ensure_in_storage "${archive}" "${NODE_BASE}-${arch}"
 }
 
-# The bundle (dist/) for arch $1 as an image the Dockerfile's `bundle` stage can start from, so the
-# offline build needs neither the node:* build image nor npm ci. A startup snapshot blob is tied to
-# the Node version and the CPU architecture it was built on: only the build machine's arch gets it.
+# The bundle (dist/) for arch $1, as the build context that replaces the Dockerfile's build stage
+# (`--build-context build=DIR`: docker buildx and buildah both let a named context stand in for a
+# stage), so the offline build needs neither the node:* build image nor npm ci. A startup snapshot
+# blob is tied to the Node version and the CPU architecture it was made on: only the build
+# machine's arch gets it (see the report of issue 15 for arm64).
 bundle_context() {
   local arch="$1" host_arch
   local ctx="${WORK}/bundle-${arch}"
@@ -247,7 +249,6 @@ bundle_context() {
   mkdir -p "${ctx}/src"
   cp -a "${REPO_ROOT}/dist" "${ctx}/src/dist"
   if [[ "${arch}" != "${host_arch}" ]]; then find "${ctx}/src/dist" -name '*.blob' -delete; fi
-  printf 'FROM scratch\nCOPY src/ /src/\n' >"${ctx}/Containerfile"
   printf '%s\n' "${ctx}"
 }
 
@@ -261,10 +262,8 @@ build_sm_injector_arch() {
   fi
   log "sm-injector ${arch}: buildah bud of the Dockerfile on ${NODE_BASE}-${arch}…"
   ctx="$(bundle_context "${arch}")"
-  bud --platform "linux/${arch}" -f "${ctx}/Containerfile" -t "localhost/sm-injector-bundle:${arch}" "${ctx}"
   bud --platform "linux/${arch}" -f "${REPO_ROOT}/Dockerfile" \
-    --build-arg "RUNTIME_IMAGE=${NODE_BASE}-${arch}" \
-    --build-arg "BUNDLE=localhost/sm-injector-bundle:${arch}" \
+    --build-arg "RUNTIME_IMAGE=${NODE_BASE}-${arch}" --build-context "build=${ctx}" \
     -t "${IMAGE_NAME}-${arch}" "${REPO_ROOT}"
   export_archive "${IMAGE_NAME}-${arch}" "${archive}" "${IMAGE_NAME}" "${key}-${arch}"
   rm -rf "${ctx}"
@@ -341,7 +340,7 @@ app_site_packages() {
       -r "${REPO_ROOT}/images/app/requirements.txt" -d "${wheels}"
     cp "${REPO_ROOT}/images/app/requirements.txt" "${wheels}/.complete"
   fi
-  python3 -m pip install --quiet --disable-pip-version-check --no-index --find-links "${wheels}" \
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-index --find-links "${wheels}" \
     "${pip_target[@]}" --no-compile --target "${dest}" -r "${REPO_ROOT}/images/app/requirements.txt"
   rm -rf "${dest:?}/bin"
 }

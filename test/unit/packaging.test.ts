@@ -116,12 +116,8 @@ describe("Dockerfile", async () => {
   test("runtime: only the bundle (dist/: entry + chunks) is copied (no node_modules), non-root 65532, node + bundle entrypoint", () => {
     const copies = of(runtime, "COPY");
     assert.ok(copies.length > 0);
-    // The bundle stage is the build stage unless scripts/build-images.sh passes a prebuilt bundle.
-    const bundle = stages.find((s) => s.name === "bundle");
-    assert.equal(bundle?.from, build.name, "by default the bundle comes from the build stage");
-    assert.deepEqual(bundle?.instructions, [], "the bundle stage only names where the bundle comes from");
     for (const c of copies) {
-      assert.match(c, /^--from=bundle\s+\/src\/dist\/?\s+\/app\/?$/, c);
+      assert.match(c, new RegExp(`^--from=${build.name}\\s+\\S*/dist/?\\s+/app/?$`), c);
       assert.doesNotMatch(c, /node_modules/);
     }
     assert.deepEqual(of(runtime, "ADD"), []);
