@@ -269,22 +269,48 @@ build_sm_injector_arch() {
   rm -rf "${ctx}"
 }
 
-# The multi-arch OCI index over the per-arch images.
+# The multi-arch OCI index over the per-arch archives: their blobs as they are (no second
+# compression) and an index naming each manifest with its platform.
 build_sm_injector_index() {
-  local key="$1" archive="${OUT}/sm-injector.oci.tar" list="localhost/sm-injector-list:${VERSION}" arch
+  local key="$1" archive="${OUT}/sm-injector.oci.tar" arch
+  local layout="${WORK}/sm-injector-index"
   if is_current "${archive}" "${key}-${ARCHES[*]}"; then
     log "sm-injector index: cached"
     return
   fi
   log "sm-injector index (${ARCHES[*]})…"
-  buildah manifest rm "${list}" >/dev/null 2>&1 || true
-  buildah manifest create "${list}" >/dev/null
+  rm -rf "${layout}"
+  mkdir -p "${layout}"
   for arch in "${ARCHES[@]}"; do
-    buildah manifest add "${list}" "containers-storage:${IMAGE_NAME}-${arch}" >/dev/null
+    tar -xf "${OUT}/sm-injector-${arch}.oci.tar" -C "${layout}"
+    mv "${layout}/index.json" "${layout}/index-${arch}.json"
   done
+  python3 - "${layout}" "${IMAGE_NAME}" "${ARCHES[@]}" <<'PY'
+import hashlib, json, os, sys
+layout, name, arches = sys.argv[1], sys.argv[2], sys.argv[3:]
+def write_blob(doc):
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+manifests = []
+for arch in arches:
+    path = os.path.join(layout, f"index-{arch}.json")
+    m = json.load(open(path))["manifests"][0]
+    os.remove(path)
+    manifests.append({"mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"],
+                      "platform": {"architecture": arch, "os": "linux"}})
+index_type = "application/vnd.oci.image.index.v1+json"
+ref = write_blob({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests})
+top = {"schemaVersion": 2, "manifests": [{"mediaType": index_type, **ref,
+       "annotations": {"org.opencontainers.image.ref.name": name}}]}
+json.dump(top, open(os.path.join(layout, "index.json"), "w"), separators=(",", ":"))
+PY
   rm -f "${archive}" "${archive}.key"
-  buildah manifest push --quiet --all --format oci "${list}" "oci-archive:${archive}.tmp:${IMAGE_NAME}"
+  tar --sort=name --mtime="@${EPOCH}" --numeric-owner -C "${layout}" -cf "${archive}.tmp" oci-layout index.json blobs
   mv "${archive}.tmp" "${archive}"
+  rm -rf "${layout}"
   printf '%s\n' "${key}-${ARCHES[*]}" >"${archive}.key"
 }
 
