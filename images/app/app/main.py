@@ -10,6 +10,7 @@ import hashlib
 import os
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE = os.environ.get("SM_INJECTOR_ENV_FILE", "/run/sm-injector/env")
@@ -30,8 +31,21 @@ def env_file_names() -> set[str]:
     return {name for name in dotenv_values(ENV_FILE) if name}
 
 
+def load_settings() -> Settings:
+    """The settings, or exit naming each missing or invalid setting and never its value (pydantic's
+    own message would print the input it was given, secrets included)."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in e.errors(include_input=False, include_url=False)
+        )
+        raise SystemExit(f"settings from {ENV_FILE} are incomplete: {problems}") from None
+
+
 # Loaded once at start-up, like a real app: a missing file or setting stops uvicorn here.
-settings = Settings()
+settings = load_settings()
 app = FastAPI(title="sm-injector example app")
 
 
