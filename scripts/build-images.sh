@@ -55,10 +55,9 @@ NODE_BASE="localhost/sm-injector-node-base:${NODE_VERSION}-${IMAGE_DEBIAN_SUITE}
 # (their package scripts never run in an extract; Node links OpenSSL statically).
 BASE_PACKAGES="libc6,libgcc-s1,libstdc++6,libatomic1,netbase,ca-certificates,tzdata"
 BASE_DROP="debconf openssl openssl-provider-legacy libssl3t64 libzstd1 zlib1g"
-PYTHON_PACKAGES="python3.13,ca-certificates,netbase"
+PYTHON_PACKAGES="python${APP_PYTHON_VERSION},ca-certificates,netbase"
 PYTHON_DROP="debconf openssl openssl-provider-legacy"
 
-# --- helpers -------------------------------------------------------------------------------------
 
 sha() { sha256sum | cut -c1-16; }
 
@@ -111,7 +110,6 @@ ensure_in_storage() {
   fi
 }
 
-# --- root file systems ---------------------------------------------------------------------------
 
 # mmdebstrap extract of packages $3 for arch $2 into directory $1, minus the packages in $4.
 extract_rootfs() {
@@ -184,7 +182,6 @@ tar_rootfs() {
   tar --sort=name --mtime="@${EPOCH}" --numeric-owner --xattrs -C "$1" -cf "$2" .
 }
 
-# --- Node.js -------------------------------------------------------------------------------------
 
 node_package() {
   case "$1" in
@@ -210,7 +207,6 @@ fetch_node() {
   tar -xzf "${tgz}" -C "$2" --strip-components=1 package/bin/node package/LICENSE
 }
 
-# --- images --------------------------------------------------------------------------------------
 
 build_node_base() {
   local arch="$1" key ctx
@@ -396,7 +392,6 @@ build_app() {
   rm -rf "${ctx}"
 }
 
-# --- the Go peers (image-size comparison) --------------------------------------------------------
 
 # The base that stands in for the alpine / busybox images the peers' upstream Dockerfiles start
 # from: busybox-static + the CA bundle + tzdata from Debian (one rootfs tar for all three).
@@ -461,17 +456,16 @@ secrets-init /secrets-init 1000
 PEERS
 }
 
-# --- main ----------------------------------------------------------------------------------------
 
 print_archives() {
   local f
   for f in "${OUT}"/*.oci.tar; do
-    printf '%s %s\n' "$(umoci_ref "${f}")" "${f}"
+    printf '%s %s\n' "$(archive_ref "${f}")" "${f}"
   done
 }
 
 # The image reference an archive carries (org.opencontainers.image.ref.name of its index).
-umoci_ref() {
+archive_ref() {
   tar -xOf "$1" index.json | sed -n 's/.*"org.opencontainers.image.ref.name":"\([^"]*\)".*/\1/p' | head -n1
 }
 
