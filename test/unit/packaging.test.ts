@@ -50,6 +50,12 @@ function parseDockerfile(text: string): Stage[] {
   }
   const stages: Stage[] = [];
   const globalArgs = new Map<string, string>();
+  const expand = (word: string) =>
+    word.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
+      const value = globalArgs.get((a ?? b) as string);
+      assert.ok(value !== undefined, `$${a ?? b} is used, but no ARG before the first FROM sets it`);
+      return value;
+    });
   for (const l of logical) {
     const m = /^(\w+)\s+(.*)$/.exec(l);
     assert.ok(m, `unparsable Dockerfile line: ${l}`);
@@ -59,13 +65,7 @@ function parseDockerfile(text: string): Stage[] {
       const parts = args
         .split(/\s+/)
         .filter((p) => !p.startsWith("--"))
-        .map((p) =>
-          p.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
-            const value = globalArgs.get((a ?? b) as string);
-            assert.ok(value !== undefined, `FROM uses $${a ?? b}, which no ARG before the first FROM sets`);
-            return value;
-          }),
-        );
+        .map(expand);
       const as = parts.findIndex((p) => p.toUpperCase() === "AS");
       stages.push({ from: parts[0] as string, ...(as !== -1 && { name: parts[as + 1] }), instructions: [] });
       continue;
@@ -73,7 +73,8 @@ function parseDockerfile(text: string): Stage[] {
     if (cmd === "ARG" && stages.length === 0) {
       const m = /^(\w+)(?:=(\S*))?$/.exec(args);
       assert.ok(m, `unparsable ARG: ${args}`);
-      if (m[2] !== undefined) globalArgs.set(m[1] as string, m[2]);
+      // A default may use the ARGs declared before it (RUNTIME_IMAGE uses NODE_MAJOR).
+      if (m[2] !== undefined) globalArgs.set(m[1] as string, expand(m[2]));
       continue;
     }
     const stage = stages.at(-1);
@@ -302,6 +303,9 @@ describe("shell scripts", () => {
     "scripts/gen-webhook-certs.sh",
     "scripts/kind-e2e.sh",
     "scripts/install-node.sh",
+    "scripts/build-images.sh",
+    "images/rootfs/extract-hook.sh",
+    "images/standin/standin.sh",
     ".ci/run",
   ];
   for (const s of scripts) {
