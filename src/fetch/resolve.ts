@@ -171,35 +171,9 @@ export function resolveVariables(
 
   const sink: Sink = {
     add(name, value, from) {
-      if (!isValidEnvName(name)) {
-        errors.push(
-          problem(
-            "invalid-variable-name",
-            from,
-            `${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
-          ),
-        );
-        return;
-      }
-      const prev = owner.get(name);
-      if (prev !== undefined) {
-        errors.push(
-          problem(
-            "duplicate-variable",
-            from,
-            `variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
-          ),
-        );
-        return;
-      }
-      if (value.includes(0)) {
-        errors.push(
-          problem(
-            "nul-byte",
-            from,
-            "the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded",
-          ),
-        );
+      const refused = variableProblem(name, value, from, owner.get(name));
+      if (refused !== undefined) {
+        errors.push(refused);
         return;
       }
       owner.set(name, from);
@@ -250,6 +224,34 @@ export function resolveVariables(
     else resolveExpansion(entry, json, what, sink);
   }
   return { vars, origins: owner, skipped, errors };
+}
+
+/** Why a value cannot become variable `name` (`from`: where it comes from), or undefined. */
+function variableProblem(
+  name: string,
+  value: Buffer,
+  from: string,
+  setBy: string | undefined,
+): string | undefined {
+  if (!isValidEnvName(name))
+    return problem(
+      "invalid-variable-name",
+      from,
+      `${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
+    );
+  if (setBy !== undefined)
+    return problem(
+      "duplicate-variable",
+      from,
+      `variable ${name} is also set by ${setBy}; give each a distinct name (rename or prefix)`,
+    );
+  if (value.includes(0))
+    return problem(
+      "nul-byte",
+      from,
+      "the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded",
+    );
+  return undefined;
 }
 
 /** Key names are not secret (they are the schema of the secret); values never appear. */
