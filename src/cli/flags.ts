@@ -23,6 +23,9 @@ export interface FlagSpec<S extends z.ZodType = z.ZodType> {
   required?: string;
 }
 
+/** A whole number within bounds: the schema of most numeric flags. */
+export const wholeNumber = (min: number, max: number) => z.number().int().min(min).max(max);
+
 /** Declares one flag (keeps the schema's type for the parsed values). */
 export function flag<S extends z.ZodType>(spec: FlagSpec<S>): FlagSpec<S> {
   return spec;

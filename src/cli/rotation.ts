@@ -3,9 +3,15 @@ import { type Logger, pino } from "pino";
 import { z } from "zod";
 import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
-import { type FlagValues, flag, flagHelp, kubeconfigFlag, logLevelFlag, parseFlags } from "./flags.ts";
-
-const Int = (min: number, max: number) => z.number().int().min(min).max(max);
+import {
+  type FlagValues,
+  flag,
+  flagHelp,
+  kubeconfigFlag,
+  logLevelFlag,
+  parseFlags,
+  wholeNumber,
+} from "./flags.ts";
 
 /** Every flag of `sm-injector rotation`: parsing, messages and --help come from this table. */
 export const ROTATION_FLAGS = {
@@ -20,31 +26,31 @@ export const ROTATION_FLAGS = {
   "interval-seconds": flag({
     env: "SM_INJECTOR_INTERVAL_SECONDS",
     input: "int",
-    schema: Int(10, 86_400).default(300),
+    schema: wholeNumber(10, 86_400).default(300),
     help: "time between checks",
   }),
   "min-restart-interval-seconds": flag({
     env: "SM_INJECTOR_MIN_RESTART_INTERVAL_SECONDS",
     input: "int",
-    schema: Int(0, 7 * 86_400).default(600),
+    schema: wholeNumber(0, 7 * 86_400).default(600),
     help: "never restart one workload more often",
   }),
   concurrency: flag({
     env: "SM_INJECTOR_CONCURRENCY",
     input: "int",
-    schema: Int(1, 64).default(8),
+    schema: wholeNumber(1, 64).default(8),
     help: "DescribeSecret calls in flight",
   }),
   "max-restarts-per-check": flag({
     env: "SM_INJECTOR_MAX_RESTARTS_PER_CHECK",
     input: "int",
-    schema: Int(1, 1000).default(10),
+    schema: wholeNumber(1, 1000).default(10),
     help: "workloads restarted per check at most; the rest wait for the next",
   }),
   "page-size": flag({
     env: "SM_INJECTOR_PAGE_SIZE",
     input: "int",
-    schema: Int(1, 500).default(50),
+    schema: wholeNumber(1, 500).default(50),
     help: "most pods per list request (fewer when a page would exceed 4 MiB)",
   }),
   "dry-run": flag({

@@ -10,6 +10,7 @@ import {
   logLevelFlag,
   parseFlags,
   pickFlags,
+  wholeNumber,
 } from "../cli/flags.ts";
 import {
   DEFAULT_INIT_RESOURCES,
@@ -18,7 +19,6 @@ import {
   Quantity,
 } from "../spec/config.ts";
 
-const Int = (min: number, max: number) => z.number().int().min(min).max(max);
 const S = InjectorConfigSchema.shape;
 const R = DEFAULT_INIT_RESOURCES;
 
@@ -174,7 +174,7 @@ const SERVER_FLAGS = {
   port: flag({
     env: "SM_INJECTOR_PORT",
     input: "int",
-    schema: Int(0, 65535).default(8443),
+    schema: wholeNumber(0, 65535).default(8443),
     help: "HTTPS port",
   }),
   host: flag({
@@ -203,7 +203,7 @@ const SERVER_FLAGS = {
   "tls-reload-interval-seconds": flag({
     env: "SM_INJECTOR_TLS_RELOAD_INTERVAL_SECONDS",
     input: "int",
-    schema: Int(1, 3600).default(10),
+    schema: wholeNumber(1, 3600).default(10),
     help: "how often to check the certificate files",
   }),
 };
@@ -219,31 +219,31 @@ const LOOKUP_AND_LIMIT_FLAGS = {
   "serviceaccount-cache-seconds": flag({
     env: "SM_INJECTOR_SERVICEACCOUNT_CACHE_SECONDS",
     input: "int",
-    schema: Int(0, 3600).default(30),
+    schema: wholeNumber(0, 3600).default(30),
     help: "cache ServiceAccount and Namespace look-ups",
   }),
   "body-limit-bytes": flag({
     env: "SM_INJECTOR_BODY_LIMIT_BYTES",
     input: "int",
-    schema: Int(1024, 64 * 1024 * 1024).default(3 * 1024 * 1024),
+    schema: wholeNumber(1024, 64 * 1024 * 1024).default(3 * 1024 * 1024),
     help: "largest AdmissionReview accepted",
   }),
   "request-timeout-seconds": flag({
     env: "SM_INJECTOR_REQUEST_TIMEOUT_SECONDS",
     input: "int",
-    schema: Int(1, 30).default(4),
+    schema: wholeNumber(1, 30).default(4),
     help: "TLS handshake, request head and body must arrive within this; idle connections close after it (keep it below the webhook's timeoutSeconds)",
   }),
   "max-connections": flag({
     env: "SM_INJECTOR_MAX_CONNECTIONS",
     input: "int",
-    schema: Int(1, 1_000_000).default(512),
+    schema: wholeNumber(1, 1_000_000).default(512),
     help: "open connections at most",
   }),
   "max-in-flight-body-bytes": flag({
     env: "SM_INJECTOR_MAX_IN_FLIGHT_BODY_BYTES",
     input: "int",
-    schema: Int(2048, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+    schema: wholeNumber(2048, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
     help: "bytes of request bodies held at once; more are refused with 503 (at least twice --body-limit-bytes)",
   }),
   "client-ca-file": flag({
@@ -263,7 +263,7 @@ const LOOKUP_AND_LIMIT_FLAGS = {
   "shutdown-delay-seconds": flag({
     env: "SM_INJECTOR_SHUTDOWN_DELAY_SECONDS",
     input: "int",
-    schema: Int(0, 300).default(0),
+    schema: wholeNumber(0, 300).default(0),
     help: "keep serving this long after SIGTERM, unready",
   }),
 };

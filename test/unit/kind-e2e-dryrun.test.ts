@@ -26,6 +26,17 @@ if [[ "$tool" == kubectl && "$args" == *"apply -f -"* ]]; then
   n=$(ls "$STUB_DIR"/apply-*.yaml 2>/dev/null | wc -l); cat >"$STUB_DIR/apply-$n.yaml"; exit 0
 fi
 [[ "$tool" != kubectl ]] && exit 0
+# The value the seed Job was given for variable $1, as Kubernetes would read it from the YAML.
+seeded() {
+  python3 - "$STUB_DIR" "$1" <<'PY'
+import glob, sys, yaml
+for f in sorted(glob.glob(sys.argv[1] + "/apply-*.yaml")):
+    for d in yaml.safe_load_all(open(f)):
+        if d and d.get("kind") == "Job":
+            env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+            sys.stdout.write(next(e["value"] for e in env if e["name"] == sys.argv[2]))
+PY
+}
 case "$args" in
   *"caBundle"*|*"ca\\.crt"*) printf 'Q0E=' ;;
   *"get pods -l app=api"*) printf 'api-1' ;;
@@ -33,25 +44,8 @@ case "$args" in
   *"get pod api-1 -o yaml"*) printf 'kind: Pod\\n' ;;
   *"exec api-1 -c api"*'$DATABASE_URL'*)
     if [[ "\${STUB_WRONG_VALUE:-}" == 1 ]]; then printf 'postgresql://mangled'; exit 0; fi
-    python3 - "$STUB_DIR" <<'PY'
-import glob, sys, yaml
-for f in sorted(glob.glob(sys.argv[1] + "/apply-*.yaml")):
-    for d in yaml.safe_load_all(open(f)):
-        if d and d.get("kind") == "Job":
-            env = d["spec"]["template"]["spec"]["containers"][0]["env"]
-            sys.stdout.write(next(e["value"] for e in env if e["name"] == "DATABASE_URL_VALUE"))
-PY
-    ;;
-  *"exec api-1 -c api"*'$JWT_SECRET_KEY'*)
-    python3 - "$STUB_DIR" <<'PY'
-import glob, sys, yaml
-for f in sorted(glob.glob(sys.argv[1] + "/apply-*.yaml")):
-    for d in yaml.safe_load_all(open(f)):
-        if d and d.get("kind") == "Job":
-            env = d["spec"]["template"]["spec"]["containers"][0]["env"]
-            sys.stdout.write(next(e["value"] for e in env if e["name"] == "JWT_VALUE"))
-PY
-    ;;
+    seeded DATABASE_URL_VALUE ;;
+  *"exec api-1 -c api"*'$JWT_SECRET_KEY'*) seeded JWT_VALUE ;;
   *"get pod missing -o jsonpath={.status.initContainerStatuses"*) printf '1' ;;
   *"get pod missing -o jsonpath={.status.phase}"*) printf 'Pending' ;;
   *"run optedin"*) echo 'Error from server: admission webhook "inject.sm-injector.io" ... no endpoints available' >&2; exit 1 ;;
