@@ -37,14 +37,17 @@ import {
   AwsCallError,
   callErrorLine,
   callProblem,
-  cleanCode,
-  cleanText,
   credentialsErrorLine,
+  encodeProblem,
   identityFromEnv,
+  internalErrorProblem,
   type ProblemContext,
+  specProblem,
+  terminationText,
+  writeProblem,
 } from "./errors.ts";
 import { type FetchedSecret, type FetchOutcome, resolveVariables } from "./resolve.ts";
-import { type OutputFile, writeAtomically } from "./write.ts";
+import { type OutputFile, writeAtomically, writeTerminationMessage } from "./write.ts";
 
 export interface FetchIO {
   env: NodeJS.ProcessEnv;
@@ -60,19 +63,25 @@ function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string
   const raw = env[FETCH_SPEC_ENV];
   if (!raw)
     return {
-      error: `${FETCH_SPEC_ENV} is not set: this command runs as the init container that the sm-injector webhook injects, which sets it; if the webhook did inject it, ${VERSION_SKEW}`,
+      error: specProblem(
+        "spec-missing",
+        `${FETCH_SPEC_ENV} is not set: this command runs as the init container that the sm-injector webhook injects, which sets it; if the webhook did inject it, ${VERSION_SKEW}`,
+      ),
     };
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { error: `${FETCH_SPEC_ENV} is not valid JSON; ${VERSION_SKEW}` };
+    return { error: specProblem("spec-invalid", `${FETCH_SPEC_ENV} is not valid JSON; ${VERSION_SKEW}`) };
   }
   const parsed = FetchSpecSchema.safeParse(json);
   if (!parsed.success) {
     const i = parsed.error.issues[0];
     return {
-      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i ? describeIssue(i) : "spec"}); ${VERSION_SKEW}`,
+      error: specProblem(
+        "spec-invalid",
+        `${FETCH_SPEC_ENV} does not match this version's schema (${i ? describeIssue(i) : "spec"}); ${VERSION_SKEW}`,
+      ),
     };
   }
   return { spec: parsed.data };
@@ -125,24 +134,9 @@ function shellNameProblems(vars: readonly EnvVar[], origins: ReadonlyMap<string,
     const reason = shellRefusal(name);
     if (reason === undefined) continue;
     const origin = origins.get(name);
-    lines.push(
-      `${origin ? `${origin}: ` : ""}cannot be written in the shell format: ${shellRefusalMessage(name, reason)}`,
-    );
+    lines.push(encodeProblem(origin, "shell", shellRefusalMessage(name, reason)));
   }
   return lines;
-}
-
-function writeError(e: unknown, spec: FetchSpec): string {
-  const code = (e as NodeJS.ErrnoException).code ?? "Error";
-  const why =
-    code === "ENOENT"
-      ? "the output directory does not exist (it is the mount of the sm-injector memory volume)"
-      : code === "EACCES" || code === "EPERM" || code === "EROFS"
-        ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
-        : code === "ENOSPC"
-          ? "the memory volume is full (raise the webhook's volume size limit)"
-          : cleanText(String((e as Error)?.message ?? e));
-  return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 
 /**
@@ -153,10 +147,7 @@ export async function runFetch(io: FetchIO): Promise<number> {
   try {
     return await fetchAndWrite(io);
   } catch (e) {
-    const name = cleanCode((e as Error)?.name ?? "Error");
-    const message =
-      name === "SyntaxError" ? "(message not shown)" : cleanText(String((e as Error)?.message ?? e));
-    io.stderr.write(`${PREFIX}internal error, nothing written: ${name}: ${message}\n`);
+    io.stderr.write(`${PREFIX}${internalErrorProblem(e)}\n`);
     return 1;
   }
 }
@@ -191,9 +182,13 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   };
   const output = outputPath(spec);
   let apiCalls = 0;
-  const finish = (lines: readonly string[]): number => {
+  const finish = async (lines: readonly string[]): Promise<number> => {
     const problems = [...new Set(lines)]; // two entries on one missing secret: one line
     fail(problems);
+    await writeTerminationMessage(
+      io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
+      terminationText(problems, spec.messageBytes),
+    );
     log.error(
       {
         problems,
@@ -348,14 +343,12 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   } catch (e) {
     if (!(e instanceof EncodeError)) throw e;
     const origin = resolution.origins.get(e.variable);
-    return finish([
-      `${origin ? `${origin}: ` : ""}cannot be written in the ${spec.format} format: ${e.message}`,
-    ]);
+    return finish([encodeProblem(origin, spec.format, e.message)]);
   }
   try {
     await writeAtomically(spec.outputDir, files, spec.fileMode);
   } catch (e) {
-    return finish([writeError(e, spec)]);
+    return finish([writeProblem(e, spec.outputDir)]);
   }
 
   const recorded = await recordVersions(

@@ -4,6 +4,7 @@
 import { isUtf8 } from "node:buffer";
 import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
 import { type FetchEntry, type SecretSource, sourceKey } from "../spec/fetch-spec.ts";
+import { problem } from "./errors.ts";
 import { type JsonMember, type JsonObjectMembers, parseJsonObjectMembers } from "./json-members.ts";
 
 export interface FetchedSecret {
@@ -79,14 +80,18 @@ function memberBytes(
   what: string,
 ): { value: Buffer } | { error: string } {
   const where = `${what} key ${JSON.stringify(key)}`;
-  if (hasLoneSurrogate(key)) return { error: `${where}: the key ${NOT_UNICODE}` };
+  if (hasLoneSurrogate(key)) return { error: problem("not-unicode", where, `the key ${NOT_UNICODE}`) };
   if (json.duplicates.has(key))
     return {
-      error: `${where}: the key appears more than once in the secret's JSON object, so which value is meant is ambiguous (JSON readers disagree: most take the last, some the first); keep one`,
+      error: problem(
+        "key-ambiguous",
+        where,
+        "the key appears more than once in the secret's JSON object, so which value is meant is ambiguous (JSON readers disagree: most take the last, some the first); keep one",
+      ),
     };
   const m = json.members.get(key) as JsonMember;
   if (m.kind === "raw") return { value: Buffer.from(m.text, "utf8") };
-  if (hasLoneSurrogate(m.value)) return { error: `${where}: the value ${NOT_UNICODE}` };
+  if (hasLoneSurrogate(m.value)) return { error: problem("not-unicode", where, `the value ${NOT_UNICODE}`) };
   return { value: Buffer.from(m.value, "utf8") };
 }
 
@@ -109,7 +114,11 @@ function resolveKey(
 ): void {
   if (!json.members.has(key)) {
     sink.missing(
-      `${what}: has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      problem(
+        "key-missing",
+        what,
+        `has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      ),
       entry.optional,
     );
     return;
@@ -128,7 +137,10 @@ function resolveExpansion(
 ): void {
   for (const key of entry.keys ?? json.members.keys()) {
     if (!json.members.has(key)) {
-      sink.missing(`${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`, entry.optional);
+      sink.missing(
+        problem("key-missing", what, `has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`),
+        entry.optional,
+      );
       continue;
     }
     const bytes = memberBytes(json, key, what);
@@ -159,23 +171,9 @@ export function resolveVariables(
 
   const sink: Sink = {
     add(name, value, from) {
-      if (!isValidEnvName(name)) {
-        errors.push(
-          `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
-        );
-        return;
-      }
-      const prev = owner.get(name);
-      if (prev !== undefined) {
-        errors.push(
-          `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
-        );
-        return;
-      }
-      if (value.includes(0)) {
-        errors.push(
-          `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
-        );
+      const refused = variableProblem(name, value, from, owner.get(name));
+      if (refused !== undefined) {
+        errors.push(refused);
         return;
       }
       owner.set(name, from);
@@ -189,7 +187,7 @@ export function resolveVariables(
     const what = describeSource(entry.source);
     const outcome = fetched.get(sourceKey(entry.source));
     if (outcome === undefined) {
-      errors.push(`${what}: was not fetched (internal error)`);
+      errors.push(problem("internal-error", what, "was not fetched (internal error)"));
       continue;
     }
     if ("failed" in outcome) continue;
@@ -199,7 +197,7 @@ export function resolveVariables(
       continue;
     }
     if (outcome.loneSurrogate) {
-      errors.push(`${what}: the SecretString ${NOT_UNICODE}`);
+      errors.push(problem("not-unicode", what, `the SecretString ${NOT_UNICODE}`));
       continue;
     }
     if (entry.kind === "value" && entry.key === undefined) {
@@ -214,7 +212,11 @@ export function resolveVariables(
           ? `key ${JSON.stringify(entry.key)} cannot be selected`
           : "its keys cannot be expanded";
       errors.push(
-        `${what}: is not a JSON object${outcome.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
+        problem(
+          "not-json-object",
+          what,
+          `is not a JSON object${outcome.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
+        ),
       );
       continue;
     }
@@ -222,6 +224,34 @@ export function resolveVariables(
     else resolveExpansion(entry, json, what, sink);
   }
   return { vars, origins: owner, skipped, errors };
+}
+
+/** Why a value cannot become variable `name` (`from`: where it comes from), or undefined. */
+function variableProblem(
+  name: string,
+  value: Buffer,
+  from: string,
+  setBy: string | undefined,
+): string | undefined {
+  if (!isValidEnvName(name))
+    return problem(
+      "invalid-variable-name",
+      from,
+      `${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
+    );
+  if (setBy !== undefined)
+    return problem(
+      "duplicate-variable",
+      from,
+      `variable ${name} is also set by ${setBy}; give each a distinct name (rename or prefix)`,
+    );
+  if (value.includes(0))
+    return problem(
+      "nul-byte",
+      from,
+      "the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded",
+    );
+  return undefined;
 }
 
 /** Key names are not secret (they are the schema of the secret); values never appear. */

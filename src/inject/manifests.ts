@@ -8,6 +8,7 @@ import type { DenialCode } from "../admission/denials.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { namespacePolicy } from "../spec/policy.ts";
+import { editDocument } from "./yaml-edit.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -221,12 +222,19 @@ export async function injectManifests(
   let injected = 0;
   const out: string[] = [];
   const before: string[] = [];
+  const edited: string[] = [];
   for (const [i, d] of parsed.entries()) {
     const original = String(docs[i]?.toString() ?? "");
-    before.push(original);
     const n = isObj(d) ? await injectObject(d, describe(d, i), ctx, collected) : 0;
     injected += n;
     out.push(n > 0 ? stringify(d, { lineWidth: 0 }) : original);
+    if (opts.diff) {
+      // Like with like: the document against itself edited, so only what injection changes differs.
+      const doc = docs[i] as (typeof docs)[number];
+      before.push(doc.toString({ lineWidth: 0 }));
+      if (n > 0) editDocument(doc, d);
+      edited.push(doc.toString({ lineWidth: 0 }));
+    }
   }
   const { warnings, pods } = collected;
   if (errors.length > 0) return { ok: false, output: "", errors, warnings, injected: 0, pods };
@@ -238,7 +246,7 @@ export async function injectManifests(
         opts.fileName ?? "input",
         `${opts.fileName ?? "input"} (injected)`,
         joined(before),
-        joined(out),
+        joined(edited),
         undefined,
         undefined,
         { context: 3 },

@@ -332,31 +332,5 @@ describe("kind end-to-end setup (runs only where Docker is: npm run test:kind)",
     assert.equal(roles.filter((r: string) => r === "control-plane").length, 1);
     assert.ok(roles.filter((r: string) => r === "worker").length >= 2);
   });
-
-  test("scripts/kind-e2e.sh covers the flow: image, chart, moto, IRSA-style pod, env file checked in-container", async () => {
-    const script = await read("scripts/kind-e2e.sh");
-    const moto = /moto\[server\]==([\d.]+)/.exec(await read("test/requirements.txt"))?.[1];
-    assert.ok(moto);
-    for (const needle of [
-      "kind-config.yaml",
-      "docker build",
-      "kind load docker-image",
-      "charts/sm-injector",
-      "upgrade --install sm-injector",
-      `motoserver/moto:${moto}`,
-      "erp/production/database",
-      "erp/staging/jwt/secret_key",
-      "DATABASE_URL",
-      "eks.amazonaws.com/role-arn",
-      "audience: sts.amazonaws.com",
-      "AWS_ENDPOINT_URL",
-      'sm-injector.io/inject: "true"',
-      "exec", // kubectl exec into the app container
-      "kind delete cluster",
-    ]) {
-      assert.ok(script.includes(needle), `kind-e2e.sh: ${needle}`);
-    }
-    assert.match(script, /"\$\{HELM\}" test sm-injector/);
-    assert.match(script, /kubectl -n "\$\{APP_NS\}" exec "\$\{pod\}" -c api/);
-  });
+  // The script itself is run, with stand-in tools, by kind-e2e-dryrun.test.ts.
 });
