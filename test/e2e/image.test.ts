@@ -327,7 +327,10 @@ describe("the demo's images: the FastAPI example app and the stand-in", { skip }
       binds: { "/run/sm-injector": envDir },
     });
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /settings from \/run\/sm-injector\/env are incomplete: JWT_SECRET_KEY: Field required/);
+    assert.match(
+      r.stderr,
+      /settings from \/run\/sm-injector\/env are incomplete: JWT_SECRET_KEY: Field required/,
+    );
     assert.doesNotMatch(r.stderr, /postgresql:\/\/db\/erp/, "the value it did load is not printed");
   });
 
