@@ -53,7 +53,7 @@ export interface ControlPlane {
 export interface StartControlPlaneOptions {
   /** Directory with kube-apiserver and etcd; default $SM_INJECTOR_BIN_DIR, else ensureBinaries(). */
   binDir?: string;
-  /** Appended to the kube-apiserver flags (a later flag wins over an earlier one). */
+  /** Appended to the kube-apiserver flags; a `--flag=value` here replaces the harness's own `--flag`. */
   extraApiServerArgs?: string[];
   /** Receives every output line of etcd and kube-apiserver (they always go to log files in workDir). */
   log?: (line: string) => void;
@@ -127,6 +127,16 @@ export function ensureBinaries(targets: string[] = ["control-plane"]): Promise<s
     binaries.delete(key);
   });
   return built;
+}
+
+/**
+ * `base` without the flags `extra` sets, then `extra`: kube-apiserver appends repeated list flags
+ * (--authorization-mode=RBAC twice is an error), so an override must replace, not repeat.
+ */
+function withOverrides(base: string[], extra: string[]): string[] {
+  const name = (arg: string) => arg.split("=", 1)[0];
+  const overridden = new Set(extra.map(name));
+  return [...base.filter((arg) => !overridden.has(name(arg))), ...extra];
 }
 
 /** A fast scratch location: /dev/shm (tmpfs) when usable, else the OS temp dir. */
@@ -248,30 +258,32 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       await writeFile(admissionConfig, admissionConfigurationYaml(kubeconfig));
       admissionArgs.push(`--admission-control-config-file=${admissionConfig}`);
     }
-    const apiServerArgs = [
-      `--etcd-servers=${etcdUrl}`,
-      `--secure-port=${apiPort}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      // The lease/master-count reconcilers refuse a loopback advertise address; there are no
-      // in-cluster clients of the `kubernetes` Service here anyway.
-      "--endpoint-reconciler-type=none",
-      `--cert-dir=${path.join(workDir, "apiserver-certs")}`,
-      `--tls-cert-file=${serving.certPath}`,
-      `--tls-private-key-file=${serving.keyPath}`,
-      `--client-ca-file=${ca.certPath}`,
-      "--authorization-mode=RBAC",
-      `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
-      `--service-account-key-file=${saKey.publicKeyPath}`,
-      `--service-account-signing-key-file=${saKey.privateKeyPath}`,
-      `--api-audiences=${API_AUDIENCES.join(",")}`,
-      "--service-cluster-ip-range=10.0.0.0/24",
-      "--allow-privileged=true",
-      "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-      "--profiling=false",
-      ...admissionArgs,
-      ...(opts.extraApiServerArgs ?? []),
-    ];
+    const apiServerArgs = withOverrides(
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--secure-port=${apiPort}`,
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        // The lease/master-count reconcilers refuse a loopback advertise address; there are no
+        // in-cluster clients of the `kubernetes` Service here anyway.
+        "--endpoint-reconciler-type=none",
+        `--cert-dir=${path.join(workDir, "apiserver-certs")}`,
+        `--tls-cert-file=${serving.certPath}`,
+        `--tls-private-key-file=${serving.keyPath}`,
+        `--client-ca-file=${ca.certPath}`,
+        "--authorization-mode=RBAC",
+        `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
+        `--service-account-key-file=${saKey.publicKeyPath}`,
+        `--service-account-signing-key-file=${saKey.privateKeyPath}`,
+        `--api-audiences=${API_AUDIENCES.join(",")}`,
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--allow-privileged=true",
+        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+        "--profiling=false",
+        ...admissionArgs,
+      ],
+      opts.extraApiServerArgs ?? [],
+    );
     const apiServer = spawnManaged("kube-apiserver", path.join(binDir, "kube-apiserver"), apiServerArgs, {
       logPath: path.join(workDir, "kube-apiserver.log"),
       cwd: workDir,

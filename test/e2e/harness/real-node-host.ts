@@ -1,0 +1,155 @@
+/**
+ * What a real node leaves on the host when its daemons stop (mounts, network namespaces, the bridge,
+ * pod cgroups, shims), found and removed. Used by the node's own teardown, by `npm run cluster --
+ * down` after a node whose process died, and by the tests that assert nothing is left behind.
+ *
+ * Everything is found from facts that name this node: mount points and network namespaces under its
+ * run directory, shims whose command line names its containerd socket, processes inside the
+ * kubelet's `kubepods` cgroups, and the bridge the CNI config names.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { BRIDGE } from "./real-node-config.ts";
+
+const execFileAsync = promisify(execFile);
+
+const CGROUP_ROOT = "/sys/fs/cgroup";
+/** The kubelet's top-level cgroup (cgroupfs driver, cgroupsPerQOS). */
+const KUBEPODS = "kubepods";
+
+/** What is left on the host; every list empty means clean. */
+export interface Leftovers {
+  mounts: string[];
+  bridge: string[];
+  cgroups: string[];
+  processes: number[];
+}
+
+export function isClean(l: Leftovers): boolean {
+  return l.mounts.length + l.bridge.length + l.cgroups.length + l.processes.length === 0;
+}
+
+export function describeLeftovers(l: Leftovers): string {
+  const parts = [
+    l.mounts.length > 0 && `mounts: ${l.mounts.join(", ")}`,
+    l.bridge.length > 0 && `bridge: ${l.bridge.join(", ")}`,
+    l.cgroups.length > 0 && `cgroups: ${l.cgroups.join(", ")}`,
+    l.processes.length > 0 && `processes: ${l.processes.join(", ")}`,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join("; ") : "nothing";
+}
+
+/** Mount points at or under `dir` (from /proc/self/mountinfo), deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const root = path.resolve(dir);
+  const unoctal = (s: string) =>
+    s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  const points = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((p): p is string => p !== undefined)
+    .map(unoctal)
+    .filter((p) => p === root || p.startsWith(`${root}/`));
+  return [...new Set(points)].sort((a, b) => b.split("/").length - a.split("/").length);
+}
+
+/** The kubepods cgroup directories of every v1 hierarchy (and the v2 one), deepest first. */
+export function podCgroups(): string[] {
+  const dirs: string[] = [];
+  const walk = (dir: string) => {
+    const entries = readdirSync(dir, { withFileTypes: true });
+    dirs.push(dir);
+    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
+  };
+  let hierarchies: string[] = [];
+  try {
+    hierarchies = readdirSync(CGROUP_ROOT).map((h) => path.join(CGROUP_ROOT, h));
+  } catch {
+    return [];
+  }
+  for (const h of [CGROUP_ROOT, ...hierarchies]) {
+    const top = path.join(h, KUBEPODS);
+    try {
+      walk(top);
+    } catch {
+      // no kubepods in this hierarchy (or it vanished meanwhile)
+    }
+  }
+  return dirs.sort((a, b) => b.split("/").length - a.split("/").length);
+}
+
+function pidsOf(cgroupDir: string): number[] {
+  try {
+    return readFileSync(path.join(cgroupDir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** containerd shims whose command line names `socket` (the node's containerd). */
+export function shimsOf(socket: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      const exe = path.basename(readlinkSync(`/proc/${entry}/exe`));
+      if (exe.startsWith("containerd-shim") && argv.includes(socket)) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  return pids;
+}
+
+function bridgeExists(): boolean {
+  return existsSync(`/sys/class/net/${BRIDGE}`);
+}
+
+/** What the node of `runDir` (containerd socket `socket`) left on the host. */
+export function leftovers(runDir: string, socket: string): Leftovers {
+  const cgroups = podCgroups();
+  return {
+    mounts: mountsUnder(runDir),
+    bridge: bridgeExists() ? [BRIDGE] : [],
+    cgroups,
+    processes: [...new Set([...cgroups.flatMap(pidsOf), ...shimsOf(socket)])],
+  };
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Removes what the node of `runDir` left behind, in dependency order: containers and shims
+ * (SIGKILL: their daemons are gone), mounts under the run directory (lazily: a mount still busy goes
+ * when its last user does; network namespaces are among them), the bridge, the empty pod cgroups.
+ * Returns what could not be removed.
+ */
+export async function cleanHost(runDir: string, socket: string): Promise<Leftovers> {
+  for (const pid of leftovers(runDir, socket).processes) kill(pid);
+  await new Promise((r) => setTimeout(r, 200));
+  for (const mount of mountsUnder(runDir)) {
+    await execFileAsync("umount", ["-l", mount]).catch(() => undefined);
+  }
+  if (bridgeExists()) await execFileAsync("ip", ["link", "delete", BRIDGE]).catch(() => undefined);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    for (const dir of podCgroups()) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // not empty yet (a process still exiting): next attempt
+      }
+    }
+    if (podCgroups().length === 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return leftovers(runDir, socket);
+}
