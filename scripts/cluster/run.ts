@@ -116,8 +116,11 @@ async function up(runDir: string): Promise<number> {
   );
   closeSync(out);
   child.unref();
-  const interrupt = () => child.pid && process.kill(child.pid, "SIGTERM");
-  process.once("SIGINT", interrupt);
+  let interrupted = false;
+  process.once("SIGINT", () => {
+    interrupted = true;
+    if (child.pid) process.kill(child.pid, "SIGTERM");
+  });
   say(`starting (log ${logPath})…`);
   let shown = 0;
   for (;;) {
@@ -126,8 +129,9 @@ async function up(runDir: string): Promise<number> {
     shown = log.length;
     const lock = readNodeLock();
     // (The log's last line is the KUBECONFIG.)
-    if (lock !== undefined && lock.pid === child.pid && lock.kubeconfig) return 0;
-    if (child.exitCode !== null || (child.pid !== undefined && !isAlive(child.pid))) return 1;
+    if (!interrupted && lock !== undefined && lock.pid === child.pid && lock.kubeconfig) return 0;
+    if (child.exitCode !== null || (child.pid !== undefined && !isAlive(child.pid)))
+      return interrupted ? 130 : 1;
     await new Promise((r) => setTimeout(r, 250));
   }
 }

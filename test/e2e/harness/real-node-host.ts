@@ -31,12 +31,19 @@ export function isClean(l: Leftovers): boolean {
   return l.mounts.length + l.bridge.length + l.cgroups.length + l.processes.length === 0;
 }
 
+/** A short account of `l` (the first few of each kind, and how many). */
 export function describeLeftovers(l: Leftovers): string {
+  const some = (what: string, items: Array<string | number>) => {
+    if (items.length === 0) return undefined;
+    const more = items.length > 3 ? `, … (${items.length} in all)` : "";
+    return `${what}: ${items.slice(0, 3).join(", ")}${more}`;
+  };
   const parts = [
-    l.mounts.length > 0 && `mounts: ${l.mounts.join(", ")}`,
-    l.bridge.length > 0 && `bridge: ${l.bridge.join(", ")}`,
-    l.cgroups.length > 0 && `cgroups: ${l.cgroups.join(", ")}`,
-    l.processes.length > 0 && `processes: ${l.processes.join(", ")}`,
+    some("mounts", l.mounts),
+    some("bridge", l.bridge),
+    // Deepest first: the last ones are the kubepods tops.
+    some("cgroups", [...l.cgroups].reverse()),
+    some("processes", l.processes),
   ].filter(Boolean);
   return parts.length > 0 ? parts.join("; ") : "nothing";
 }
