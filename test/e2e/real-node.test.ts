@@ -179,12 +179,15 @@ test("a Deployment's pods are made by the real controllers and placed by the rea
   assert.ok(scheduled.length >= 2, `Scheduled events: ${scheduled.map((e) => e.message).join("; ")}`);
 });
 
-test("teardown stops every process it started and leaves no mounts, bridge or pod cgroups", async () => {
+test("teardown stops every process it started and leaves no mounts, bridge, pod cgroups or iptables chains", async () => {
   const n = node();
   const running = n.leftovers();
   // While pods run, the checks see what they are meant to find (so the assertion below can fail).
   assert.ok(
-    running.mounts.length > 0 && running.bridge.length > 0 && running.cgroups.length > 0,
+    running.mounts.length > 0 &&
+      running.bridge.length > 0 &&
+      running.cgroups.length > 0 &&
+      running.iptables.length > 0,
     JSON.stringify(running),
   );
   const pids = [...Object.values(n.processes), n.cp.processes.apiServer, n.cp.processes.etcd].map(
@@ -193,7 +196,7 @@ test("teardown stops every process it started and leaves no mounts, bridge or po
 
   const left = await n.stop();
 
-  assert.deepEqual(left, { mounts: [], bridge: [], cgroups: [], processes: [] });
+  assert.deepEqual(left, { mounts: [], bridge: [], cgroups: [], processes: [], iptables: [] });
   assert.equal(existsSync(`/sys/class/net/${BRIDGE}`), false);
   for (const pid of pids) assert.throws(() => process.kill(pid, 0), `process ${pid} still runs`);
   const { stdout } = await execFileAsync("ip", ["netns", "list"]);

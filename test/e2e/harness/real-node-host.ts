@@ -7,7 +7,7 @@
  * run directory, shims whose command line names its containerd socket, processes inside the
  * kubelet's `kubepods` cgroups, and the bridge the CNI config names.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -25,10 +25,12 @@ export interface Leftovers {
   bridge: string[];
   cgroups: string[];
   processes: number[];
+  /** The kubelet's iptables chains ("iptables -t nat KUBE-KUBELET-CANARY"). */
+  iptables: string[];
 }
 
 export function isClean(l: Leftovers): boolean {
-  return l.mounts.length + l.bridge.length + l.cgroups.length + l.processes.length === 0;
+  return l.mounts.length + l.bridge.length + l.cgroups.length + l.processes.length + l.iptables.length === 0;
 }
 
 /** A short account of `l` (the first few of each kind, and how many). */
@@ -44,6 +46,7 @@ export function describeLeftovers(l: Leftovers): string {
     // Deepest first: the last ones are the kubepods tops.
     some("cgroups", [...l.cgroups].reverse()),
     some("processes", l.processes),
+    some("iptables chains", l.iptables),
   ].filter(Boolean);
   return parts.length > 0 ? parts.join("; ") : "nothing";
 }
@@ -111,6 +114,84 @@ export function shimsOf(socket: string): number[] {
   return pids;
 }
 
+/** The chain that sends pods' calls of the `kubernetes` Service to the API server (no kube-proxy). */
+const SERVICES_CHAIN = "SM-INJECTOR-SERVICES";
+/** The chains of a node: the kubelet's (canaries, localnet firewall, iptables-mode hint) and ours. */
+const KUBELET_CHAINS = ["KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", SERVICES_CHAIN];
+const IPTABLES = ["iptables", "ip6tables"];
+const TABLES = ["filter", "nat", "mangle"];
+
+function iptablesRules(bin: string, table: string): string[] {
+  try {
+    return execFileSync(bin, ["-w", "-t", table, "-S"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).split("\n");
+  } catch {
+    return []; // no such binary or table
+  }
+}
+
+/** The kubelet's chains present now, as "iptables -t TABLE CHAIN". */
+export function kubeletChains(): string[] {
+  return IPTABLES.flatMap((bin) =>
+    TABLES.flatMap((table) =>
+      iptablesRules(bin, table)
+        .map((rule) => /^-N (\S+)$/.exec(rule)?.[1])
+        .filter((chain): chain is string => chain !== undefined && KUBELET_CHAINS.includes(chain))
+        .map((chain) => `${bin} -t ${table} ${chain}`),
+    ),
+  );
+}
+
+/** Deletes the jumps to the kubelet's chains, then the chains. */
+async function removeKubeletChains(): Promise<void> {
+  for (const bin of IPTABLES) {
+    for (const table of TABLES) {
+      const rules = iptablesRules(bin, table);
+      for (const rule of rules) {
+        const jump = /^-A (\S+) (.*-j (\S+))$/.exec(rule);
+        if (jump?.[3] && KUBELET_CHAINS.includes(jump[3]) && !KUBELET_CHAINS.includes(jump[1] as string)) {
+          await execFileAsync(bin, [
+            "-w",
+            "-t",
+            table,
+            "-D",
+            jump[1] as string,
+            ...splitRule(jump[2] as string),
+          ]).catch(() => undefined);
+        }
+      }
+      for (const chain of KUBELET_CHAINS) {
+        if (!rules.includes(`-N ${chain}`)) continue;
+        await execFileAsync(bin, ["-w", "-t", table, "-F", chain]).catch(() => undefined);
+        await execFileAsync(bin, ["-w", "-t", table, "-X", chain]).catch(() => undefined);
+      }
+    }
+  }
+}
+
+/**
+ * What kube-proxy would do for the `kubernetes` Service, and nothing more: pods' connections to its
+ * cluster IP go to the API server (listening on every address) at the pods' gateway.
+ */
+export async function routeApiServerService(
+  clusterIP: string,
+  gateway: string,
+  apiPort: number,
+): Promise<void> {
+  const nat = (...args: string[]) => execFileAsync("iptables", ["-w", "-t", "nat", ...args]);
+  await nat("-N", SERVICES_CHAIN);
+  await nat("-A", "PREROUTING", "-j", SERVICES_CHAIN);
+  const service = ["-d", `${clusterIP}/32`, "-p", "tcp", "--dport", "443"];
+  await nat("-A", SERVICES_CHAIN, ...service, "-j", "DNAT", "--to-destination", `${gateway}:${apiPort}`);
+}
+
+/** The words of an `iptables -S` rule (double-quoted words, e.g. comments, kept whole). */
+function splitRule(rule: string): string[] {
+  return (rule.match(/"[^"]*"|\S+/g) ?? []).map((w) => w.replace(/^"(.*)"$/, "$1"));
+}
+
 function bridgeExists(): boolean {
   return existsSync(`/sys/class/net/${BRIDGE}`);
 }
@@ -123,6 +204,7 @@ export function leftovers(runDir: string, socket: string): Leftovers {
     bridge: bridgeExists() ? [BRIDGE] : [],
     cgroups,
     processes: [...new Set([...cgroups.flatMap(pidsOf), ...shimsOf(socket)])],
+    iptables: kubeletChains(),
   };
 }
 
@@ -137,7 +219,8 @@ function kill(pid: number): void {
 /**
  * Removes what the node of `runDir` left behind, in dependency order: containers and shims
  * (SIGKILL: their daemons are gone), mounts under the run directory (lazily: a mount still busy goes
- * when its last user does; network namespaces are among them), the bridge, the empty pod cgroups.
+ * when its last user does; network namespaces are among them), the bridge, the kubelet's iptables
+ * chains, the empty pod cgroups.
  * Returns what could not be removed.
  */
 export async function cleanHost(runDir: string, socket: string): Promise<Leftovers> {
@@ -147,6 +230,7 @@ export async function cleanHost(runDir: string, socket: string): Promise<Leftove
     await execFileAsync("umount", ["-l", mount]).catch(() => undefined);
   }
   if (bridgeExists()) await execFileAsync("ip", ["link", "delete", BRIDGE]).catch(() => undefined);
+  await removeKubeletChains();
   for (let attempt = 0; attempt < 10; attempt++) {
     for (const dir of podCgroups()) {
       try {

@@ -37,12 +37,21 @@ import {
   nodePaths,
   POD_GATEWAY,
 } from "./real-node-config.ts";
-import { cleanHost, describeLeftovers, isClean, type Leftovers, leftovers } from "./real-node-host.ts";
+import {
+  cleanHost,
+  describeLeftovers,
+  isClean,
+  type Leftovers,
+  leftovers,
+  routeApiServerService,
+} from "./real-node-host.ts";
 
 const execFileAsync = promisify(execFile);
 
 /** Names the running node: the process that owns it, its run directory and containerd socket. */
 export const NODE_LOCK = "/run/sm-injector-real-node.json";
+/** The `kubernetes` Service's cluster IP (the first of the harness's --service-cluster-ip-range). */
+const KUBERNETES_SERVICE_IP = "10.0.0.1";
 /** The containerd namespace of the CRI (the images the kubelet sees). */
 const K8S_NAMESPACE = "k8s.io";
 
@@ -214,6 +223,8 @@ function apiServerNodeArgs(pki: NodePki): string[] {
     `--kubelet-client-key=${pki.apiServerKubeletClient.keyPath}`,
     `--kubelet-certificate-authority=${pki.ca.certPath}`,
     "--kubelet-preferred-address-types=InternalIP",
+    // Pods reach it at their gateway through the `kubernetes` Service (routeApiServerService).
+    "--bind-address=0.0.0.0",
     // No kube-proxy: the API server calls webhook (and aggregated API) Services at an endpoint
     // (a pod IP on the bridge) instead of the cluster IP (cmd/kube-apiserver buildServiceResolver).
     "--enable-aggregator-routing=true",
@@ -436,6 +447,7 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
       extraApiServerArgs: apiServerNodeArgs(pki),
       timeoutMs,
     });
+    await routeApiServerService(KUBERNETES_SERVICE_IP, POD_GATEWAY, Number(new URL(cp.apiServerUrl).port));
     const s: Started = { binDir, paths, ip, pki, cp, progress, timeoutMs };
     progress("containerd, kube-controller-manager, kube-scheduler");
     const [containerd, controllers] = await Promise.all([startContainerd(s), startControllers(s)]);
