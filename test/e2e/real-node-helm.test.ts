@@ -6,18 +6,23 @@
 // the app sources.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AppsV1Api, CoreV1Api, PolicyV1Api, type V1Pod } from "@kubernetes/client-node";
 import { type Moto, startMoto } from "../helpers/moto.ts";
 import { CHART_DIR, runHelm } from "../helpers/tools.ts";
-import { type RealNode, useRealNode, waitUntil } from "./harness/real-node.ts";
+import {
+  busyboxImage,
+  createNamespace,
+  isPodReady,
+  type RealNode,
+  useRealNode,
+  waitUntil,
+} from "./harness/real-node.ts";
 import { projectImage } from "./harness/real-node-images.ts";
 
 const image = await projectImage();
 const RELEASE_NS = "sm-injector";
 const APP_NS = "shop";
-const BUSYBOX = "sm-injector.local/busybox:static";
 const ROLE_ARN = "arn:aws:iam::123456789012:role/shop-api";
 const SECRET = "erp/dev/shop/db_password";
 
@@ -25,30 +30,25 @@ let core: CoreV1Api;
 let apps: AppsV1Api;
 let moto: Moto;
 let secretValue: string;
+let BUSYBOX: string;
 
 async function setUp(n: RealNode): Promise<void> {
   if (typeof image === "string") return;
   core = n.kubeConfig.makeApiClient(CoreV1Api);
   apps = n.kubeConfig.makeApiClient(AppsV1Api);
   await n.importImage(image.archive, image.name);
-  await n.importImage(path.join(n.binDir, "images", "busybox.oci.tar"), BUSYBOX);
+  const busybox = busyboxImage(n.binDir);
+  BUSYBOX = busybox.name;
+  await n.importImage(busybox.archive, busybox.name);
   // The pods reach moto at their gateway: it listens on every address.
   moto = await startMoto({ listenHost: "0.0.0.0" });
   secretValue = `s3cr3t-${process.pid}-'"$(not a command)`;
   await moto.createSecret(SECRET, secretValue);
-  await core.createNamespace({ body: { metadata: { name: APP_NS } } });
-  await waitUntil("the shop namespace's default ServiceAccount", 30_000, async () => {
-    await core.readNamespacedServiceAccount({ namespace: APP_NS, name: "default" });
-    return true;
-  });
+  await createNamespace(core, APP_NS);
   await core.createNamespacedServiceAccount({
     namespace: APP_NS,
     body: { metadata: { name: "api", annotations: { "eks.amazonaws.com/role-arn": ROLE_ARN } } },
   });
-}
-
-function isReady(pod: V1Pod): boolean {
-  return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
 describe("the chart on the real node", { skip: typeof image === "string" ? image : false }, () => {
@@ -92,6 +92,15 @@ describe("the chart on the real node", { skip: typeof image === "string" ? image
     );
   });
 
+  test("helm test passes: its pod calls the webhook by the Service's DNS name over verified TLS", async () => {
+    if (typeof image === "string") return;
+    const r = await runHelm(["test", "sm-injector", "--namespace", RELEASE_NS, "--timeout", "120s"], {
+      env: { KUBECONFIG: node().kubeconfigPath },
+    });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /Phase:\s+Succeeded/);
+  });
+
   test("an opted-in pod is injected through the Service and its init container fetches with IRSA from moto", async () => {
     if (typeof image === "string") return;
     const t0 = performance.now();
@@ -126,7 +135,7 @@ describe("the chart on the real node", { skip: typeof image === "string" ? image
     let pod: V1Pod | undefined;
     await waitUntil("the injected pod to be Ready", 90_000, async () => {
       pod = await core.readNamespacedPod({ namespace: APP_NS, name: "api" });
-      return isReady(pod);
+      return isPodReady(pod);
     });
     process.stderr.write(`injected pod created → Ready in ${Math.round(performance.now() - t0)} ms\n`);
     const init = pod?.spec?.initContainers?.find((c) => c.name === "sm-injector-fetch");

@@ -10,36 +10,34 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { AppsV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { readPinnedVersions } from "./harness/controlplane.ts";
-import { type RealNode, useRealNode, waitUntil } from "./harness/real-node.ts";
+import {
+  busyboxImage,
+  createNamespace,
+  isPodReady,
+  type RealNode,
+  useRealNode,
+  waitUntil,
+} from "./harness/real-node.ts";
 import { BRIDGE } from "./harness/real-node-config.ts";
 
 const execFileAsync = promisify(execFile);
 const NAMESPACE = "smoke";
-const BUSYBOX = "sm-injector.local/busybox:static";
 const STS_AUDIENCE = "sts.amazonaws.com";
 const TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 
 let core: CoreV1Api;
 let apps: AppsV1Api;
+let BUSYBOX: string;
 
 const node = useRealNode({ before, after }, { setup: importBusyboxAndCreateNamespace });
 
 async function importBusyboxAndCreateNamespace(n: RealNode): Promise<void> {
   core = n.kubeConfig.makeApiClient(CoreV1Api);
   apps = n.kubeConfig.makeApiClient(AppsV1Api);
-  const names = await n.importImage(path.join(n.binDir, "images", "busybox.oci.tar"), BUSYBOX);
-  assert.ok(names.includes(BUSYBOX), names.join(", "));
-  await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
-  // kube-controller-manager creates the namespace's default ServiceAccount and kube-root-ca.crt.
-  await waitUntil("the smoke namespace's default ServiceAccount", 30_000, async () => {
-    await core.readNamespacedServiceAccount({ namespace: NAMESPACE, name: "default" });
-    await core.readNamespacedConfigMap({ namespace: NAMESPACE, name: "kube-root-ca.crt" });
-    return true;
-  });
-}
-
-function isReady(pod: V1Pod): boolean {
-  return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+  const busybox = busyboxImage(n.binDir);
+  BUSYBOX = busybox.name;
+  assert.ok((await n.importImage(busybox.archive, busybox.name)).includes(BUSYBOX));
+  await createNamespace(core, NAMESPACE);
 }
 
 /** The JWT's claims (payload), decoded. */
@@ -112,7 +110,7 @@ test("a pod with an init container, a Memory emptyDir and an STS projected token
   let last: V1Pod = pod;
   await waitUntil("the smoke pod to be Ready", 60_000, async () => {
     last = await core.readNamespacedPod({ namespace: NAMESPACE, name: "smoke" });
-    return isReady(last);
+    return isPodReady(last);
   });
   process.stderr.write(`smoke pod created → Ready in ${Math.round(performance.now() - t0)} ms\n`);
   assert.equal(last.spec?.nodeName, node().nodeName, "placed by the real scheduler");

@@ -151,6 +151,8 @@ export interface KubeletSettings {
   clientCAFile: string;
   tlsCertFile: string;
   tlsPrivateKeyFile: string;
+  /** The pods' nameserver (real-node-services.ts answers for the Services' names). */
+  clusterDNS: string;
 }
 
 /** The KubeletConfiguration for these hosts (each departure from the defaults says why). */
@@ -186,6 +188,7 @@ export function kubeletConfigYaml(p: NodePaths, s: KubeletSettings): string {
     evictionHard: { "memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%" },
     resolvConf: "/etc/resolv.conf",
     clusterDomain: "cluster.local",
+    clusterDNS: [s.clusterDNS],
     serializeImagePulls: false,
     // Status changes reach the API server sooner (tests wait on them).
     syncFrequency: "10s",

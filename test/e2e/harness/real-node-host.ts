@@ -114,10 +114,17 @@ export function shimsOf(socket: string): number[] {
   return pids;
 }
 
-/** The chain that sends pods' calls of the `kubernetes` Service to the API server (no kube-proxy). */
-const SERVICES_CHAIN = "SM-INJECTOR-SERVICES";
+/** The nat chains of the node's Services (real-node-services.ts: cluster IPs, no kube-proxy). */
+export const SERVICES_CHAIN = "SM-INJECTOR-SERVICES";
+export const POSTROUTING_CHAIN = "SM-INJECTOR-POSTROUTING";
 /** The chains of a node: the kubelet's (canaries, localnet firewall, iptables-mode hint) and ours. */
-const KUBELET_CHAINS = ["KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", SERVICES_CHAIN];
+const KUBELET_CHAINS = [
+  "KUBE-FIREWALL",
+  "KUBE-KUBELET-CANARY",
+  "KUBE-IPTABLES-HINT",
+  SERVICES_CHAIN,
+  POSTROUTING_CHAIN,
+];
 const IPTABLES = ["iptables", "ip6tables"];
 const TABLES = ["filter", "nat", "mangle"];
 
@@ -169,22 +176,6 @@ async function removeKubeletChains(): Promise<void> {
       }
     }
   }
-}
-
-/**
- * What kube-proxy would do for the `kubernetes` Service, and nothing more: pods' connections to its
- * cluster IP go to the API server (listening on every address) at the pods' gateway.
- */
-export async function routeApiServerService(
-  clusterIP: string,
-  gateway: string,
-  apiPort: number,
-): Promise<void> {
-  const nat = (...args: string[]) => execFileAsync("iptables", ["-w", "-t", "nat", ...args]);
-  await nat("-N", SERVICES_CHAIN);
-  await nat("-A", "PREROUTING", "-j", SERVICES_CHAIN);
-  const service = ["-d", `${clusterIP}/32`, "-p", "tcp", "--dport", "443"];
-  await nat("-A", SERVICES_CHAIN, ...service, "-j", "DNAT", "--to-destination", `${gateway}:${apiPort}`);
 }
 
 /** The words of an `iptables -S` rule (double-quoted words, e.g. comments, kept whole). */

@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { type CertAuthority, generateCA, generateCert } from "./certs.ts";
 import {
   type ControlPlane,
@@ -37,21 +37,13 @@ import {
   nodePaths,
   POD_GATEWAY,
 } from "./real-node-config.ts";
-import {
-  cleanHost,
-  describeLeftovers,
-  isClean,
-  type Leftovers,
-  leftovers,
-  routeApiServerService,
-} from "./real-node-host.ts";
+import { cleanHost, describeLeftovers, isClean, type Leftovers, leftovers } from "./real-node-host.ts";
+import { type ServiceProxy, startServiceProxy } from "./real-node-services.ts";
 
 const execFileAsync = promisify(execFile);
 
 /** Names the running node: the process that owns it, its run directory and containerd socket. */
 export const NODE_LOCK = "/run/sm-injector-real-node.json";
-/** The `kubernetes` Service's cluster IP (the first of the harness's --service-cluster-ip-range). */
-const KUBERNETES_SERVICE_IP = "10.0.0.1";
 /** The containerd namespace of the CRI (the images the kubelet sees). */
 const K8S_NAMESPACE = "k8s.io";
 
@@ -223,7 +215,7 @@ function apiServerNodeArgs(pki: NodePki): string[] {
     `--kubelet-client-key=${pki.apiServerKubeletClient.keyPath}`,
     `--kubelet-certificate-authority=${pki.ca.certPath}`,
     "--kubelet-preferred-address-types=InternalIP",
-    // Pods reach it at their gateway through the `kubernetes` Service (routeApiServerService).
+    // Pods reach it at their gateway through the `kubernetes` Service (real-node-services.ts).
     "--bind-address=0.0.0.0",
     // No kube-proxy: the API server calls webhook (and aggregated API) Services at an endpoint
     // (a pod IP on the bridge) instead of the cluster IP (cmd/kube-apiserver buildServiceResolver).
@@ -303,6 +295,31 @@ export function pauseImage(binDir: string): { archive: string; name: string } {
   return { archive: path.join(binDir, "images", "pause.oci.tar"), name: `registry.k8s.io/pause:${version}` };
 }
 
+/** The tests' smallest image (scripts/build-binaries.sh busybox-image names it BUSYBOX_IMAGE_NAME). */
+export function busyboxImage(binDir: string): { archive: string; name: string } {
+  return {
+    archive: path.join(binDir, "images", "busybox.oci.tar"),
+    name: "sm-injector.local/busybox:static",
+  };
+}
+
+export function isPodReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+}
+
+/**
+ * Creates a namespace and waits for what kube-controller-manager adds to it (the `default`
+ * ServiceAccount, the kube-root-ca.crt ConfigMap that token volumes mount).
+ */
+export async function createNamespace(core: CoreV1Api, name: string): Promise<void> {
+  await core.createNamespace({ body: { metadata: { name } } });
+  await waitUntil(`the ${name} namespace's default ServiceAccount and kube-root-ca.crt`, 30_000, async () => {
+    await core.readNamespacedServiceAccount({ namespace: name, name: "default" });
+    await core.readNamespacedConfigMap({ namespace: name, name: "kube-root-ca.crt" });
+    return true;
+  });
+}
+
 /** kube-controller-manager and kube-scheduler on loopback, as admin (no leader election: one of each). */
 async function startControllers(
   s: Started,
@@ -360,6 +377,7 @@ async function startKubelet(s: Started): Promise<ManagedProcess> {
       clientCAFile: pki.ca.certPath,
       tlsCertFile: pki.kubeletServing.certPath,
       tlsPrivateKeyFile: pki.kubeletServing.keyPath,
+      clusterDNS: s.ip,
     }),
   );
   const kubelet = spawnManaged(
@@ -434,7 +452,8 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
   const t0 = performance.now();
   const procs: Partial<RealNode["processes"]> = {};
   let cp: ControlPlane | undefined;
-  const stopNow = () => stopNode({ binDir, paths, cp, procs, keep });
+  let proxy: ServiceProxy | undefined;
+  const stopNow = () => stopNode({ binDir, paths, cp, proxy, procs, keep });
   try {
     const ip = nodeIP();
     const pki = await nodePki(path.join(runDir, "pki"), ip);
@@ -447,7 +466,10 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
       extraApiServerArgs: apiServerNodeArgs(pki),
       timeoutMs,
     });
-    await routeApiServerService(KUBERNETES_SERVICE_IP, POD_GATEWAY, Number(new URL(cp.apiServerUrl).port));
+    proxy = await startServiceProxy(cp.kubeConfig, cp.kubeConfig.makeApiClient(CoreV1Api), ip, {
+      ip: POD_GATEWAY,
+      port: Number(new URL(cp.apiServerUrl).port),
+    });
     const s: Started = { binDir, paths, ip, pki, cp, progress, timeoutMs };
     progress("containerd, kube-controller-manager, kube-scheduler");
     const [containerd, controllers] = await Promise.all([startContainerd(s), startControllers(s)]);
@@ -524,6 +546,7 @@ async function stopNode(n: {
   binDir: string;
   paths: NodePaths;
   cp: ControlPlane | undefined;
+  proxy: ServiceProxy | undefined;
   procs: Partial<RealNode["processes"]>;
   keep: boolean;
 }): Promise<Leftovers> {
@@ -538,6 +561,7 @@ async function stopNode(n: {
   await procs.kubelet?.stop();
   if (procs.containerd?.isRunning()) await deleteTasks(binDir, p.containerdSocket);
   await procs.containerd?.stop();
+  await n.proxy?.stop();
   await cp?.stop();
   const left = await cleanHost(p.runDir, p.containerdSocket);
   releaseNodeLock();
