@@ -147,7 +147,12 @@ export function dnsReply(query: Buffer, q: { qtype: number; end: number }, ip: s
   return Buffer.concat([header, question, record]);
 }
 
-function startDns(address: string, names: () => Map<string, string>): Promise<dgram.Socket> {
+/** A DNS server on `address`:`port` answering from `names` (name → IPv4). */
+export function startDns(
+  address: string,
+  names: () => Map<string, string>,
+  port = 53,
+): Promise<dgram.Socket> {
   const socket = dgram.createSocket("udp4");
   socket.on("message", (msg, peer) => {
     const q = parseQuestion(msg);
@@ -155,8 +160,10 @@ function startDns(address: string, names: () => Map<string, string>): Promise<dg
     socket.send(dnsReply(msg, q, names().get(q.name)), peer.port, peer.address);
   });
   return new Promise((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind(53, address, () => resolve(socket));
+    socket.once("error", (err) =>
+      reject(new Error(`the Services' DNS server cannot listen on ${address}:${port} (${err.message})`)),
+    );
+    socket.bind(port, address, () => resolve(socket));
   });
 }
 
