@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the binaries of the e2e test bed from the Go module proxy:
 #   control plane: kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3);
+#   tools:          hclfmt (github.com/hashicorp/hcl/v2: the HCL parser that checks `iam-policy --output terraform`);
 #   the real node:  kubelet, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), containerd,
 #                   containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2), the pause image
 #                   (build/pause/linux/pause.c of k8s.io/kubernetes, static, in a FROM-scratch OCI archive),
@@ -12,8 +13,9 @@
 # repository: the wrapper Go modules live under the cache directory.
 #
 # Usage: scripts/build-binaries.sh [TARGET ...]   (default: all)
-#   TARGET: kube-apiserver etcd helm | kubelet kube-controller-manager kube-scheduler containerd
-#           node-packages pause-image busybox-image | control-plane (the first three) | node (the rest)
+#   TARGET: kube-apiserver etcd helm | hclfmt | kubelet kube-controller-manager kube-scheduler containerd
+#           node-packages pause-image busybox-image | control-plane (the first three) | node (the last
+#           seven)
 # Env:   SM_INJECTOR_CACHE  cache root (default: $HOME/.cache/sm-injector)
 set -euo pipefail
 
@@ -49,18 +51,19 @@ BUSYBOX_IMAGE_NAME="sm-injector.local/busybox:static"
 # Debian packages of the real node: OCI runtime, CNI plugins (/usr/lib/cni), image tools.
 NODE_PACKAGES=(runc containernetworking-plugins umoci skopeo buildah mmdebstrap busybox-static)
 CONTROL_PLANE_TARGETS=(kube-apiserver etcd helm)
+TOOL_TARGETS=(hclfmt)
 NODE_TARGETS=(kubelet kube-controller-manager kube-scheduler containerd node-packages pause-image busybox-image)
 
 targets=()
 for t in "${@:-all}"; do
   case "${t}" in
-  all) targets+=("${CONTROL_PLANE_TARGETS[@]}" "${NODE_TARGETS[@]}") ;;
+  all) targets+=("${CONTROL_PLANE_TARGETS[@]}" "${TOOL_TARGETS[@]}" "${NODE_TARGETS[@]}") ;;
   control-plane) targets+=("${CONTROL_PLANE_TARGETS[@]}") ;;
   node) targets+=("${NODE_TARGETS[@]}") ;;
-  kube-apiserver | etcd | helm | kubelet | kube-controller-manager | kube-scheduler | containerd | node-packages | pause-image | busybox-image)
+  kube-apiserver | etcd | helm | hclfmt | kubelet | kube-controller-manager | kube-scheduler | containerd | node-packages | pause-image | busybox-image)
     targets+=("${t}")
     ;;
-  *) die "unknown target '${t}' (expected ${CONTROL_PLANE_TARGETS[*]} ${NODE_TARGETS[*]}, control-plane, node or all)" ;;
+  *) die "unknown target '${t}' (expected ${CONTROL_PLANE_TARGETS[*]} ${TOOL_TARGETS[*]} ${NODE_TARGETS[*]}, control-plane, node or all)" ;;
   esac
 done
 
@@ -84,6 +87,8 @@ is_ready() {
   node-packages) [[ -z "$(packages_missing)" ]] ;;
   pause-image) [[ -s "${PAUSE_IMAGE}" ]] ;;
   busybox-image) [[ -s "${BUSYBOX_IMAGE}" ]] ;;
+  # The binary's name carries HCL_VERSION (BIN_DIR's does not), so a new pin builds anew.
+  hclfmt) [[ -x "${BIN_DIR}/hclfmt-${HCL_VERSION}" ]] ;;
   *) [[ -x "${BIN_DIR}/$1" ]] ;;
   esac
 }
@@ -289,6 +294,27 @@ build_helm() {
   log "helm ${HELM_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
 
+build_hclfmt() {
+  local out="${BIN_DIR}/hclfmt-${HCL_VERSION}"
+  if [[ -x "${out}" ]]; then
+    log "hclfmt ${HCL_VERSION}: cached"
+    return
+  fi
+  log "building hclfmt ${HCL_VERSION} with ${GO_VERSION}…"
+  local start=${SECONDS}
+  local mod="${SRC_DIR}/hclfmt-${HCL_VERSION}"
+  mkdir -p "${mod}"
+  local gomod
+  gomod="$(go_mod_of "github.com/hashicorp/hcl/v2@${HCL_VERSION}")"
+  [[ -f "${gomod}" ]] || die "could not download github.com/hashicorp/hcl/v2@${HCL_VERSION}"
+  check_go_line "${gomod}"
+  printf 'module sm-injector.local/hclfmt\n\ngo %s\n\nrequire github.com/hashicorp/hcl/v2 %s\n' \
+    "$(awk '$1 == "go" { print $2; exit }' "${gomod}")" "${HCL_VERSION}" >"${mod}/go.mod"
+  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${out}.tmp" github.com/hashicorp/hcl/v2/cmd/hclfmt)
+  mv -f "${out}.tmp" "${out}"
+  log "hclfmt ${HCL_VERSION}: built in $(elapsed $((SECONDS - start)))"
+}
+
 build_containerd() {
   if is_ready containerd; then
     log "containerd ${CONTAINERD_VERSION}: cached"
@@ -431,6 +457,7 @@ for t in "${targets[@]}"; do
   case "${t}" in
   etcd) build_etcd ;;
   helm) build_helm ;;
+  hclfmt) build_hclfmt ;;
   containerd) build_containerd ;;
   pause-image) build_pause_image ;;
   busybox-image) build_busybox_image ;;

@@ -110,7 +110,8 @@ export async function runInjectCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function readStdin(): Promise<string> {
+/** All of stdin as UTF-8 (for -f -). */
+export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString("utf8");
