@@ -18,6 +18,7 @@ import {
   useRealNode,
   waitUntil,
 } from "./harness/real-node.ts";
+import { POD_GATEWAY } from "./harness/real-node-config.ts";
 import { projectImage } from "./harness/real-node-images.ts";
 
 const image = await projectImage();
@@ -30,6 +31,7 @@ let core: CoreV1Api;
 let apps: AppsV1Api;
 let moto: Moto;
 let secretValue: string;
+let secretVersion: string;
 let BUSYBOX: string;
 
 async function setUp(n: RealNode): Promise<void> {
@@ -43,12 +45,40 @@ async function setUp(n: RealNode): Promise<void> {
   // The pods reach moto at their gateway: it listens on every address.
   moto = await startMoto({ listenHost: "0.0.0.0" });
   secretValue = `s3cr3t-${process.pid}-'"$(not a command)`;
-  await moto.createSecret(SECRET, secretValue);
+  secretVersion = (await moto.createSecret(SECRET, secretValue)).versionId;
   await createNamespace(core, APP_NS);
   await core.createNamespacedServiceAccount({
     namespace: APP_NS,
     body: { metadata: { name: "api", annotations: { "eks.amazonaws.com/role-arn": ROLE_ARN } } },
   });
+}
+
+/** An opted-in pod of the `api` ServiceAccount whose app prints the hash of DB_PASSWORD (never the value). */
+function optedInPod(name: string, secret: string): V1Pod {
+  return {
+    metadata: {
+      name,
+      labels: { "sm-injector.io/inject": "true" },
+      annotations: { "sm-injector.io/env.DB_PASSWORD": secret, "sm-injector.io/region": "us-east-1" },
+    },
+    spec: {
+      serviceAccountName: "api",
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: "app",
+          image: BUSYBOX,
+          imagePullPolicy: "Never",
+          env: [{ name: "AWS_ENDPOINT_URL", value: `http://${POD_GATEWAY}:${moto.port}` }],
+          command: [
+            "sh",
+            "-c",
+            '. /run/sm-injector/env && printf %s "$DB_PASSWORD" | sha256sum && exec sleep 3600',
+          ],
+        },
+      ],
+    },
+  };
 }
 
 describe("the chart on the real node", { skip: typeof image === "string" ? image : false }, () => {
@@ -104,34 +134,7 @@ describe("the chart on the real node", { skip: typeof image === "string" ? image
   test("an opted-in pod is injected through the Service and its init container fetches with IRSA from moto", async () => {
     if (typeof image === "string") return;
     const t0 = performance.now();
-    await core.createNamespacedPod({
-      namespace: APP_NS,
-      body: {
-        metadata: {
-          name: "api",
-          labels: { "sm-injector.io/inject": "true" },
-          annotations: { "sm-injector.io/env.DB_PASSWORD": SECRET, "sm-injector.io/region": "us-east-1" },
-        },
-        spec: {
-          serviceAccountName: "api",
-          terminationGracePeriodSeconds: 1,
-          containers: [
-            {
-              name: "app",
-              image: BUSYBOX,
-              imagePullPolicy: "Never",
-              env: [{ name: "AWS_ENDPOINT_URL", value: `http://${node().podGateway}:${moto.port}` }],
-              // The app proves what it loaded by its hash, never the value.
-              command: [
-                "sh",
-                "-c",
-                '. /run/sm-injector/env && printf %s "$DB_PASSWORD" | sha256sum && exec sleep 3600',
-              ],
-            },
-          ],
-        },
-      },
-    });
+    await core.createNamespacedPod({ namespace: APP_NS, body: optedInPod("api", SECRET) });
     let pod: V1Pod | undefined;
     await waitUntil("the injected pod to be Ready", 90_000, async () => {
       pod = await core.readNamespacedPod({ namespace: APP_NS, name: "api" });
@@ -155,5 +158,29 @@ describe("the chart on the real node", { skip: typeof image === "string" ? image
     });
     assert.match(initLog, /erp\/dev\/shop\/db_password/);
     assert.ok(!initLog.includes(secretValue) && !appLog.includes(secretValue), "no log holds the value");
+    // The kubelet copied the init container's termination message (the versions it fetched, read by
+    // the rotation controller) into the pod's status.
+    const terminated = pod?.status?.initContainerStatuses?.[0]?.state?.terminated;
+    assert.equal(terminated?.exitCode, 0);
+    assert.ok(terminated?.message?.includes(secretVersion), terminated?.message);
+    assert.ok(!terminated?.message?.includes(secretValue));
+  });
+
+  test("fail closed: a pod whose secret does not exist never starts its app; its status says why", async () => {
+    if (typeof image === "string") return;
+    const missing = "erp/dev/shop/missing";
+    await core.createNamespacedPod({ namespace: APP_NS, body: optedInPod("broken", missing) });
+    let pod: V1Pod | undefined;
+    await waitUntil("the init container to fail", 90_000, async () => {
+      pod = await core.readNamespacedPod({ namespace: APP_NS, name: "broken" });
+      const s = pod.status?.initContainerStatuses?.[0];
+      return (s?.state?.terminated ?? s?.lastState?.terminated)?.exitCode !== undefined;
+    });
+    const status = pod?.status?.initContainerStatuses?.[0];
+    const failed = status?.state?.terminated ?? status?.lastState?.terminated;
+    assert.notEqual(failed?.exitCode, 0);
+    assert.match(failed?.message ?? "", /erp\/dev\/shop\/missing/);
+    assert.equal(isPodReady(pod as V1Pod), false);
+    assert.equal(pod?.status?.containerStatuses?.[0]?.state?.running, undefined, "the app never ran");
   });
 });
