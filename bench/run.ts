@@ -8,6 +8,7 @@ import { refuseUnpinnedNode } from "../scripts/pinned-node.mjs";
 import { benchColdStart } from "./coldstart.ts";
 import { benchFetch } from "./fetch.ts";
 import { benchHostile, TARGET_CPU_MS, TARGET_EXTRA_RSS_MIB } from "./hostile.ts";
+import { benchImages, imagesTable } from "./images.ts";
 import { benchWebhook } from "./webhook.ts";
 
 // The numbers are claims about the image's runtime: measure on the pinned Node only.
@@ -26,6 +27,7 @@ const hostile = await benchHostile({ log });
 const fetch = await benchFetch({ log });
 log("cold start");
 const cold = benchColdStart();
+const images = benchImages({ log });
 
 const result = {
   date: new Date().toISOString(),
@@ -34,6 +36,7 @@ const result = {
   hostile,
   fetch,
   coldStart: cold,
+  images,
   totalSeconds: Math.round((Date.now() - started) / 1000),
 };
 
@@ -123,6 +126,7 @@ md.push(
 );
 md.push("| Command | Median ms | Min ms |", "|---|---|---|");
 for (const r of cold.results) md.push(`| \`${r.command}\` | ${r.medianMs} | ${r.minMs} |`);
+md.push("", ...imagesTable(images));
 const table = md.join("\n");
 
 const dir = join(import.meta.dirname, "results");

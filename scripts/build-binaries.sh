@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the binaries of the e2e test bed from the Go module proxy:
-#   kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3).
-# Versions are pinned in scripts/versions.env. Output: the bin directory, on stdout (last line).
-# Progress goes to stderr. Nothing is written to the repository: the wrapper Go modules live under
-# the cache directory.
+#   control plane: kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3);
+#   tools:          hclfmt (github.com/hashicorp/hcl/v2: the HCL parser that checks `iam-policy --output terraform`);
+#   the real node:  kubelet, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), containerd,
+#                   containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2), the pause image
+#                   (build/pause/linux/pause.c of k8s.io/kubernetes, static, in a FROM-scratch OCI archive),
+#                   a busybox image (Debian's busybox-static, FROM scratch) for tests,
+#                   and the Debian packages the node needs (runc, CNI plugins, image tools).
+# Versions are pinned in scripts/versions.env. Output: the bin directory, on stdout (last line); every
+# binary is in it (containerd's as symlinks into its own versioned directory), the images are
+# <bin>/images/pause.oci.tar and busybox.oci.tar. Progress goes to stderr. Nothing is written to the
+# repository: the wrapper Go modules live under the cache directory.
 #
-# Usage: scripts/build-binaries.sh [kube-apiserver|etcd|helm ...]   (default: all three)
+# Usage: scripts/build-binaries.sh [TARGET ...]   (default: all)
+#   TARGET: kube-apiserver etcd helm | hclfmt | kubelet kube-controller-manager kube-scheduler containerd
+#           node-packages pause-image busybox-image | control-plane (the first three) | node (the last
+#           seven)
 # Env:   SM_INJECTOR_CACHE  cache root (default: $HOME/.cache/sm-injector)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=scripts/versions.env
 . "${SCRIPT_DIR}/versions.env"
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
@@ -28,25 +38,71 @@ CACHE_ROOT="${SM_INJECTOR_CACHE:-${HOME}/.cache/sm-injector}"
 BIN_DIR="${CACHE_ROOT}/bin-k8s${KUBERNETES_VERSION}-etcd${ETCD_VERSION}-helm${HELM_VERSION}"
 SRC_DIR="${CACHE_ROOT}/src"
 
-targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(kube-apiserver etcd helm); fi
-for t in "${targets[@]}"; do
+# containerd's binaries live in a directory of their own version (BIN_DIR's name predates them);
+# BIN_DIR holds symlinks to them.
+CONTAINERD_DIR="${CACHE_ROOT}/bin-containerd${CONTAINERD_VERSION}"
+CONTAINERD_BINS=(containerd containerd-shim-runc-v2 ctr)
+PAUSE_IMAGE="${BIN_DIR}/images/pause.oci.tar"
+# The image name kubelet and containerd know the sandbox image by (nothing is pulled: see pause-image).
+PAUSE_IMAGE_NAME="registry.k8s.io/pause:${PAUSE_VERSION}"
+# The tests' smallest image (busybox-image).
+BUSYBOX_IMAGE="${BIN_DIR}/images/busybox.oci.tar"
+BUSYBOX_IMAGE_NAME="sm-injector.local/busybox:static"
+# Debian packages of the real node: OCI runtime, CNI plugins (/usr/lib/cni), image tools.
+NODE_PACKAGES=(runc containernetworking-plugins umoci skopeo buildah mmdebstrap busybox-static)
+CONTROL_PLANE_TARGETS=(kube-apiserver etcd helm)
+TOOL_TARGETS=(hclfmt)
+NODE_TARGETS=(kubelet kube-controller-manager kube-scheduler containerd node-packages pause-image busybox-image)
+
+targets=()
+for t in "${@:-all}"; do
   case "${t}" in
-  kube-apiserver | etcd | helm) ;;
-  *) die "unknown binary '${t}' (expected kube-apiserver, etcd or helm)" ;;
+  all) targets+=("${CONTROL_PLANE_TARGETS[@]}" "${TOOL_TARGETS[@]}" "${NODE_TARGETS[@]}") ;;
+  control-plane) targets+=("${CONTROL_PLANE_TARGETS[@]}") ;;
+  node) targets+=("${NODE_TARGETS[@]}") ;;
+  kube-apiserver | etcd | helm | hclfmt | kubelet | kube-controller-manager | kube-scheduler | containerd | node-packages | pause-image | busybox-image)
+    targets+=("${t}")
+    ;;
+  *) die "unknown target '${t}' (expected ${CONTROL_PLANE_TARGETS[*]} ${TOOL_TARGETS[*]} ${NODE_TARGETS[*]}, control-plane, node or all)" ;;
   esac
 done
 
+# packages_missing: the NODE_PACKAGES not installed (dpkg), one per line.
+packages_missing() {
+  local p
+  for p in "${NODE_PACKAGES[@]}"; do
+    [[ "$(dpkg-query -W -f='${Status}' "${p}" 2>/dev/null)" == "install ok installed" ]] || printf '%s\n' "${p}"
+  done
+}
+
+# is_ready TARGET: the target is built (or installed) for the pinned versions.
+is_ready() {
+  case "$1" in
+  containerd)
+    local b
+    for b in "${CONTAINERD_BINS[@]}"; do
+      [[ -x "${CONTAINERD_DIR}/${b}" && "$(readlink "${BIN_DIR}/${b}" 2>/dev/null)" == "${CONTAINERD_DIR}/${b}" ]] || return 1
+    done
+    ;;
+  node-packages) [[ -z "$(packages_missing)" ]] ;;
+  pause-image) [[ -s "${PAUSE_IMAGE}" ]] ;;
+  busybox-image) [[ -s "${BUSYBOX_IMAGE}" ]] ;;
+  # The binary's name carries HCL_VERSION (BIN_DIR's does not), so a new pin builds anew.
+  hclfmt) [[ -x "${BIN_DIR}/hclfmt-${HCL_VERSION}" ]] ;;
+  *) [[ -x "${BIN_DIR}/$1" ]] ;;
+  esac
+}
+
 # Fast path: everything already built for these versions (no Go needed).
 missing=0
-for t in "${targets[@]}"; do [[ -x "${BIN_DIR}/${t}" ]] || missing=1; done
+for t in "${targets[@]}"; do is_ready "${t}" || missing=1; done
 if [[ ${missing} -eq 0 ]]; then
   printf '%s\n' "${BIN_DIR}"
   exit 0
 fi
 
 if ! command -v go >/dev/null 2>&1; then
-  die "'go' was not found on PATH; it is needed once to build ${targets[*]} into ${BIN_DIR}. Install Go >= 1.26 (the 'go' line of k8s.io/kubernetes ${KUBERNETES_VERSION}) from https://go.dev/dl/ and retry."
+  die "'go' was not found on PATH; it is needed once to build ${targets[*]} into ${BIN_DIR}. Install Go >= 1.26.6 (the 'go' line of k8s.io/kubernetes ${KUBERNETES_VERSION} and containerd ${CONTAINERD_VERSION}) from https://go.dev/dl/ and retry."
 fi
 mkdir -p "${BIN_DIR}" "${SRC_DIR}"
 
@@ -104,14 +160,9 @@ with_heartbeat() {
   return "${rc}"
 }
 
-build_kube_apiserver() {
-  local out="${BIN_DIR}/kube-apiserver"
-  if [[ -x "${out}" ]]; then
-    log "kube-apiserver ${KUBERNETES_VERSION}: cached"
-    return
-  fi
-  log "building kube-apiserver ${KUBERNETES_VERSION} with ${GO_VERSION} (first run takes several minutes)…"
-  local start=${SECONDS}
+# kubernetes_module: writes the wrapper module that builds commands of k8s.io/kubernetes (one module
+# for all of them, so they share its resolution and the Go build cache); prints its directory.
+kubernetes_module() {
   local mod="${SRC_DIR}/kube-apiserver-${KUBERNETES_VERSION}"
   mkdir -p "${mod}"
   local kgomod
@@ -132,6 +183,11 @@ build_kube_apiserver() {
     done
     printf ')\n'
   } >"${mod}/go.mod"
+  printf '%s\n' "${mod}"
+}
+
+# kubernetes_ldflags: the version stamps of the Kubernetes release build (`--version`, /version).
+kubernetes_ldflags() {
   local major minor
   major="$(echo "${KUBERNETES_VERSION#v}" | cut -d. -f1)"
   minor="$(echo "${KUBERNETES_VERSION#v}" | cut -d. -f2)"
@@ -143,9 +199,30 @@ build_kube_apiserver() {
     ld+=" -X ${pkg}.gitTreeState=clean"
     ld+=" -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "${mod}" && with_heartbeat kube-apiserver "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${out}.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-  mv -f "${out}.tmp" "${out}"
-  log "kube-apiserver ${KUBERNETES_VERSION}: built in $(elapsed $((SECONDS - start)))"
+  printf '%s\n' "${ld}"
+}
+
+# build_kubernetes CMD...: builds the commands of k8s.io/kubernetes (kube-apiserver, kubelet, ...)
+# that are not cached yet, in one `go build` (their shared packages compile once).
+build_kubernetes() {
+  local todo=() c
+  for c in "$@"; do
+    if [[ -x "${BIN_DIR}/${c}" ]]; then log "${c} ${KUBERNETES_VERSION}: cached"; else todo+=("${c}"); fi
+  done
+  [[ ${#todo[@]} -gt 0 ]] || return 0
+  log "building ${todo[*]} ${KUBERNETES_VERSION} with ${GO_VERSION} (first run takes several minutes)…"
+  local start=${SECONDS}
+  local mod ld
+  mod="$(kubernetes_module)"
+  ld="$(kubernetes_ldflags)"
+  local tmp="${BIN_DIR}/.build-$$"
+  mkdir -p "${tmp}"
+  local pkgs=()
+  for c in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
+  (cd "${mod}" && with_heartbeat "${todo[*]}" "${NICE[@]}" go build -trimpath -ldflags "${ld}" -o "${tmp}/" "${pkgs[@]}")
+  for c in "${todo[@]}"; do mv -f "${tmp}/${c}" "${BIN_DIR}/${c}"; done
+  rmdir "${tmp}"
+  log "${todo[*]} ${KUBERNETES_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
 
 build_etcd() {
@@ -217,11 +294,173 @@ build_helm() {
   log "helm ${HELM_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
 
+build_hclfmt() {
+  local out="${BIN_DIR}/hclfmt-${HCL_VERSION}"
+  if [[ -x "${out}" ]]; then
+    log "hclfmt ${HCL_VERSION}: cached"
+    return
+  fi
+  log "building hclfmt ${HCL_VERSION} with ${GO_VERSION}…"
+  local start=${SECONDS}
+  local mod="${SRC_DIR}/hclfmt-${HCL_VERSION}"
+  mkdir -p "${mod}"
+  local gomod
+  gomod="$(go_mod_of "github.com/hashicorp/hcl/v2@${HCL_VERSION}")"
+  [[ -f "${gomod}" ]] || die "could not download github.com/hashicorp/hcl/v2@${HCL_VERSION}"
+  check_go_line "${gomod}"
+  printf 'module sm-injector.local/hclfmt\n\ngo %s\n\nrequire github.com/hashicorp/hcl/v2 %s\n' \
+    "$(awk '$1 == "go" { print $2; exit }' "${gomod}")" "${HCL_VERSION}" >"${mod}/go.mod"
+  (cd "${mod}" && "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${out}.tmp" github.com/hashicorp/hcl/v2/cmd/hclfmt)
+  mv -f "${out}.tmp" "${out}"
+  log "hclfmt ${HCL_VERSION}: built in $(elapsed $((SECONDS - start)))"
+}
+
+build_containerd() {
+  if is_ready containerd; then
+    log "containerd ${CONTAINERD_VERSION}: cached"
+    return
+  fi
+  log "building containerd, containerd-shim-runc-v2, ctr ${CONTAINERD_VERSION} with ${GO_VERSION} (first run takes a few minutes)…"
+  local start=${SECONDS}
+  local mod="${SRC_DIR}/containerd-${CONTAINERD_VERSION}"
+  mkdir -p "${mod}" "${CONTAINERD_DIR}"
+  local cgomod
+  cgomod="$(go_mod_of "github.com/containerd/containerd/v2@${CONTAINERD_VERSION}")"
+  [[ -f "${cgomod}" ]] || die "could not download github.com/containerd/containerd/v2@${CONTAINERD_VERSION}"
+  check_go_line "${cgomod}"
+  printf 'module sm-injector.local/containerd\n\ngo %s\n\nrequire github.com/containerd/containerd/v2 %s\n' \
+    "$(awk '$1 == "go" { print $2; exit }' "${cgomod}")" "${CONTAINERD_VERSION}" >"${mod}/go.mod"
+  # containerd's Makefile: version stamps, the urfave_cli_no_docs tag, and no_grpc for the shim.
+  local pkg=github.com/containerd/containerd/v2
+  local ld="-s -w -X ${pkg}/version.Version=${CONTAINERD_VERSION} -X ${pkg}/version.Package=${pkg}"
+  local tmp="${CONTAINERD_DIR}/.build-$$"
+  mkdir -p "${tmp}"
+  (cd "${mod}" && with_heartbeat "containerd, ctr" "${NICE[@]}" go build -trimpath -tags urfave_cli_no_docs \
+    -ldflags "${ld}" -o "${tmp}/" "${pkg}/cmd/containerd" "${pkg}/cmd/ctr")
+  (cd "${mod}" && with_heartbeat containerd-shim-runc-v2 "${NICE[@]}" go build -trimpath -tags "urfave_cli_no_docs no_grpc" \
+    -ldflags "${ld}" -o "${tmp}/" "${pkg}/cmd/containerd-shim-runc-v2")
+  local b
+  for b in "${CONTAINERD_BINS[@]}"; do
+    mv -f "${tmp}/${b}" "${CONTAINERD_DIR}/${b}"
+    ln -sfn "${CONTAINERD_DIR}/${b}" "${BIN_DIR}/${b}"
+  done
+  rmdir "${tmp}"
+  log "containerd ${CONTAINERD_VERSION}: built in $(elapsed $((SECONDS - start)))"
+}
+
+# install_node_packages: the Debian packages of the real node (apt-get; waits for other installers).
+install_node_packages() {
+  local missing
+  mapfile -t missing < <(packages_missing)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    log "Debian packages (${NODE_PACKAGES[*]}): installed"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "the real node needs these packages: ${missing[*]}; install them with your system's package manager and retry."
+  [[ ${EUID} -eq 0 ]] || die "installing ${missing[*]} needs root (or install them yourself: apt-get install ${missing[*]})."
+  log "installing ${missing[*]} from Debian…"
+  local start=${SECONDS}
+  local apt=(apt-get -o DPkg::Lock::Timeout=900 -qq)
+  export DEBIAN_FRONTEND=noninteractive
+  # Package lists may be missing or stale on a fresh machine: update once, then retry.
+  if ! "${apt[@]}" install -y "${missing[@]}" >&2; then
+    "${apt[@]}" update >&2
+    "${apt[@]}" install -y "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed (see above)"
+  fi
+  log "Debian packages: installed in $(elapsed $((SECONDS - start)))"
+}
+
+# scratch_image ARCHIVE NAME ROOTFS [umoci config flags...]: a FROM-scratch image of the files in
+# ROOTFS (umoci), written as an OCI archive (skopeo) that `ctr images import` names NAME.
+scratch_image() {
+  local archive=$1 name=$2 rootfs=$3
+  shift 3
+  local tool
+  for tool in umoci skopeo; do
+    command -v "${tool}" >/dev/null 2>&1 || die "'${tool}' is needed to build ${name} (target node-packages installs it)"
+  done
+  local oci
+  oci="$(mktemp -d)"
+  umoci init --layout "${oci}/layout" >&2
+  umoci new --image "${oci}/layout:img" >&2
+  umoci unpack --image "${oci}/layout:img" "${oci}/bundle" >&2
+  cp -a "${rootfs}/." "${oci}/bundle/rootfs/"
+  umoci repack --image "${oci}/layout:img" "${oci}/bundle" >&2
+  umoci config --image "${oci}/layout:img" --os linux --architecture amd64 "$@" >&2
+  mkdir -p "$(dirname "${archive}")"
+  skopeo copy --quiet "oci:${oci}/layout:img" "oci-archive:${archive}.tmp:${name}" >&2
+  mv -f "${archive}.tmp" "${archive}"
+  rm -rf "${oci}"
+}
+
+# build_pause_image: the sandbox ("pause") image without a registry: pause.c from k8s.io/kubernetes,
+# linked statically, alone in a FROM-scratch image named PAUSE_IMAGE_NAME.
+build_pause_image() {
+  if is_ready pause-image; then
+    log "pause image ${PAUSE_VERSION}: cached"
+    return
+  fi
+  command -v gcc >/dev/null 2>&1 || die "gcc is needed to build the pause image (apt-get install gcc libc6-dev)"
+  log "building the pause image ${PAUSE_VERSION} (pause.c of k8s.io/kubernetes ${KUBERNETES_VERSION})…"
+  local start=${SECONDS}
+  local kdir rootfs
+  kdir="$(dir_of "k8s.io/kubernetes@${KUBERNETES_VERSION}")"
+  rootfs="$(mktemp -d)"
+  # The flags of build/pause/Makefile (CFLAGS).
+  gcc -Os -Wall -Werror -static "-DVERSION=v${PAUSE_VERSION}-${KUBERNETES_VERSION}" \
+    -o "${rootfs}/pause" "${kdir}/build/pause/linux/pause.c" >&2 ||
+    die "could not link pause.c statically (apt-get install libc6-dev)"
+  strip "${rootfs}/pause"
+  # build/pause/Dockerfile: ENTRYPOINT ["/pause"], USER 65535:65535.
+  scratch_image "${PAUSE_IMAGE}" "${PAUSE_IMAGE_NAME}" "${rootfs}" \
+    --config.entrypoint /pause --config.user 65535:65535
+  rm -rf "${rootfs}"
+  log "pause image ${PAUSE_IMAGE_NAME}: ${PAUSE_IMAGE} in $(elapsed $((SECONDS - start)))"
+}
+
+# build_busybox_image: the tests' smallest image: Debian's static busybox and its applets, FROM scratch.
+build_busybox_image() {
+  if is_ready busybox-image; then
+    log "busybox image: cached"
+    return
+  fi
+  local busybox=/bin/busybox
+  [[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" == "install ok installed" ]] ||
+    die "the image needs Debian's busybox-static (target node-packages installs it)"
+  log "building the busybox image ${BUSYBOX_IMAGE_NAME}…"
+  local rootfs
+  rootfs="$(mktemp -d)"
+  mkdir -p "${rootfs}/bin" "${rootfs}/tmp"
+  chmod 1777 "${rootfs}/tmp"
+  cp "${busybox}" "${rootfs}/bin/busybox"
+  local applet
+  for applet in $("${busybox}" --list); do
+    [[ -e "${rootfs}/bin/${applet}" ]] || ln -s busybox "${rootfs}/bin/${applet}"
+  done
+  scratch_image "${BUSYBOX_IMAGE}" "${BUSYBOX_IMAGE_NAME}" "${rootfs}" \
+    --config.cmd /bin/sh --config.env PATH=/bin
+  rm -rf "${rootfs}"
+  log "busybox image: ${BUSYBOX_IMAGE}"
+}
+
+kubernetes_cmds=()
 for t in "${targets[@]}"; do
   case "${t}" in
-  kube-apiserver) build_kube_apiserver ;;
+  kube-apiserver | kubelet | kube-controller-manager | kube-scheduler) kubernetes_cmds+=("${t}") ;;
+  esac
+done
+# Packages first: the pause image needs umoci and skopeo.
+for t in "${targets[@]}"; do [[ "${t}" != node-packages ]] || install_node_packages; done
+if [[ ${#kubernetes_cmds[@]} -gt 0 ]]; then build_kubernetes "${kubernetes_cmds[@]}"; fi
+for t in "${targets[@]}"; do
+  case "${t}" in
   etcd) build_etcd ;;
   helm) build_helm ;;
+  hclfmt) build_hclfmt ;;
+  containerd) build_containerd ;;
+  pause-image) build_pause_image ;;
+  busybox-image) build_busybox_image ;;
   esac
 done
 

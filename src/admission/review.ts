@@ -8,6 +8,9 @@ import type { SecretPolicy } from "../spec/policy.ts";
 import { type DecisionContext, decideInjection, type InjectionDecision, internalError } from "./decide.ts";
 import type { DenialCode } from "./denials.ts";
 import { cleanText } from "./messages.ts";
+import { type AdmissionResponse, allowedResponse, deniedResponse, patchedResponse } from "./responses.ts";
+
+export { type AdmissionResponse, reviewResponse } from "./responses.ts";
 
 const GroupVersionKind = z.object({ group: z.string(), version: z.string(), kind: z.string() });
 
@@ -46,15 +49,6 @@ export function parseAdmissionReview(body: unknown): ReturnType<typeof Admission
 // The pod's shape is checked by the decision (both entry points); re-exported for existing callers.
 export { isPodShape, PodShape } from "./decide.ts";
 
-export interface AdmissionResponse {
-  uid: string;
-  allowed: boolean;
-  status?: { code: number; message: string; reason?: string };
-  patchType?: "JSONPatch";
-  patch?: string;
-  warnings?: string[];
-}
-
 export interface ReviewOutcome {
   response: AdmissionResponse;
   /** For metrics and the audit log. */
@@ -76,14 +70,6 @@ export interface ReviewDeps {
   lookupServiceAccount(namespace: string, name: string): Promise<ServiceAccountIdentity>;
   /** Reads the namespace's secret policy (its sm-injector.io/allowed-secrets annotation); throws on API errors. */
   lookupNamespacePolicy?(namespace: string): Promise<SecretPolicy | undefined>;
-}
-
-export function reviewResponse(response: AdmissionResponse): {
-  apiVersion: string;
-  kind: string;
-  response: AdmissionResponse;
-} {
-  return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response };
 }
 
 /** The webhook's facts: the ServiceAccount and Namespace look-ups of ReviewDeps. */
@@ -125,8 +111,7 @@ async function reviewUnguarded(request: AdmissionRequest, deps: ReviewDeps): Pro
 /** The AdmissionResponse and audit fields for a decision. Reads the request defensively: it must not throw. */
 function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutcome {
   const uid = typeof request?.uid === "string" ? request.uid : "";
-  // Whole literals, not `{ ...base, result }`: a spread copy that gains keys is several times slower
-  // on V8 (see mutate/clone.ts withFields), and this runs once per admission.
+  // Whole literals, not `{ ...base, result }` (see responses.ts).
   const namespace = typeof request?.namespace === "string" ? request.namespace : "";
   const pod = podName(request);
   const serviceAccount = d.serviceAccount;
@@ -142,11 +127,10 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
         reason,
         result: "skipped",
         secretIds: [],
-        response: { uid, allowed: true },
+        response: allowedResponse(uid),
       };
     case "denied":
-    case "error": {
-      const status = { code: d.code, message: d.message, reason: STATUS_REASONS[d.code] };
+    case "error":
       return {
         namespace,
         pod,
@@ -156,12 +140,8 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
         result: d.verdict,
         denial: d.denial,
         secretIds: d.secretIds,
-        response:
-          d.warnings.length > 0
-            ? { uid, allowed: false, status, warnings: d.warnings }
-            : { uid, allowed: false, status },
+        response: deniedResponse(uid, d.code, d.message, d.warnings),
       };
-    }
     case "unchanged":
       return {
         namespace,
@@ -172,11 +152,9 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
         result: "unchanged",
         secretIds: d.secretIds,
         identity: d.identity,
-        response:
-          d.warnings.length > 0 ? { uid, allowed: true, warnings: d.warnings } : { uid, allowed: true },
+        response: allowedResponse(uid, d.warnings),
       };
-    case "injected": {
-      const patch = Buffer.from(d.patch).toString("base64");
+    case "injected":
       return {
         namespace,
         pod,
@@ -186,16 +164,10 @@ function outcomeOf(request: AdmissionRequest, d: InjectionDecision): ReviewOutco
         result: "injected",
         secretIds: d.secretIds,
         identity: d.identity,
-        response:
-          d.warnings.length > 0
-            ? { uid, allowed: true, patchType: "JSONPatch", patch, warnings: d.warnings }
-            : { uid, allowed: true, patchType: "JSONPatch", patch },
+        response: patchedResponse(uid, d.patch, d.warnings),
       };
-    }
   }
 }
-
-const STATUS_REASONS = { 400: "BadRequest", 403: "Forbidden", 500: "InternalError" } as const;
 
 /** The pod's name for the audit line (generateName when it has none yet); "" if the request cannot be read. */
 function podName(request: AdmissionRequest): string {

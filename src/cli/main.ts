@@ -9,6 +9,8 @@ Usage:
   sm-injector fetch                  run as the injected init container: fetch secrets, write the file
   sm-injector inject -f FILE|- [flags]  print manifests as the webhook would mutate them
   sm-injector rotation [flags]       restart workloads whose secrets got a new version
+  sm-injector iam-policy -f FILE|- [flags]  least-privilege IAM policies for the pods' roles
+  sm-injector dotenv -f FILE|- [flags]      a .env.example of the variables the pods receive
   sm-injector version                print the version
   sm-injector help [COMMAND]         help for a command
 
@@ -16,6 +18,7 @@ Examples:
   sm-injector webhook --tls-cert-file tls.crt --tls-key-file tls.key --image ghcr.io/sm-injector/sm-injector:${VERSION}
   sm-injector inject -f deployment.yaml --diff
   kubectl get deploy api -o yaml | sm-injector inject -f -
+  sm-injector iam-policy -f deployment.yaml --output terraform
 
 Opt a pod in with the label sm-injector.io/inject: "true" and annotations such as
   sm-injector.io/env.JWT_SECRET_KEY: erp/staging/jwt/secret_key
@@ -55,6 +58,14 @@ async function main(argv: string[]): Promise<number> {
     case "inject": {
       const { runInjectCommand } = await import("./inject.ts");
       return runInjectCommand(rest);
+    }
+    case "iam-policy": {
+      const { runIamPolicyCommand } = await import("./iam-policy.ts");
+      return runIamPolicyCommand(rest);
+    }
+    case "dotenv": {
+      const { runDotenvCommand } = await import("./dotenv.ts");
+      return runDotenvCommand(rest);
     }
     case "rotation": {
       const { runRotationCommand } = await import("./rotation.ts");

@@ -1,94 +1,86 @@
 // `sm-injector rotation`: the rotation controller (src/rotation/controller.ts) on a timer, or once.
-import { parseArgs } from "node:util";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { z } from "zod";
+import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
+import {
+  type FlagValues,
+  flag,
+  flagHelp,
+  kubeconfigFlag,
+  logLevelFlag,
+  parseFlags,
+  wholeNumber,
+} from "./flags.ts";
 
-export const ROTATION_OPTIONS = {
-  kubeconfig: ["SM_INJECTOR_KUBECONFIG", "kubeconfig file (default: in-cluster, then KUBECONFIG)"],
-  namespace: ["SM_INJECTOR_NAMESPACE", "watch one namespace only (default: all)"],
-  "interval-seconds": ["SM_INJECTOR_INTERVAL_SECONDS", "time between checks (default 300)"],
-  "min-restart-interval-seconds": [
-    "SM_INJECTOR_MIN_RESTART_INTERVAL_SECONDS",
-    "never restart one workload more often (default 600)",
-  ],
-  concurrency: ["SM_INJECTOR_CONCURRENCY", "DescribeSecret calls in flight (default 8)"],
-  "max-restarts-per-check": [
-    "SM_INJECTOR_MAX_RESTARTS_PER_CHECK",
-    "workloads restarted per check at most; the rest wait for the next (default 10)",
-  ],
-  "page-size": [
-    "SM_INJECTOR_PAGE_SIZE",
-    "most pods per list request (default 50; fewer when a page would exceed 4 MiB)",
-  ],
-  "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
-  once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
-  "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
-} as const;
+/** Every flag of `sm-injector rotation`: parsing, messages and --help come from this table. */
+export const ROTATION_FLAGS = {
+  kubeconfig: kubeconfigFlag,
+  namespace: flag({
+    env: "SM_INJECTOR_NAMESPACE",
+    input: "text",
+    schema: z.string().min(1).optional(),
+    value: "NAME",
+    help: "watch one namespace only (default: all)",
+  }),
+  "interval-seconds": flag({
+    env: "SM_INJECTOR_INTERVAL_SECONDS",
+    input: "int",
+    schema: wholeNumber(10, 86_400).default(300),
+    help: "time between checks",
+  }),
+  "min-restart-interval-seconds": flag({
+    env: "SM_INJECTOR_MIN_RESTART_INTERVAL_SECONDS",
+    input: "int",
+    schema: wholeNumber(0, 7 * 86_400).default(600),
+    help: "never restart one workload more often",
+  }),
+  concurrency: flag({
+    env: "SM_INJECTOR_CONCURRENCY",
+    input: "int",
+    schema: wholeNumber(1, 64).default(8),
+    help: "DescribeSecret calls in flight",
+  }),
+  "max-restarts-per-check": flag({
+    env: "SM_INJECTOR_MAX_RESTARTS_PER_CHECK",
+    input: "int",
+    schema: wholeNumber(1, 1000).default(10),
+    help: "workloads restarted per check at most; the rest wait for the next",
+  }),
+  "page-size": flag({
+    env: "SM_INJECTOR_PAGE_SIZE",
+    input: "int",
+    schema: wholeNumber(1, 500).default(50),
+    help: "most pods per list request (fewer when a page would exceed 4 MiB)",
+  }),
+  "dry-run": flag({
+    env: "SM_INJECTOR_DRY_RUN",
+    input: "bool",
+    schema: z.boolean().default(false),
+    help: "log what would be restarted, restart nothing",
+  }),
+  once: flag({
+    env: "SM_INJECTOR_ONCE",
+    input: "bool",
+    schema: z.boolean().default(false),
+    help: "one check, then exit (0, or 1 when a restart failed)",
+  }),
+  "log-level": logLevelFlag,
+};
 
-const Int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const Bool = z
-  .enum(["true", "false"])
-  .default("false")
-  .transform((v) => v === "true");
-
-const RotationConfigSchema = z.strictObject({
-  kubeconfig: z.string().min(1).optional(),
-  namespace: z.string().min(1).optional(),
-  intervalSeconds: Int(10, 86_400).default(300),
-  minRestartIntervalSeconds: Int(0, 7 * 86_400).default(600),
-  concurrency: Int(1, 64).default(8),
-  maxRestartsPerCheck: Int(1, 1000).default(10),
-  pageSize: Int(1, 500).default(50),
-  dryRun: Bool,
-  once: Bool,
-  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
-});
-export type RotationConfig = z.infer<typeof RotationConfigSchema>;
-
-const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+export type RotationConfig = FlagValues<typeof ROTATION_FLAGS>;
 
 export class RotationConfigError extends Error {}
 class CheckTimeout extends Error {}
 
 /** Flags win over SM_INJECTOR_* variables; every problem is listed, naming the flag and the variable. */
 export function loadRotationConfig(argv: string[], env: NodeJS.ProcessEnv): RotationConfig {
-  let values: Record<string, string | boolean | undefined>;
-  // `--once` alone means --once=true (and --dry-run likewise); `--once=false` is accepted too.
-  const args = argv.map((a) => (a === "--once" || a === "--dry-run" ? `${a}=true` : a));
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: Object.fromEntries(Object.keys(ROTATION_OPTIONS).map((f) => [f, { type: "string" as const }])),
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new RotationConfigError((e as Error).message);
-  }
-  const raw: Record<string, string> = {};
-  for (const [flag, [variable]] of Object.entries(ROTATION_OPTIONS)) {
-    const v = values[flag] ?? env[variable];
-    if (v !== undefined) raw[camel(flag)] = String(v);
-  }
-  const parsed = RotationConfigSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new RotationConfigError(
-      parsed.error.issues
-        .map((i) => {
-          const flag = Object.keys(ROTATION_OPTIONS).find((f) => camel(f) === i.path[0]) ?? String(i.path[0]);
-          const variable = ROTATION_OPTIONS[flag as keyof typeof ROTATION_OPTIONS]?.[0];
-          return `--${flag}${variable ? ` (${variable})` : ""}: ${i.message}`;
-        })
-        .join("\n"),
-    );
-  return parsed.data;
+  const { values, problems } = parseFlags(ROTATION_FLAGS, argv, env);
+  if (problems.length > 0) throw new RotationConfigError(problems.join("\n"));
+  return values;
 }
 
 export function rotationHelp(): string {
-  const rows = Object.entries(ROTATION_OPTIONS).map(
-    ([flag, [env, desc]]) => `  --${flag.padEnd(30)} ${env.padEnd(42)} ${desc}`,
-  );
   return `sm-injector rotation [flags]
 
 Restarts workloads (Deployments, StatefulSets, DaemonSets) whose pods run with a secret version that
@@ -103,7 +95,7 @@ Needs Kubernetes RBAC: list pods; get replicasets and controllerrevisions; get a
 deployments, statefulsets, daemonsets. AWS: secretsmanager:DescribeSecret on the secrets; AWS_REGION
 is also the region of references that name none (set it to the webhook's default region).
 
-${rows.join("\n")}
+${flagHelp(ROTATION_FLAGS)}
 `;
 }
 
@@ -128,7 +120,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     ...(config.namespace && { namespace: config.namespace }),
     pageSize: config.pageSize,
   });
-  const options = {
+  const options: RotationOptions = {
     minRestartIntervalMs: config.minRestartIntervalSeconds * 1000,
     dryRun: config.dryRun,
     concurrency: config.concurrency,
@@ -136,6 +128,16 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     // The webhook's default region, for references that name none (the chart sets both alike).
     defaultRegion: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
   };
+  const check = () => checkOnce(() => rotationCycle(deps, options), log, deps.close);
+  try {
+    return await checkUntilStopped(check, config);
+  } finally {
+    deps.close();
+  }
+}
+
+/** Checks every interval until SIGTERM/SIGINT (or once); 1 when a --once check failed. */
+async function checkUntilStopped(check: () => Promise<boolean>, config: RotationConfig): Promise<number> {
   let stopping = false;
   let wake: (() => void) | undefined;
   const stop = () => {
@@ -145,63 +147,66 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   let failed = false;
-  try {
-    while (!stopping) {
-      const t0 = performance.now();
-      try {
-        // A check that hangs (an API call that never answers) must not stop the controller silently:
-        // after the deadline it exits non-zero, and the kubelet restarts it.
-        const deadlineMs = 300_000;
-        let timer: NodeJS.Timeout | undefined;
-        const r = await Promise.race([
-          rotationCycle(deps, options),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new CheckTimeout(`a check took longer than ${deadlineMs / 1000} s`)),
-              deadlineMs,
-            );
-          }),
-        ]).finally(() => clearTimeout(timer));
-        if (r.restartErrors > 0) failed = true;
-        log.info(
-          {
-            pods: r.pods,
-            watchedPods: r.watchedPods,
-            unverifiedPods: r.unverifiedPods,
-            secrets: r.secrets,
-            describeErrors: r.describeErrors,
-            stalePods: r.stalePods,
-            restarted: r.restarted.map(
-              (d) => `${d.workload.kind}/${d.workload.namespace}/${d.workload.name}`,
-            ),
-            held: r.held.length,
-            durationMs: Math.round(performance.now() - t0),
-          },
-          "rotation check done",
-        );
-      } catch (e) {
-        if (e instanceof CheckTimeout) {
-          log.error({ err: { message: e.message } }, "rotation check timed out; exiting to be restarted");
-          deps.close();
-          process.exit(1); // the hung call would keep the process alive
-        }
-        failed = true;
-        log.error(
-          { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
-          "rotation check failed",
-        );
-      }
-      if (config.once || stopping) break; // SIGTERM during the check: stop now, not after a sleep
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, config.intervalSeconds * 1000);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  } finally {
-    deps.close();
+  while (!stopping) {
+    if (!(await check())) failed = true;
+    if (config.once || stopping) break; // SIGTERM during the check: stop now, not after a sleep
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, config.intervalSeconds * 1000);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
   return failed && config.once ? 1 : 0;
+}
+
+/** A check that hangs (an API call that never answers) must not stop the controller silently. */
+const CHECK_DEADLINE_MS = 300_000;
+
+/** One check, logged; false when it or a restart failed. After the deadline the process exits 1 (the kubelet restarts it). */
+async function checkOnce(
+  cycle: () => Promise<CycleReport>,
+  log: Logger,
+  close: () => void,
+): Promise<boolean> {
+  const t0 = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const r = await Promise.race([
+      cycle(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new CheckTimeout(`a check took longer than ${CHECK_DEADLINE_MS / 1000} s`)),
+          CHECK_DEADLINE_MS,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    log.info(
+      {
+        pods: r.pods,
+        watchedPods: r.watchedPods,
+        unverifiedPods: r.unverifiedPods,
+        secrets: r.secrets,
+        describeErrors: r.describeErrors,
+        stalePods: r.stalePods,
+        restarted: r.restarted.map((d) => `${d.workload.kind}/${d.workload.namespace}/${d.workload.name}`),
+        held: r.held.length,
+        durationMs: Math.round(performance.now() - t0),
+      },
+      "rotation check done",
+    );
+    return r.restartErrors === 0;
+  } catch (e) {
+    if (e instanceof CheckTimeout) {
+      log.error({ err: { message: e.message } }, "rotation check timed out; exiting to be restarted");
+      close();
+      process.exit(1); // the hung call would keep the process alive
+    }
+    log.error(
+      { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
+      "rotation check failed",
+    );
+    return false;
+  }
 }

@@ -38,14 +38,17 @@ import {
   AwsCallError,
   callErrorLine,
   callProblem,
-  cleanCode,
-  cleanText,
   credentialsErrorLine,
+  encodeProblem,
   identityFromEnv,
+  internalErrorProblem,
   type ProblemContext,
+  specProblem,
+  terminationText,
+  writeProblem,
 } from "./errors.ts";
 import { type FetchedSecret, type FetchOutcome, type Resolution, resolveVariables } from "./resolve.ts";
-import { type OutputFile, writeAtomically } from "./write.ts";
+import { type OutputFile, writeAtomically, writeTerminationMessage } from "./write.ts";
 
 export interface FetchIO {
   env: NodeJS.ProcessEnv;
@@ -61,19 +64,25 @@ function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string
   const raw = env[FETCH_SPEC_ENV];
   if (!raw)
     return {
-      error: `${FETCH_SPEC_ENV} is not set: this command runs as the init container that the sm-injector webhook injects, which sets it; if the webhook did inject it, ${VERSION_SKEW}`,
+      error: specProblem(
+        "spec-missing",
+        `${FETCH_SPEC_ENV} is not set: this command runs as the init container that the sm-injector webhook injects, which sets it; if the webhook did inject it, ${VERSION_SKEW}`,
+      ),
     };
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { error: `${FETCH_SPEC_ENV} is not valid JSON; ${VERSION_SKEW}` };
+    return { error: specProblem("spec-invalid", `${FETCH_SPEC_ENV} is not valid JSON; ${VERSION_SKEW}`) };
   }
   const parsed = FetchSpecSchema.safeParse(json);
   if (!parsed.success) {
     const i = parsed.error.issues[0];
     return {
-      error: `${FETCH_SPEC_ENV} does not match this version's schema (${i ? describeIssue(i) : "spec"}); ${VERSION_SKEW}`,
+      error: specProblem(
+        "spec-invalid",
+        `${FETCH_SPEC_ENV} does not match this version's schema (${i ? describeIssue(i) : "spec"}); ${VERSION_SKEW}`,
+      ),
     };
   }
   return { spec: parsed.data };
@@ -126,24 +135,9 @@ function shellNameProblems(vars: readonly EnvVar[], origins: ReadonlyMap<string,
     const reason = shellRefusal(name);
     if (reason === undefined) continue;
     const origin = origins.get(name);
-    lines.push(
-      `${origin ? `${origin}: ` : ""}cannot be written in the shell format: ${shellRefusalMessage(name, reason)}`,
-    );
+    lines.push(encodeProblem(origin, "shell", shellRefusalMessage(name, reason)));
   }
   return lines;
-}
-
-function writeError(e: unknown, spec: FetchSpec): string {
-  const code = (e as NodeJS.ErrnoException).code ?? "Error";
-  const why =
-    code === "ENOENT"
-      ? "the output directory does not exist (it is the mount of the sm-injector memory volume)"
-      : code === "EACCES" || code === "EPERM" || code === "EROFS"
-        ? "no permission to write there (check the volume and the init container's runAsUser/fsGroup)"
-        : code === "ENOSPC"
-          ? "the memory volume is full (raise the webhook's volume size limit)"
-          : cleanText(String((e as Error)?.message ?? e));
-  return `cannot write to ${spec.outputDir}: ${code} — ${why}`;
 }
 
 /**
@@ -154,10 +148,7 @@ export async function runFetch(io: FetchIO): Promise<number> {
   try {
     return await fetchAndWrite(io);
   } catch (e) {
-    const name = cleanCode((e as Error)?.name ?? "Error");
-    const message =
-      name === "SyntaxError" ? "(message not shown)" : cleanText(String((e as Error)?.message ?? e));
-    io.stderr.write(`${PREFIX}internal error, nothing written: ${name}: ${message}\n`);
+    io.stderr.write(`${PREFIX}${internalErrorProblem(e)}\n`);
     return 1;
   }
 }
@@ -197,7 +188,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   try {
     await writeAtomically(run.spec.outputDir, files.files, run.spec.fileMode);
   } catch (e) {
-    return finish(run, [writeError(e, run.spec)]);
+    return finish(run, [writeProblem(e, run.spec.outputDir)]);
   }
   await reportWritten(run, sources, fetched, resolution);
   return 0;
@@ -228,10 +219,17 @@ function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
   return { io, spec, log, ctx, output: outputPath(spec), started, apiCalls: 0 };
 }
 
-/** Nothing written: every problem on stderr (once each), and one log line. Exit code 1. */
-function finish(run: Run, lines: readonly string[]): number {
+/**
+ * Nothing written: every problem on stderr (once each) and in the termination message (the pod's
+ * status), and one log line. Exit code 1.
+ */
+async function finish(run: Run, lines: readonly string[]): Promise<number> {
   const problems = [...new Set(lines)]; // two entries on one missing secret: one line
   printProblems(run.io, problems);
+  await writeTerminationMessage(
+    run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
+    terminationText(problems, run.spec.messageBytes),
+  );
   run.log.error(
     {
       problems,
@@ -421,9 +419,7 @@ function encodeOutput(
   } catch (e) {
     if (!(e instanceof EncodeError)) throw e;
     const origin = resolution.origins.get(e.variable);
-    return {
-      problem: `${origin ? `${origin}: ` : ""}cannot be written in the ${spec.format} format: ${e.message}`,
-    };
+    return { problem: encodeProblem(origin, spec.format, e.message) };
   }
 }
 

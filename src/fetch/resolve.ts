@@ -13,6 +13,7 @@ import {
   type ValueEntry,
 } from "../spec/fetch-spec.ts";
 import { type FilterInput, TEMPLATE_FILTERS } from "../spec/template-filters.ts";
+import { problem } from "./errors.ts";
 import { type JsonMember, type JsonObjectMembers, parseJsonObjectMembers } from "./json-members.ts";
 
 export interface FetchedSecret {
@@ -88,14 +89,18 @@ function memberBytes(
   what: string,
 ): { value: Buffer; raw: boolean } | { error: string } {
   const where = `${what} key ${JSON.stringify(key)}`;
-  if (hasLoneSurrogate(key)) return { error: `${where}: the key ${NOT_UNICODE}` };
+  if (hasLoneSurrogate(key)) return { error: problem("not-unicode", where, `the key ${NOT_UNICODE}`) };
   if (json.duplicates.has(key))
     return {
-      error: `${where}: the key appears more than once in the secret's JSON object, so which value is meant is ambiguous (JSON readers disagree: most take the last, some the first); keep one`,
+      error: problem(
+        "key-ambiguous",
+        where,
+        "the key appears more than once in the secret's JSON object, so which value is meant is ambiguous (JSON readers disagree: most take the last, some the first); keep one",
+      ),
     };
   const m = json.members.get(key) as JsonMember;
   if (m.kind === "raw") return { value: Buffer.from(m.text, "utf8"), raw: true };
-  if (hasLoneSurrogate(m.value)) return { error: `${where}: the value ${NOT_UNICODE}` };
+  if (hasLoneSurrogate(m.value)) return { error: problem("not-unicode", where, `the value ${NOT_UNICODE}`) };
   return { value: Buffer.from(m.value, "utf8"), raw: false };
 }
 
@@ -112,7 +117,11 @@ interface Sink {
 function resolveKey(entry: ValueEntry, key: string, json: JsonObjectMembers, what: string, sink: Sink): void {
   if (!json.members.has(key)) {
     sink.missing(
-      `${what}: has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      problem(
+        "key-missing",
+        what,
+        `has no key ${JSON.stringify(key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+      ),
       entry.optional,
     );
     return;
@@ -126,7 +135,10 @@ function resolveKey(entry: ValueEntry, key: string, json: JsonObjectMembers, wha
 function resolveExpansion(entry: ExpandEntry, json: JsonObjectMembers, what: string, sink: Sink): void {
   for (const key of entry.keys ?? json.members.keys()) {
     if (!json.members.has(key)) {
-      sink.missing(`${what}: has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`, entry.optional);
+      sink.missing(
+        problem("key-missing", what, `has no key ${JSON.stringify(key)} (it has: ${listKeys(json)})`),
+        entry.optional,
+      );
       continue;
     }
     const bytes = memberBytes(json, key, what);
@@ -157,23 +169,9 @@ export function resolveVariables(
 
   const sink: Sink = {
     add(name, value, from) {
-      if (!isValidEnvName(name)) {
-        errors.push(
-          `${from}: ${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
-        );
-        return;
-      }
-      const prev = owner.get(name);
-      if (prev !== undefined) {
-        errors.push(
-          `${from}: variable ${name} is also set by ${prev}; give each a distinct name (rename or prefix)`,
-        );
-        return;
-      }
-      if (value.includes(0)) {
-        errors.push(
-          `${from}: the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded`,
-        );
+      const refused = variableProblem(name, value, from, owner.get(name));
+      if (refused !== undefined) {
+        errors.push(refused);
         return;
       }
       owner.set(name, from);
@@ -207,15 +205,21 @@ function secretOf(
   what: string,
 ): { secret: FetchedSecret } | { missing: string } | { error: string | undefined } {
   const outcome = secrets.fetched.get(sourceKey(source));
-  if (outcome === undefined) return { error: `${what}: was not fetched (internal error)` };
+  if (outcome === undefined)
+    return { error: problem("internal-error", what, "was not fetched (internal error)") };
   if ("failed" in outcome) return { error: undefined };
   if ("missing" in outcome) return { missing: `${what}: ${outcome.reason}` };
-  if (outcome.loneSurrogate) return { error: `${what}: the SecretString ${NOT_UNICODE}` };
+  if (outcome.loneSurrogate)
+    return { error: problem("not-unicode", what, `the SecretString ${NOT_UNICODE}`) };
   return { secret: outcome };
 }
 
 function notAnObject(what: string, secret: FetchedSecret, need: string): string {
-  return `${what}: is not a JSON object${secret.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`;
+  return problem(
+    "not-json-object",
+    what,
+    `is not a JSON object${secret.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
+  );
 }
 
 /** `env.<VAR>` (whole value or `#key`) and `env-from`. */
@@ -278,7 +282,11 @@ function placeholderValue(
       return { error: notAnObject(what, got.secret, `key ${JSON.stringify(ref.key)} cannot be selected`) };
     if (!json.members.has(ref.key))
       return {
-        error: `${what}: has no key ${JSON.stringify(ref.key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+        error: problem(
+          "key-missing",
+          what,
+          `has no key ${JSON.stringify(ref.key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+        ),
       };
     const member = memberBytes(json, ref.key, what);
     if ("error" in member) return member;
@@ -288,9 +296,41 @@ function placeholderValue(
   const filtered = TEMPLATE_FILTERS[ref.filter].apply(input);
   if (filtered === undefined)
     return {
-      error: `${what}${ref.key === undefined ? "" : ` key ${JSON.stringify(ref.key)}`}: the value is not UTF-8 text, so the ${ref.filter} filter cannot write it`,
+      error: problem(
+        "cannot-encode",
+        `${what}${ref.key === undefined ? "" : ` key ${JSON.stringify(ref.key)}`}`,
+        `the value is not UTF-8 text, so the ${ref.filter} filter cannot write it`,
+      ),
     };
   return { bytes: filtered };
+}
+
+/** Why a value cannot become variable `name` (`from`: where it comes from), or undefined. */
+function variableProblem(
+  name: string,
+  value: Buffer,
+  from: string,
+  setBy: string | undefined,
+): string | undefined {
+  if (!isValidEnvName(name))
+    return problem(
+      "invalid-variable-name",
+      from,
+      `${JSON.stringify(name)} is not a valid environment variable name (letters, digits and _, not starting with a digit); map the key to a valid name with rename, or select other keys`,
+    );
+  if (setBy !== undefined)
+    return problem(
+      "duplicate-variable",
+      from,
+      `variable ${name} is also set by ${setBy}; give each a distinct name (rename or prefix)`,
+    );
+  if (value.includes(0))
+    return problem(
+      "nul-byte",
+      from,
+      "the value contains a NUL byte, which no environment variable can carry; remove it from the secret or store the secret base64-encoded",
+    );
+  return undefined;
 }
 
 /** Key names are not secret (they are the schema of the secret); values never appear. */

@@ -58,3 +58,22 @@ export async function writeAtomically(
     throw e;
   }
 }
+
+/**
+ * Replaces the text of the kubelet's termination-message file, only when it exists (never created
+ * here: elsewhere, e.g. a local run, there is nothing to do). Returns whether it was written; a
+ * failure here never changes the fetch's outcome.
+ */
+export async function writeTerminationMessage(file: string, text: string): Promise<boolean> {
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(file, "r+");
+    await fh.truncate(0);
+    await fh.write(text, 0);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}

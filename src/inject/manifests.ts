@@ -8,6 +8,7 @@ import type { DenialCode } from "../admission/denials.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import { namespacePolicy } from "../spec/policy.ts";
+import { editDocument } from "./yaml-edit.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -118,33 +119,92 @@ function podTemplateOf(doc: Obj): Obj | undefined {
   return isObj(t) ? t : undefined;
 }
 
-/** Decides one object (Pod, workload or List) and replaces its pod template in place; returns the number of pods injected. */
-async function injectObject(doc: Obj, where: string, ctx: DecisionContext, out: Collected): Promise<number> {
+/** Calls `visit` on the pod template of a Pod or workload, or of each item of a List. */
+async function forEachPodTemplate(
+  doc: Obj,
+  where: string,
+  visit: (podLike: Obj, namespace: string, where: string) => Promise<void>,
+): Promise<void> {
   if (doc.kind === "List" && Array.isArray(doc.items)) {
-    let n = 0;
     for (const [i, item] of doc.items.entries())
-      if (isObj(item)) n += await injectObject(item, `${where} item ${i + 1}`, ctx, out);
-    return n;
+      if (isObj(item)) await forEachPodTemplate(item, `${where} item ${i + 1}`, visit);
+    return;
   }
   const podLike = podTemplateOf(doc);
-  if (!podLike) return 0;
+  if (!podLike) return;
   const ns = get(doc, ["metadata", "namespace"]);
-  const decision = await decideInjection(podLike, typeof ns === "string" ? ns : "default", ctx);
-  if (decision.verdict === "skipped") return 0;
-  out.pods.push(
-    "denial" in decision
-      ? { where, result: decision.verdict, reason: decision.reason, denial: decision.denial }
-      : { where, result: decision.verdict, reason: decision.reason },
-  );
-  out.warnings.push(...decision.warnings.map((w) => `${where}: ${w}`));
-  if (!("pod" in decision)) {
-    out.errors.push(`${where}: ${decision.message}`);
-    return 0;
+  await visit(podLike, typeof ns === "string" ? ns : "default", where);
+}
+
+/** Decides one object (Pod, workload or List) and replaces its pod template in place; returns the number of pods injected. */
+async function injectObject(doc: Obj, where: string, ctx: DecisionContext, out: Collected): Promise<number> {
+  let n = 0;
+  await forEachPodTemplate(doc, where, async (podLike, namespace, at) => {
+    const decision = await decideInjection(podLike, namespace, ctx);
+    if (decision.verdict === "skipped") return;
+    out.pods.push(
+      "denial" in decision
+        ? { where: at, result: decision.verdict, reason: decision.reason, denial: decision.denial }
+        : { where: at, result: decision.verdict, reason: decision.reason },
+    );
+    out.warnings.push(...decision.warnings.map((w) => `${at}: ${w}`));
+    if (!("pod" in decision)) {
+      out.errors.push(`${at}: ${decision.message}`);
+      return;
+    }
+    if (decision.verdict === "unchanged") return;
+    for (const k of Object.keys(podLike)) delete podLike[k];
+    Object.assign(podLike, decision.pod);
+    n++;
+  });
+  return n;
+}
+
+/** The documents of a YAML stream as plain values, or why it cannot be read. */
+function parseManifests(
+  text: string,
+):
+  | { ok: true; docs: ReturnType<typeof parseAllDocuments>; parsed: unknown[] }
+  | { ok: false; errors: string[] } {
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs)) return { ok: false, errors: ["the input is empty"] };
+  const errors: string[] = [];
+  const parsed = docs.map((d, i) => {
+    if (d.errors.length > 0)
+      errors.push(`document ${i + 1}: invalid YAML: ${d.errors[0]?.message.split("\n")[0]}`);
+    return d.toJS({ maxAliasCount: 100 }) as unknown;
+  });
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, docs, parsed };
+}
+
+/** One opted-in pod template of the input, where it is, and the webhook's decision on it. */
+export interface DecidedPod {
+  where: string;
+  namespace: string;
+  decision: Exclude<InjectionDecision, { verdict: "skipped" }>;
+}
+
+/**
+ * The webhook's decision on every opted-in pod template of a manifest stream (Pods, workloads,
+ * Lists), with the input's ServiceAccounts and Namespaces standing in for the API server's, as
+ * `inject` reads them. For commands that need what the pods will fetch, not the mutated YAML.
+ */
+export async function decideManifestPods(
+  text: string,
+  config: InjectorConfig,
+): Promise<{ ok: true; pods: DecidedPod[] } | { ok: false; errors: string[] }> {
+  const read = parseManifests(text);
+  if (!read.ok) return read;
+  const ctx = decisionContext(config, readFacts(read.parsed));
+  const pods: DecidedPod[] = [];
+  for (const [i, d] of read.parsed.entries()) {
+    if (!isObj(d)) continue;
+    await forEachPodTemplate(d, describe(d, i), async (podLike, namespace, where) => {
+      const decision = await decideInjection(podLike, namespace, ctx);
+      if (decision.verdict !== "skipped") pods.push({ where, namespace, decision });
+    });
   }
-  if (decision.verdict === "unchanged") return 0;
-  for (const k of Object.keys(podLike)) delete podLike[k];
-  Object.assign(podLike, decision.pod);
-  return 1;
+  return { ok: true, pods };
 }
 
 export async function injectManifests(
@@ -152,29 +212,29 @@ export async function injectManifests(
   config: InjectorConfig,
   opts: { diff?: boolean; fileName?: string } = {},
 ): Promise<InjectResult> {
-  const docs = parseAllDocuments(text);
+  const read = parseManifests(text);
+  if (!read.ok) return { ok: false, output: "", warnings: [], injected: 0, pods: [], errors: read.errors };
+  const { docs, parsed } = read;
   const errors: string[] = [];
-  const none = { ok: false, output: "", warnings: [], injected: 0, pods: [] };
-  if (!Array.isArray(docs)) return { ...none, errors: ["the input is empty"] };
-
-  const parsed = docs.map((d, i) => {
-    if (d.errors.length > 0)
-      errors.push(`document ${i + 1}: invalid YAML: ${d.errors[0]?.message.split("\n")[0]}`);
-    return d.toJS({ maxAliasCount: 100 }) as unknown;
-  });
-  if (errors.length > 0) return { ...none, errors };
 
   const ctx = decisionContext(config, readFacts(parsed));
   const collected: Collected = { errors, warnings: [], pods: [] };
   let injected = 0;
   const out: string[] = [];
   const before: string[] = [];
+  const edited: string[] = [];
   for (const [i, d] of parsed.entries()) {
     const original = String(docs[i]?.toString() ?? "");
-    before.push(original);
     const n = isObj(d) ? await injectObject(d, describe(d, i), ctx, collected) : 0;
     injected += n;
     out.push(n > 0 ? stringify(d, { lineWidth: 0 }) : original);
+    if (opts.diff) {
+      // Like with like: the document against itself edited, so only what injection changes differs.
+      const doc = docs[i] as (typeof docs)[number];
+      before.push(doc.toString({ lineWidth: 0 }));
+      if (n > 0) editDocument(doc, d);
+      edited.push(doc.toString({ lineWidth: 0 }));
+    }
   }
   const { warnings, pods } = collected;
   if (errors.length > 0) return { ok: false, output: "", errors, warnings, injected: 0, pods };
@@ -186,7 +246,7 @@ export async function injectManifests(
         opts.fileName ?? "input",
         `${opts.fileName ?? "input"} (injected)`,
         joined(before),
-        joined(out),
+        joined(edited),
         undefined,
         undefined,
         { context: 3 },

@@ -14,7 +14,12 @@ import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
 import { TERMINATION_MESSAGE_LIMIT, terminationMessageLimit } from "../spec/fetched-versions.ts";
 import { outputPath } from "../spec/paths.ts";
 import { clonePlain, withFields } from "./clone.ts";
-import { clientSettingsEnv, planIdentity, type ServiceAccountIdentity } from "./identity.ts";
+import {
+  clientSettingsEnv,
+  type IdentityPlan,
+  planIdentity,
+  type ServiceAccountIdentity,
+} from "./identity.ts";
 
 export const STATUS_INJECTED = "injected";
 
@@ -124,6 +129,61 @@ function wrapCommand(command: string[], file: string): string[] {
   return [...WRAP_SHELL, wrapperScript(file), ...command];
 }
 
+/** The init container sm-injector adds (running `sm-injector fetch`), and the spec it carries. */
+function fetchContainer(
+  pod0: V1Pod,
+  spec: InjectionSpec,
+  config: InjectorConfig,
+  run: RunAs,
+  identity: IdentityPlan,
+): { init: V1Container; fetchSpec: string } {
+  const spec0 = pod0.spec ?? { containers: [] };
+  const fetchSpec = JSON.stringify(
+    buildFetchSpec(
+      spec,
+      run.mode,
+      config,
+      // ours included; sidecars injected after us are not known (the digest survives truncation)
+      spec0.containers.length + (spec0.initContainers?.length ?? 0) + 1,
+    ),
+  );
+  const env: V1EnvVar[] = [
+    { name: FETCH_SPEC_ENV, value: fetchSpec },
+    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+    { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
+    ...identity.env,
+  ];
+  env.push(...clientSettingsEnv(pod0, spec.targets, new Set(env.map((e) => e.name))));
+  if (!config.allowNodeIdentity) env.push({ name: "AWS_EC2_METADATA_DISABLED", value: "true" });
+  const init: V1Container = {
+    name: INIT_CONTAINER_NAME,
+    image: config.image,
+    imagePullPolicy: config.imagePullPolicy,
+    args: ["fetch"],
+    env,
+    resources: clonePlain(config.resources),
+    securityContext: initSecurityContext(run),
+    volumeMounts: [{ name: VOLUME_NAME, mountPath: spec.outputDir }, ...identity.mounts],
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+  return { init, fetchSpec };
+}
+
+/** A targeted app container: the volume mounted read-only, the file's path in its variable, the command wrapped if asked. */
+function withSecretsVolume(c: V1Container, spec: InjectionSpec, path: string, pathVar: string): V1Container {
+  const changes: Partial<V1Container> = {
+    volumeMounts: [
+      ...(c.volumeMounts ?? []),
+      { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
+    ],
+  };
+  if (!(c.env ?? []).some((e) => e.name === pathVar))
+    changes.env = [...(c.env ?? []), { name: pathVar, value: path }];
+  if (spec.wrap.includes(c.name) && c.command) changes.command = wrapCommand(c.command, path);
+  return withFields(c, changes);
+}
+
 /**
  * Returns the injected pod. The original is never modified: what the injection changes is new, and
  * what it leaves alone is shared with the original rather than copied (the admission path diffs the
@@ -153,36 +213,7 @@ export function mutatePod(
   const path = outputPath(spec);
   const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
 
-  const fetchSpec = JSON.stringify(
-    buildFetchSpec(
-      spec,
-      run.mode,
-      config,
-      // ours included; sidecars injected after us are not known (the digest survives truncation)
-      spec0.containers.length + (spec0.initContainers?.length ?? 0) + 1,
-    ),
-  );
-  const env: V1EnvVar[] = [
-    { name: FETCH_SPEC_ENV, value: fetchSpec },
-    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-    { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
-    { name: "POD_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
-    ...identity.env,
-  ];
-  env.push(...clientSettingsEnv(pod0, spec.targets, new Set(env.map((e) => e.name))));
-  if (!config.allowNodeIdentity) env.push({ name: "AWS_EC2_METADATA_DISABLED", value: "true" });
-
-  const init: V1Container = {
-    name: INIT_CONTAINER_NAME,
-    image: config.image,
-    imagePullPolicy: config.imagePullPolicy,
-    args: ["fetch"],
-    env,
-    resources: clonePlain(config.resources),
-    securityContext: initSecurityContext(run),
-    volumeMounts: [{ name: VOLUME_NAME, mountPath: spec.outputDir }, ...identity.mounts],
-    terminationMessagePolicy: "FallbackToLogsOnError",
-  };
+  const { init, fetchSpec } = fetchContainer(pod0, spec, config, run, identity);
 
   const volumes = [
     ...(spec0.volumes ?? []),
@@ -191,19 +222,9 @@ export function mutatePod(
   ];
   const inits = spec0.initContainers ?? [];
   const initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
-  const containers = spec0.containers.map((c) => {
-    if (!spec.targets.includes(c.name)) return c;
-    const changes: Partial<V1Container> = {
-      volumeMounts: [
-        ...(c.volumeMounts ?? []),
-        { name: VOLUME_NAME, mountPath: spec.outputDir, readOnly: true },
-      ],
-    };
-    if (!(c.env ?? []).some((e) => e.name === pathVar))
-      changes.env = [...(c.env ?? []), { name: pathVar, value: path }];
-    if (spec.wrap.includes(c.name) && c.command) changes.command = wrapCommand(c.command, path);
-    return withFields(c, changes);
-  });
+  const containers = spec0.containers.map((c) =>
+    spec.targets.includes(c.name) ? withSecretsVolume(c, spec, path, pathVar) : c,
+  );
 
   const metadata = original.metadata ?? {};
   const pod = withFields(original, {

@@ -6,13 +6,19 @@ import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
 import { absoluteDirProblem } from "./paths.ts";
 import { REGION_PATTERN } from "./reference.ts";
 
-const Quantity = z
+export const Quantity = z
   .string()
   .regex(/^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|k|M|G)?$/, "must be a Kubernetes quantity like 64Mi or 100m");
 const AbsoluteDir = z.string().superRefine((dir, ctx) => {
   const problem = absoluteDirProblem(dir);
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
+
+/** The init container's requests and limits unless the operator sets them. */
+export const DEFAULT_INIT_RESOURCES = {
+  requests: { cpu: "50m", memory: "64Mi" },
+  limits: { cpu: "500m", memory: "128Mi" },
+};
 
 export const InjectorConfigSchema = z.strictObject({
   /** Image of the init container; the webhook's own image by default. */
@@ -34,7 +40,7 @@ export const InjectorConfigSchema = z.strictObject({
       requests: z.strictObject({ cpu: Quantity, memory: Quantity }),
       limits: z.strictObject({ cpu: Quantity, memory: Quantity }),
     })
-    .default({ requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "500m", memory: "128Mi" } }),
+    .default(DEFAULT_INIT_RESOURCES),
   /** uid/gid of the init container when the app's cannot be used. */
   defaultUid: z.number().int().min(1).default(65532),
   defaultGid: z.number().int().min(1).default(65532),

@@ -82,59 +82,72 @@ export function checkVersionId(id: string): string | undefined {
 const PARAMS = ["versionStage", "versionId", "optional", "prefix"] as const;
 type Param = (typeof PARAMS)[number];
 
-/**
- * Parses the one-line reference form. `expand` is true for `env-from`, where `prefix=` is
- * meaningful and `#key` is not.
- */
-export function parseReference(raw: string, opts: { expand: boolean }): Result<ParsedReference> {
+/** The reference's three parts: the name or ARN, the `?` parameters, the `#` key. */
+interface ReferenceParts {
+  text: string;
+  idPart: string;
+  query: string | undefined;
+  key: string | undefined;
+}
+
+/** Splits at the first `#` (the key may contain anything) and then the first `?` (no name contains one). */
+function splitReference(raw: string): ReferenceParts {
   const text = raw.trim();
   const hash = text.indexOf("#");
   const head = hash === -1 ? text : text.slice(0, hash);
   const key = hash === -1 ? undefined : text.slice(hash + 1);
   const q = head.indexOf("?");
-  const idPart = q === -1 ? head : head.slice(0, q);
-  const query = q === -1 ? undefined : head.slice(q + 1);
+  return {
+    text,
+    idPart: q === -1 ? head : head.slice(0, q),
+    query: q === -1 ? undefined : head.slice(q + 1),
+    key,
+  };
+}
 
-  const id = parseSecretId(idPart);
-  if (!id.ok) return id;
+/** Why the `#key` part cannot be used here, or undefined. */
+function keyProblem(parts: ReferenceParts, expand: boolean): string | undefined {
+  const { key, idPart, text } = parts;
+  if (key === undefined) return undefined;
+  if (expand)
+    return `${quote(`#${key}`)} selects one key, but env-from expands every key; use sm-injector.io/env.<VAR>: ${plainOrQuoted(`${idPart}#${key}`)} for one key`;
+  if (key === "") return `${quote(text)} ends with "#" but names no JSON key after it`;
+  const bytes = utf8Bytes(key);
+  if (bytes > MAX_JSON_KEY_BYTES)
+    return `the JSON key after "#" is ${formatCount(bytes)} bytes; the limit is ${formatCount(MAX_JSON_KEY_BYTES)} (the spec travels in one environment variable of the init container)`;
+  return undefined;
+}
 
-  if (key !== undefined) {
-    if (opts.expand) {
+type Params = Partial<Record<Param, string>>;
+
+/** The `?name=value&…` parameters, each known, given once and %-decoded. */
+function parseParams(parts: ReferenceParts, expand: boolean): Result<Params> {
+  const params: Params = {};
+  if (parts.query === undefined) return { ok: true, value: params };
+  if (parts.query === "") return fail(`${quote(parts.text)} has a "?" with no parameters after it`);
+  for (const pair of parts.query.split("&")) {
+    const eq = pair.indexOf("=");
+    const name = eq === -1 ? pair : pair.slice(0, eq);
+    const value = eq === -1 ? "" : decodeParam(pair.slice(eq + 1));
+    if (!(PARAMS as readonly string[]).includes(name)) {
       return fail(
-        `${quote(`#${key}`)} selects one key, but env-from expands every key; use sm-injector.io/env.<VAR>: ${plainOrQuoted(`${idPart}#${key}`)} for one key`,
+        `unknown parameter ${quote(name)} (known: versionStage, versionId, optional${expand ? ", prefix" : ""})`,
       );
     }
-    if (key === "") return fail(`${quote(text)} ends with "#" but names no JSON key after it`);
-    const bytes = utf8Bytes(key);
-    if (bytes > MAX_JSON_KEY_BYTES)
+    if (name === "prefix" && !expand) {
       return fail(
-        `the JSON key after "#" is ${formatCount(bytes)} bytes; the limit is ${formatCount(MAX_JSON_KEY_BYTES)} (the spec travels in one environment variable of the init container)`,
+        `"prefix" only applies to env-from; for one variable, name it in the annotation key instead`,
       );
-  }
-
-  const params: Partial<Record<Param, string>> = {};
-  if (query !== undefined) {
-    if (query === "") return fail(`${quote(text)} has a "?" with no parameters after it`);
-    for (const pair of query.split("&")) {
-      const eq = pair.indexOf("=");
-      const name = eq === -1 ? pair : pair.slice(0, eq);
-      const value = eq === -1 ? "" : decodeParam(pair.slice(eq + 1));
-      if (!(PARAMS as readonly string[]).includes(name)) {
-        return fail(
-          `unknown parameter ${quote(name)} (known: versionStage, versionId, optional${opts.expand ? ", prefix" : ""})`,
-        );
-      }
-      if (name === "prefix" && !opts.expand) {
-        return fail(
-          `"prefix" only applies to env-from; for one variable, name it in the annotation key instead`,
-        );
-      }
-      if (name in params) return fail(`parameter "${name}" is given twice`);
-      if (value === undefined) return fail(`parameter "${name}" has an invalid %-escape`);
-      params[name as Param] = value;
     }
+    if (name in params) return fail(`parameter "${name}" is given twice`);
+    if (value === undefined) return fail(`parameter "${name}" has an invalid %-escape`);
+    params[name as Param] = value;
   }
+  return { ok: true, value: params };
+}
 
+/** Each parameter's value checked, and the two that exclude each other; `optional` as a boolean. */
+function checkParams(params: Params): Result<boolean> {
   if (params.versionStage !== undefined && params.versionId !== undefined) {
     return fail("set either versionStage or versionId, not both");
   }
@@ -142,39 +155,35 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
   if (stageError) return fail(stageError);
   const idError = params.versionId !== undefined ? checkVersionId(params.versionId) : undefined;
   if (idError) return fail(idError);
-
   if (params.prefix !== undefined && utf8Bytes(params.prefix) > MAX_VARIABLE_NAME_BYTES)
     return fail(
       `prefix is ${formatCount(utf8Bytes(params.prefix))} bytes; the limit is ${MAX_VARIABLE_NAME_BYTES} (it starts variable names)`,
     );
-
-  let optional = false;
-  if (params.optional !== undefined) {
-    if (params.optional !== "true" && params.optional !== "false") {
-      return fail(`optional must be "true" or "false", not ${quote(params.optional)}`);
-    }
-    optional = params.optional === "true";
+  if (params.optional === undefined) return { ok: true, value: false };
+  if (params.optional !== "true" && params.optional !== "false") {
+    return fail(`optional must be "true" or "false", not ${quote(params.optional)}`);
   }
+  return { ok: true, value: params.optional === "true" };
+}
 
-  // The common shapes are literals, which V8 builds many times faster than objects grown field by
-  // field or with conditional spreads (an admission parses a reference per variable); the rest grow
-  // in the same key order.
-  const { secretId, arnRegion, name } = id.value;
+/**
+ * The reference as a value. The common shapes are literals, which V8 builds many times faster than
+ * objects grown field by field or with conditional spreads (an admission parses a reference per
+ * variable); the rest grow in the same key order.
+ */
+function referenceValue(
+  id: ParsedSecretId,
+  params: Params,
+  key: string | undefined,
+  optional: boolean,
+): ParsedReference {
+  const { secretId, arnRegion, name } = id;
   if (params.versionStage === undefined && params.versionId === undefined && params.prefix === undefined) {
-    if (key === undefined) {
-      return {
-        ok: true,
-        value:
-          arnRegion === undefined ? { secretId, name, optional } : { secretId, arnRegion, name, optional },
-      };
-    }
-    return {
-      ok: true,
-      value:
-        arnRegion === undefined
-          ? { secretId, name, key, optional }
-          : { secretId, arnRegion, name, key, optional },
-    };
+    if (key === undefined)
+      return arnRegion === undefined ? { secretId, name, optional } : { secretId, arnRegion, name, optional };
+    return arnRegion === undefined
+      ? { secretId, name, key, optional }
+      : { secretId, arnRegion, name, key, optional };
   }
   const value: { -readonly [K in keyof ParsedReference]?: ParsedReference[K] } =
     arnRegion === undefined ? { secretId, name } : { secretId, arnRegion, name };
@@ -183,7 +192,24 @@ export function parseReference(raw: string, opts: { expand: boolean }): Result<P
   if (key !== undefined) value.key = key;
   if (params.prefix !== undefined) value.prefix = params.prefix;
   value.optional = optional;
-  return { ok: true, value: value as ParsedReference };
+  return value as ParsedReference;
+}
+
+/**
+ * Parses the one-line reference form: split → the name or ARN → the key → the parameters → their
+ * values. `expand` is true for `env-from`, where `prefix=` is meaningful and `#key` is not.
+ */
+export function parseReference(raw: string, opts: { expand: boolean }): Result<ParsedReference> {
+  const parts = splitReference(raw);
+  const id = parseSecretId(parts.idPart);
+  if (!id.ok) return id;
+  const badKey = keyProblem(parts, opts.expand);
+  if (badKey !== undefined) return fail(badKey);
+  const params = parseParams(parts, opts.expand);
+  if (!params.ok) return params;
+  const optional = checkParams(params.value);
+  if (!optional.ok) return optional;
+  return { ok: true, value: referenceValue(id.value, params.value, parts.key, optional.value) };
 }
 
 /** Short printable text as it is (it reads as what to type); anything else quoted. */

@@ -8,7 +8,12 @@
 // sm-injector expands. The first `|` or `}` ends the reference: a JSON key holding either cannot be
 // named in a template (read it with env.<VAR> instead). Pure.
 import { formatCount, quote, utf8Bytes } from "./annotations.ts";
-import { MAX_TEMPLATE_BYTES, MAX_TEMPLATE_PLACEHOLDERS } from "./fetch-spec.ts";
+import {
+  MAX_TEMPLATE_BYTES,
+  MAX_TEMPLATE_PLACEHOLDERS,
+  type TemplateEntry,
+  type TemplateReference,
+} from "./fetch-spec.ts";
 import { type ParsedReference, parseReference, type Result } from "./reference.ts";
 import { isTemplateFilter, TEMPLATE_FILTER_NAMES, type TemplateFilter } from "./template-filters.ts";
 
@@ -120,4 +125,22 @@ export function parseTemplate(text: string): Result<ParsedTemplate> {
   }
   if (literal !== "") parts.push(literal);
   return { ok: true, value: parts };
+}
+
+function placeholderText(ref: TemplateReference): string {
+  const s = ref.source;
+  const version =
+    s.versionId !== undefined
+      ? `?versionId=${s.versionId}`
+      : s.versionStage !== undefined
+        ? `?versionStage=${encodeURIComponent(s.versionStage)}`
+        : "";
+  return `\${${s.secretId}${version}${ref.key !== undefined ? `#${ref.key}` : ""}${ref.filter !== undefined ? `|${ref.filter}` : ""}}`;
+}
+
+/** A compiled template written back in the annotation's syntax (`$` as `$$`), for people to read. */
+export function templateText(entry: TemplateEntry): string {
+  return entry.parts
+    .map((p) => (typeof p === "string" ? p.replaceAll("$", "$$$$") : placeholderText(p)))
+    .join("");
 }

@@ -37,14 +37,26 @@ export interface Moto {
 
 export const TEST_CREDENTIALS = { AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" };
 
-export async function startMoto(opts: { region?: string; log?: (l: string) => void } = {}): Promise<Moto> {
+export async function startMoto(
+  opts: {
+    region?: string;
+    log?: (l: string) => void;
+    /** The address moto listens on (default 127.0.0.1; "0.0.0.0" lets a real node's pods reach it). */
+    listenHost?: string;
+  } = {},
+): Promise<Moto> {
   const dir = await mkdtemp(join(tmpdir(), "sm-injector-moto-"));
   const port = await getFreePort();
-  const proc = spawnManaged("moto", "moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
-    logPath: join(dir, "moto.log"),
-    env: { ...process.env, ...TEST_CREDENTIALS, MOTO_ALLOW_NONEXISTENT_REGION: "true" },
-    ...(opts.log && { log: opts.log }),
-  });
+  const proc = spawnManaged(
+    "moto",
+    "moto_server",
+    ["-H", opts.listenHost ?? "127.0.0.1", "-p", String(port)],
+    {
+      logPath: join(dir, "moto.log"),
+      env: { ...process.env, ...TEST_CREDENTIALS, MOTO_ALLOW_NONEXISTENT_REGION: "true" },
+      ...(opts.log && { log: opts.log }),
+    },
+  );
   const endpoint = `http://127.0.0.1:${port}`;
   await waitForHttp(`${endpoint}/moto-api/`, { process: proc, timeoutMs: 30_000 });
   const region = opts.region ?? "us-east-1";

@@ -143,7 +143,7 @@ describe("final failures are not retried", () => {
     assert.equal(proxy.count(GET), 1);
     assert.equal(
       r.stderr,
-      `sm-injector fetch: erp/production/database: AccessDeniedException as ${ID} — the access key lacks secretsmanager:GetSecretValue on erp/production/database (check the IAM policy and the secret's resource policy)\n`,
+      `sm-injector fetch: erp/production/database: AccessDeniedException as ${ID} — the access key lacks secretsmanager:GetSecretValue on erp/production/database (check the IAM policy and the secret's resource policy) [access-denied]\n`,
     );
     assert.deepEqual(r.written, []);
   });

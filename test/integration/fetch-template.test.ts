@@ -168,7 +168,7 @@ describe("templates resolved in the init container", () => {
     assert.equal(lines.length, 2, run.stderr);
     assert.match(
       lines[0] ?? "",
-      /^sm-injector fetch: template DATABASE_URL: erp\/production\/rds: has no key "user" \(it has 6 keys: "engine", "host", "port", "username", "password", "dbname"\)$/,
+      /^sm-injector fetch: template DATABASE_URL: erp\/production\/rds: has no key "user" \(it has 6 keys: "engine", "host", "port", "username", "password", "dbname"\) \[key-missing\]$/,
     );
     assert.match(
       lines[1] ?? "",

@@ -10,7 +10,7 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { isMap, isScalar, parseDocument, type YAMLMap } from "yaml";
-import { loadWebhookConfig, WEBHOOK_OPTIONS } from "../../src/webhook/config.ts";
+import { loadWebhookConfig, WEBHOOK_FLAGS } from "../../src/webhook/config.ts";
 import { generateCA } from "../e2e/harness/certs.ts";
 import {
   CHART_DIR,
@@ -266,7 +266,7 @@ describe("default values", async () => {
 
   test("the webhook accepts every flag the chart passes (parsed by the webhook's own config loader)", () => {
     const args: string[] = webhookContainer(objs).args.slice(1);
-    const known = new Set([...Object.keys(WEBHOOK_OPTIONS), "shutdown-delay-seconds"]);
+    const known = new Set([...Object.keys(WEBHOOK_FLAGS), "shutdown-delay-seconds"]);
     for (const a of args) assert.ok(known.has(a.slice(2, a.indexOf("="))), `unknown webhook flag ${a}`);
     const config = loadWebhookConfig(
       args.filter((a) => !a.startsWith("--shutdown-delay-seconds=")),

@@ -50,7 +50,7 @@ describe("GetSecretValue failures", () => {
   test("access denied: the exact line from the README", () => {
     assert.equal(
       line("AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/app/x is not authorized"),
-      `erp/production/database: AccessDeniedException as ${ROLE} — the role lacks secretsmanager:GetSecretValue on erp/production/database (check the IAM policy and the secret's resource policy)`,
+      `erp/production/database: AccessDeniedException as ${ROLE} — the role lacks secretsmanager:GetSecretValue on erp/production/database (check the IAM policy and the secret's resource policy) [access-denied]`,
     );
   });
 

@@ -125,7 +125,7 @@ describe("key selection", () => {
     assert.equal(r.errors.length, 1);
     assert.match(
       r.errors[0] ?? "",
-      /^erp\/production\/database: has no key "password" \(it has 2 keys: "username", "DATABASE_URL"\)$/,
+      /^erp\/production\/database: has no key "password" \(it has 2 keys: "username", "DATABASE_URL"\) \[key-missing\]$/,
     );
     assertNoValue(r.errors);
   });
@@ -201,7 +201,7 @@ describe("expansion", () => {
       [S3]: creds,
     });
     assert.deepEqual(r.errors, [
-      'erp/production/aws/s3_app_user_credentials: has no key "AWS_SESSION_TOKEN" (it has: "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")',
+      'erp/production/aws/s3_app_user_credentials: has no key "AWS_SESSION_TOKEN" (it has: "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") [key-missing]',
     ]);
   });
 
@@ -246,7 +246,7 @@ describe("duplicates and NUL bytes", () => {
       { [DB]: JSON.stringify({ DATABASE_URL: MARK }), [JWT]: MARK },
     );
     assert.deepEqual(r.errors, [
-      'erp/staging/jwt/secret_key: variable DATABASE_URL is also set by erp/production/database key "DATABASE_URL"; give each a distinct name (rename or prefix)',
+      'erp/staging/jwt/secret_key: variable DATABASE_URL is also set by erp/production/database key "DATABASE_URL"; give each a distinct name (rename or prefix) [duplicate-variable]',
     ]);
   });
 

@@ -50,6 +50,12 @@ function parseDockerfile(text: string): Stage[] {
   }
   const stages: Stage[] = [];
   const globalArgs = new Map<string, string>();
+  const expand = (word: string) =>
+    word.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
+      const value = globalArgs.get((a ?? b) as string);
+      assert.ok(value !== undefined, `$${a ?? b} is used, but no ARG before the first FROM sets it`);
+      return value;
+    });
   for (const l of logical) {
     const m = /^(\w+)\s+(.*)$/.exec(l);
     assert.ok(m, `unparsable Dockerfile line: ${l}`);
@@ -59,13 +65,7 @@ function parseDockerfile(text: string): Stage[] {
       const parts = args
         .split(/\s+/)
         .filter((p) => !p.startsWith("--"))
-        .map((p) =>
-          p.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
-            const value = globalArgs.get((a ?? b) as string);
-            assert.ok(value !== undefined, `FROM uses $${a ?? b}, which no ARG before the first FROM sets`);
-            return value;
-          }),
-        );
+        .map(expand);
       const as = parts.findIndex((p) => p.toUpperCase() === "AS");
       stages.push({ from: parts[0] as string, ...(as !== -1 && { name: parts[as + 1] }), instructions: [] });
       continue;
@@ -73,7 +73,8 @@ function parseDockerfile(text: string): Stage[] {
     if (cmd === "ARG" && stages.length === 0) {
       const m = /^(\w+)(?:=(\S*))?$/.exec(args);
       assert.ok(m, `unparsable ARG: ${args}`);
-      if (m[2] !== undefined) globalArgs.set(m[1] as string, m[2]);
+      // A default may use the ARGs declared before it (RUNTIME_IMAGE uses NODE_MAJOR).
+      if (m[2] !== undefined) globalArgs.set(m[1] as string, expand(m[2]));
       continue;
     }
     const stage = stages.at(-1);
@@ -302,6 +303,9 @@ describe("shell scripts", () => {
     "scripts/gen-webhook-certs.sh",
     "scripts/kind-e2e.sh",
     "scripts/install-node.sh",
+    "scripts/build-images.sh",
+    "images/rootfs/extract-hook.sh",
+    "images/standin/standin.sh",
     ".ci/run",
   ];
   for (const s of scripts) {
@@ -328,31 +332,5 @@ describe("kind end-to-end setup (runs only where Docker is: npm run test:kind)",
     assert.equal(roles.filter((r: string) => r === "control-plane").length, 1);
     assert.ok(roles.filter((r: string) => r === "worker").length >= 2);
   });
-
-  test("scripts/kind-e2e.sh covers the flow: image, chart, moto, IRSA-style pod, env file checked in-container", async () => {
-    const script = await read("scripts/kind-e2e.sh");
-    const moto = /moto\[server\]==([\d.]+)/.exec(await read("test/requirements.txt"))?.[1];
-    assert.ok(moto);
-    for (const needle of [
-      "kind-config.yaml",
-      "docker build",
-      "kind load docker-image",
-      "charts/sm-injector",
-      "upgrade --install sm-injector",
-      `motoserver/moto:${moto}`,
-      "erp/production/database",
-      "erp/staging/jwt/secret_key",
-      "DATABASE_URL",
-      "eks.amazonaws.com/role-arn",
-      "audience: sts.amazonaws.com",
-      "AWS_ENDPOINT_URL",
-      'sm-injector.io/inject: "true"',
-      "exec", // kubectl exec into the app container
-      "kind delete cluster",
-    ]) {
-      assert.ok(script.includes(needle), `kind-e2e.sh: ${needle}`);
-    }
-    assert.match(script, /"\$\{HELM\}" test sm-injector/);
-    assert.match(script, /kubectl -n "\$\{APP_NS\}" exec "\$\{pod\}" -c api/);
-  });
+  // The script itself is run, with stand-in tools, by kind-e2e-dryrun.test.ts.
 });

@@ -6,8 +6,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { DENIALS } from "../../src/admission/denials.ts";
+import { FETCH_PROBLEMS } from "../../src/fetch/errors.ts";
 import { ANNOTATIONS, documentedKey } from "../../src/spec/annotations.ts";
-import { WEBHOOK_OPTIONS } from "../../src/webhook/config.ts";
+import { WEBHOOK_FLAGS } from "../../src/webhook/config.ts";
 
 const readme = readFileSync(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
 
@@ -50,15 +51,61 @@ test("the README's denial table lists exactly the denial codes", () => {
   );
 });
 
+/**
+ * The troubleshooting table: every code a user can meet, from admission (DENIALS: the HTTP status
+ * kubectl shows) and from the init container (FETCH_PROBLEMS: its exit status), in catalogue order.
+ */
+export function troubleshootingRows(): string[][] {
+  return [
+    ...Object.entries(DENIALS).map(([code, d]) => [
+      `\`${code}\``,
+      "admission",
+      `HTTP ${d.status}`,
+      d.meaning,
+    ]),
+    ...Object.entries(FETCH_PROBLEMS).map(([code, p]) => [
+      `\`${code}\``,
+      "init container",
+      `exit ${p.exit}`,
+      p.meaning,
+    ]),
+  ];
+}
+
+test("the README's troubleshooting table lists exactly the admission and fetch problem codes", () => {
+  assert.ok(
+    readme.includes("<!-- troubleshooting-table"),
+    "README lacks the troubleshooting table (the block between <!-- troubleshooting-table … --> and <!-- /troubleshooting-table -->): paste it from `node --import tsx test/unit/readme.test.ts --print-troubleshooting`",
+  );
+  assert.deepEqual(
+    tableRows("troubleshooting-table"),
+    troubleshootingRows(),
+    "regenerate the table: node --import tsx test/unit/readme.test.ts --print-troubleshooting",
+  );
+});
+
+/** The table as Markdown, padded like the README's others. */
+function markdownTable(header: string[], rows: string[][]): string {
+  const escaped = rows.map((r) => r.map((c) => c.replaceAll("|", "\\|")));
+  const widths = header.map((h, i) => Math.max(h.length, ...escaped.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...escaped.map(line)].join("\n");
+}
+
+if (process.argv.includes("--print-troubleshooting"))
+  process.stdout.write(
+    `<!-- troubleshooting-table: checked against src/admission/denials.ts and src/fetch/errors.ts by test/unit/readme.test.ts -->\n${markdownTable(["Code", "Where", "Status", "Meaning"], troubleshootingRows())}\n<!-- /troubleshooting-table -->\n`,
+  );
+
 test("every webhook flag the README names exists", () => {
   const tableRows = readme.split("\n").filter((l) => l.startsWith("| `--"));
   assert.ok(tableRows.length >= 5, "README lacks the webhook flag table");
   const flags = tableRows.flatMap((l) => [...l.matchAll(/`--([a-z-]+)`/g)].map((m) => m[1] as string));
-  const known = new Set([...Object.keys(WEBHOOK_OPTIONS), "shutdown-delay-seconds", "diff"]);
+  const known = new Set([...Object.keys(WEBHOOK_FLAGS), "shutdown-delay-seconds", "diff"]);
   const unknown = flags.filter((f) => !known.has(f));
   assert.deepEqual(unknown, []);
-  for (const [flag, [env]] of Object.entries(WEBHOOK_OPTIONS)) {
-    if (readme.includes(`\`--${flag}\``))
+  for (const [flag, { env }] of Object.entries(WEBHOOK_FLAGS)) {
+    if (env && readme.includes(`\`--${flag}\``))
       assert.ok(readme.includes(env), `README names --${flag} but not ${env}`);
   }
 });

@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
-import { type CertAuthority, generateCA, generateCert, generateRsaKeyPair } from "./certs.ts";
+import { type CertAuthority, generateCA, generateCert, generateRsaKeyPair, type KeyPair } from "./certs.ts";
 import { getFreePorts } from "./ports.ts";
 import { type ManagedProcess, spawnManaged, waitForHttp } from "./process.ts";
 
@@ -37,6 +37,8 @@ export interface ControlPlane {
   caCertPem: string;
   /** The cluster CA (signs the serving and the admin client certificates). */
   ca: CertAuthority;
+  /** The service-account token signing key (kube-controller-manager signs with it too). */
+  serviceAccountKey: KeyPair;
   /** The directory with the binaries (kube-apiserver, etcd, helm). */
   binDir: string;
   /** Scratch directory (PKI, etcd data, logs: etcd.log, kube-apiserver.log); removed by stop(). */
@@ -51,12 +53,16 @@ export interface ControlPlane {
 export interface StartControlPlaneOptions {
   /** Directory with kube-apiserver and etcd; default $SM_INJECTOR_BIN_DIR, else ensureBinaries(). */
   binDir?: string;
-  /** Appended to the kube-apiserver flags (a later flag wins over an earlier one). */
+  /** Appended to the kube-apiserver flags; a `--flag=value` here replaces the harness's own `--flag`. */
   extraApiServerArgs?: string[];
   /** Receives every output line of etcd and kube-apiserver (they always go to log files in workDir). */
   log?: (line: string) => void;
   /** Keep workDir after stop() (for debugging; also $SM_INJECTOR_KEEP_WORKDIR=1). */
   keepWorkDir?: boolean;
+  /** The cluster CA to use (e.g. one that also signed a kubelet's certificates); default a new one. */
+  ca?: CertAuthority;
+  /** Use (and create) this directory as workDir instead of a fresh one under /dev/shm or the temp dir. */
+  workDir?: string;
   /** Deadline for etcd + kube-apiserver to become ready (default 90 s). */
   timeoutMs?: number;
   /**
@@ -91,15 +97,19 @@ export function readPinnedVersions(): Record<string, string> {
   return pins;
 }
 
-let binaries: Promise<string> | undefined;
+const binaries = new Map<string, Promise<string>>();
 
 /**
- * Runs scripts/build-binaries.sh (builds once, then cached; its progress is streamed to stderr) and
- * returns the bin directory. Memoized per process.
+ * Runs scripts/build-binaries.sh for `targets` (default the control plane: kube-apiserver, etcd, helm;
+ * "node" adds the real node's binaries, packages and pause image; it builds once, then caches; its
+ * progress is streamed to stderr) and returns the bin directory. Memoized per process.
  */
-export function ensureBinaries(): Promise<string> {
-  binaries ??= new Promise<string>((resolve, reject) => {
-    const child = spawn("bash", [BUILD_SCRIPT], { stdio: ["ignore", "pipe", "inherit"] });
+export function ensureBinaries(targets: string[] = ["control-plane"]): Promise<string> {
+  const key = targets.join(" ");
+  const cached = binaries.get(key);
+  if (cached) return cached;
+  const built = new Promise<string>((resolve, reject) => {
+    const child = spawn("bash", [BUILD_SCRIPT, ...targets], { stdio: ["ignore", "pipe", "inherit"] });
     let stdout = "";
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (c: string) => {
@@ -112,10 +122,21 @@ export function ensureBinaries(): Promise<string> {
       else reject(new Error(`${BUILD_SCRIPT} failed (code ${code}, signal ${signal}); see its output above`));
     });
   });
-  binaries.catch(() => {
-    binaries = undefined;
+  binaries.set(key, built);
+  built.catch(() => {
+    binaries.delete(key);
   });
-  return binaries;
+  return built;
+}
+
+/**
+ * `base` without the flags `extra` sets, then `extra`: kube-apiserver appends repeated list flags
+ * (--authorization-mode=RBAC twice is an error), so an override must replace, not repeat.
+ */
+function withOverrides(base: string[], extra: string[]): string[] {
+  const name = (arg: string) => arg.split("=", 1)[0];
+  const overridden = new Set(extra.map(name));
+  return [...base.filter((arg) => !overridden.has(name(arg))), ...extra];
 }
 
 /** A fast scratch location: /dev/shm (tmpfs) when usable, else the OS temp dir. */
@@ -129,7 +150,8 @@ async function scratchRoot(): Promise<string> {
   }
 }
 
-function kubeconfigYaml(server: string, caPem: string, certPem: string, keyPem: string): string {
+/** A kubeconfig (data embedded) for a client certificate. */
+export function kubeconfigYaml(server: string, caPem: string, certPem: string, keyPem: string): string {
   const b64 = (s: string) => Buffer.from(s).toString("base64");
   return [
     "apiVersion: v1",
@@ -162,7 +184,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
   }
   const timeoutMs = opts.timeoutMs ?? 90_000;
   const keep = opts.keepWorkDir ?? process.env.SM_INJECTOR_KEEP_WORKDIR === "1";
-  const workDir = await mkdtemp(path.join(await scratchRoot(), "sm-injector-e2e-"));
+  const workDir = opts.workDir ?? (await mkdtemp(path.join(await scratchRoot(), "sm-injector-e2e-")));
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
   const started: ManagedProcess[] = [];
 
   let stopping: Promise<void> | undefined;
@@ -177,7 +200,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
 
   try {
     const pki = path.join(workDir, "pki");
-    const ca = await generateCA(pki, "sm-injector-e2e-ca");
+    const ca = opts.ca ?? (await generateCA(pki, "sm-injector-e2e-ca"));
     const [serving, admin, saKey] = await Promise.all([
       generateCert(pki, ca, {
         name: "apiserver",
@@ -235,30 +258,32 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       await writeFile(admissionConfig, admissionConfigurationYaml(kubeconfig));
       admissionArgs.push(`--admission-control-config-file=${admissionConfig}`);
     }
-    const apiServerArgs = [
-      `--etcd-servers=${etcdUrl}`,
-      `--secure-port=${apiPort}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      // The lease/master-count reconcilers refuse a loopback advertise address; there are no
-      // in-cluster clients of the `kubernetes` Service here anyway.
-      "--endpoint-reconciler-type=none",
-      `--cert-dir=${path.join(workDir, "apiserver-certs")}`,
-      `--tls-cert-file=${serving.certPath}`,
-      `--tls-private-key-file=${serving.keyPath}`,
-      `--client-ca-file=${ca.certPath}`,
-      "--authorization-mode=RBAC",
-      `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
-      `--service-account-key-file=${saKey.publicKeyPath}`,
-      `--service-account-signing-key-file=${saKey.privateKeyPath}`,
-      `--api-audiences=${API_AUDIENCES.join(",")}`,
-      "--service-cluster-ip-range=10.0.0.0/24",
-      "--allow-privileged=true",
-      "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-      "--profiling=false",
-      ...admissionArgs,
-      ...(opts.extraApiServerArgs ?? []),
-    ];
+    const apiServerArgs = withOverrides(
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--secure-port=${apiPort}`,
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        // The lease/master-count reconcilers refuse a loopback advertise address; there are no
+        // in-cluster clients of the `kubernetes` Service here anyway.
+        "--endpoint-reconciler-type=none",
+        `--cert-dir=${path.join(workDir, "apiserver-certs")}`,
+        `--tls-cert-file=${serving.certPath}`,
+        `--tls-private-key-file=${serving.keyPath}`,
+        `--client-ca-file=${ca.certPath}`,
+        "--authorization-mode=RBAC",
+        `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
+        `--service-account-key-file=${saKey.publicKeyPath}`,
+        `--service-account-signing-key-file=${saKey.privateKeyPath}`,
+        `--api-audiences=${API_AUDIENCES.join(",")}`,
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--allow-privileged=true",
+        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+        "--profiling=false",
+        ...admissionArgs,
+      ],
+      opts.extraApiServerArgs ?? [],
+    );
     const apiServer = spawnManaged("kube-apiserver", path.join(binDir, "kube-apiserver"), apiServerArgs, {
       logPath: path.join(workDir, "kube-apiserver.log"),
       cwd: workDir,
@@ -289,6 +314,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
       caCertPem: ca.certPem,
       ca,
       binDir,
+      serviceAccountKey: saKey,
       workDir,
       apiServerArgs,
       processes: { etcd, apiServer },
