@@ -14,7 +14,7 @@ import {
   type TemplateEntry,
   type TemplateReference,
 } from "./fetch-spec.ts";
-import { type ParsedReference, parseReference, type Result } from "./reference.ts";
+import { type ParsedReference, parseReference, type Result, versionParam } from "./reference.ts";
 import { isTemplateFilter, TEMPLATE_FILTER_NAMES, type TemplateFilter } from "./template-filters.ts";
 
 export interface TemplatePlaceholder {
@@ -129,13 +129,7 @@ export function parseTemplate(text: string): Result<ParsedTemplate> {
 
 function placeholderText(ref: TemplateReference): string {
   const s = ref.source;
-  const version =
-    s.versionId !== undefined
-      ? `?versionId=${s.versionId}`
-      : s.versionStage !== undefined
-        ? `?versionStage=${encodeURIComponent(s.versionStage)}`
-        : "";
-  return `\${${s.secretId}${version}${ref.key !== undefined ? `#${ref.key}` : ""}${ref.filter !== undefined ? `|${ref.filter}` : ""}}`;
+  return `\${${s.secretId}${versionParam(s)}${ref.key !== undefined ? `#${ref.key}` : ""}${ref.filter !== undefined ? `|${ref.filter}` : ""}}`;
 }
 
 /** A compiled template written back in the annotation's syntax (`$` as `$$`), for people to read. */
