@@ -9,6 +9,7 @@ Usage:
   sm-injector fetch                  run as the injected init container: fetch secrets, write the file
   sm-injector inject -f FILE|- [flags]  print manifests as the webhook would mutate them
   sm-injector rotation [flags]       restart workloads whose secrets got a new version
+  sm-injector report [flags]         review every workload's secrets, versions and rotation state
   sm-injector version                print the version
   sm-injector help [COMMAND]         help for a command
 
@@ -59,6 +60,10 @@ async function main(argv: string[]): Promise<number> {
     case "rotation": {
       const { runRotationCommand } = await import("./rotation.ts");
       return runRotationCommand(rest);
+    }
+    case "report": {
+      const { runReportCommand } = await import("./report.ts");
+      return runReportCommand(rest);
     }
     default:
       process.stderr.write(`sm-injector: unknown command "${command}"\n\n${USAGE}`);

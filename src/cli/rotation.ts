@@ -1,7 +1,9 @@
 // `sm-injector rotation`: the rotation controller (src/rotation/controller.ts) on a timer, or once.
 import { parseArgs } from "node:util";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { z } from "zod";
+import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
+import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
 
 export const ROTATION_OPTIONS = {
@@ -24,6 +26,14 @@ export const ROTATION_OPTIONS = {
   "dry-run": ["SM_INJECTOR_DRY_RUN", "true: log what would be restarted, restart nothing (default false)"],
   once: ["SM_INJECTOR_ONCE", "true: one check, then exit (0, or 1 when a restart failed)"],
   "log-level": ["SM_INJECTOR_LOG_LEVEL", "info (default), debug, warn, error"],
+  "metrics-port": [
+    "SM_INJECTOR_METRICS_PORT",
+    "serve Prometheus metrics of every injected workload's secrets on this port, /metrics (default 0: off)",
+  ],
+  "metrics-max-secrets": [
+    "SM_INJECTOR_METRICS_MAX_SECRETS",
+    `secrets that get metric series at most, the oldest first (default ${DEFAULT_METRICS_MAX_SECRETS})`,
+  ],
 } as const;
 
 const Int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -43,6 +53,8 @@ const RotationConfigSchema = z.strictObject({
   dryRun: Bool,
   once: Bool,
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+  metricsPort: Int(0, 65_535).default(0),
+  metricsMaxSecrets: Int(1, 10_000).default(DEFAULT_METRICS_MAX_SECRETS),
 });
 export type RotationConfig = z.infer<typeof RotationConfigSchema>;
 
@@ -103,6 +115,11 @@ Needs Kubernetes RBAC: list pods; get replicasets and controllerrevisions; get a
 deployments, statefulsets, daemonsets. AWS: secretsmanager:DescribeSecret on the secrets; AWS_REGION
 is also the region of references that name none (set it to the webhook's default region).
 
+With --metrics-port, each check also reviews every workload labelled for injection (as
+\`sm-injector report\` does) and exports secret age, rotation enabled, pods on a superseded version
+and the namespace's ${MAX_SECRET_AGE_ANNOTATION} per secret; that needs list on deployments,
+statefulsets, daemonsets, cronjobs and get on jobs, cronjobs and namespaces too.
+
 ${rows.join("\n")}
 `;
 }
@@ -145,6 +162,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   let failed = false;
+  const metrics = config.metricsPort > 0 ? await startMetrics(config, deps, options, log) : undefined;
   try {
     while (!stopping) {
       const t0 = performance.now();
@@ -179,6 +197,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
           },
           "rotation check done",
         );
+        await metrics?.refresh();
       } catch (e) {
         if (e instanceof CheckTimeout) {
           log.error({ err: { message: e.message } }, "rotation check timed out; exiting to be restarted");
@@ -201,7 +220,49 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
       });
     }
   } finally {
+    metrics?.server.close();
     deps.close();
   }
   return failed && config.once ? 1 : 0;
+}
+
+/**
+ * The metrics server, and the review that refreshes it after each check. A failed review leaves
+ * the last values (their timestamp says how old) and is logged; it never stops the controller.
+ */
+async function startMetrics(
+  config: RotationConfig,
+  deps: Awaited<ReturnType<typeof import("../rotation/controller.ts").realDeps>>,
+  options: { concurrency: number; defaultRegion: string | undefined },
+  log: Logger,
+) {
+  const { createRotationMetrics, serveMetrics } = await import("../rotation/metrics.ts");
+  const { reviewCluster } = await import("../report/review.ts");
+  const metrics = createRotationMetrics(config.metricsMaxSecrets);
+  const server = await serveMetrics(metrics, config.metricsPort);
+  log.info({ port: config.metricsPort, maxSecrets: config.metricsMaxSecrets }, "serving metrics on /metrics");
+  const refresh = async () => {
+    try {
+      const review = await reviewCluster(deps, options);
+      metrics.update(review);
+      for (const w of review.workloads)
+        if (w.overMaxAge.length > 0)
+          log.warn(
+            {
+              kind: w.kind,
+              namespace: w.namespace,
+              name: w.name,
+              maxSecretAge: w.maxSecretAge?.text,
+              secrets: w.overMaxAge,
+            },
+            `reads secrets older than its namespace's ${MAX_SECRET_AGE_ANNOTATION}`,
+          );
+    } catch (e) {
+      log.error(
+        { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
+        "review for metrics failed",
+      );
+    }
+  };
+  return { server, refresh };
 }

@@ -56,13 +56,26 @@ import {
   workloadFacts,
 } from "./plan.ts";
 
-/** A ReplicaSet or ControllerRevision as read: only what verification needs. */
+/** A ReplicaSet, ControllerRevision or Job as read: only what verification needs. */
 export interface RevisionObject {
   uid: string;
   controller: OwnerRef | undefined;
   labels: Record<string, string>;
-  /** ReplicaSet: spec.template; ControllerRevision: its data (`{"spec":{"template":…}}`). */
+  /** ReplicaSet, Job: spec.template; ControllerRevision: its data (`{"spec":{"template":…}}`). */
   template: V1PodTemplateSpec | undefined;
+  /** A Job's selector. */
+  selector?: V1LabelSelector | undefined;
+}
+
+/** What DescribeSecret says about a secret: metadata only, never a value. */
+export interface SecretDescription {
+  /** Version id → its stages. */
+  versionStages: Record<string, string[]>;
+  rotationEnabled: boolean;
+  lastRotatedDate?: Date | undefined;
+  lastChangedDate?: Date | undefined;
+  nextRotationDate?: Date | undefined;
+  createdDate?: Date | undefined;
 }
 
 export interface RotationDeps {
@@ -75,6 +88,8 @@ export interface RotationDeps {
   replicaSet(namespace: string, name: string): Promise<RevisionObject | undefined>;
   /** A ControllerRevision (template taken from its data); undefined when it does not exist. */
   controllerRevision(namespace: string, name: string): Promise<RevisionObject | undefined>;
+  /** A Job (a CronJob's pods belong to one); undefined when it does not exist. Only `sm-injector report` asks. */
+  job?(namespace: string, name: string): Promise<RevisionObject | undefined>;
   /** A workload's uid, selector and pod template; undefined when it is gone. */
   workload(
     kind: Workload["kind"],
@@ -129,7 +144,7 @@ function errorCode(e: unknown): string {
 const workloadKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 
 /** Reads each workload and template revision once per cycle, reduced to small facts at once. */
-class FactCache {
+export class FactCache {
   private workloads = new Map<string, Promise<WorkloadFacts | undefined>>();
   private revisions = new Map<string, Promise<RevisionFacts | undefined>>();
   constructor(
@@ -157,10 +172,7 @@ class FactCache {
     const key = workloadKey(kind, namespace, name);
     let p = this.revisions.get(key);
     if (!p) {
-      const read =
-        kind === "ReplicaSet"
-          ? this.deps.replicaSet(namespace, name)
-          : this.deps.controllerRevision(namespace, name);
+      const read = this.read(kind, namespace, name);
       p = read.then(
         (o) =>
           o && {
@@ -170,28 +182,53 @@ class FactCache {
             controller: o.controller,
             hash: o.labels[kind === "ReplicaSet" ? POD_TEMPLATE_HASH_LABEL : CONTROLLER_REVISION_HASH_LABEL],
             fingerprint: o.template && templateFingerprint(o.template),
+            ...(o.selector && { selector: o.selector }),
           },
       );
       this.revisions.set(key, p);
     }
     return p;
   }
+
+  private read(kind: RevisionFacts["kind"], namespace: string, name: string) {
+    if (kind === "ReplicaSet") return this.deps.replicaSet(namespace, name);
+    if (kind === "ControllerRevision") return this.deps.controllerRevision(namespace, name);
+    return this.deps.job ? this.deps.job(namespace, name) : Promise.resolve(undefined);
+  }
 }
 
-type Verified = { ok: true; facts: WorkloadFacts } | { ok: false; why: string };
+export type Verified =
+  | { ok: true; facts: WorkloadFacts; revision: "current" | "previous" }
+  | { ok: false; why: string };
 
-/** The opted-in workload whose template the pod verifiably belongs to, or why there is none. */
-async function verifyPod(pod: PodView, cache: FactCache): Promise<Verified> {
+/**
+ * The workload whose template the pod verifiably belongs to, or why there is none. The workload
+ * must opt in to restarts, or (`injectedOnly`, for a review) only be labelled for injection.
+ */
+export async function verifyPod(pod: PodView, cache: FactCache, injectedOnly = false): Promise<Verified> {
   const no = (why: string): Verified => ({ ok: false, why });
   const owner = pod.owner;
-  if (owner?.apiVersion !== "apps/v1" || !["ReplicaSet", "StatefulSet", "DaemonSet"].includes(owner.kind))
+  const isJob = injectedOnly && owner?.apiVersion === "batch/v1" && owner.kind === "Job";
+  if (
+    !isJob &&
+    (owner?.apiVersion !== "apps/v1" || !["ReplicaSet", "StatefulSet", "DaemonSet"].includes(owner.kind))
+  )
     return no(
       `owned by ${owner?.kind}/${owner?.name} (${owner?.apiVersion}), which this controller does not roll`,
     );
+  if (!owner) return no("no controller");
   try {
     let facts: WorkloadFacts | undefined;
     let rev: RevisionFacts | undefined;
-    if (owner.kind === "ReplicaSet") {
+    if (isJob) {
+      rev = await cache.revision("Job", pod.namespace, owner.name);
+      if (!rev) return no(`its Job ${owner.name} does not exist`);
+      const c = rev.controller;
+      if (c?.apiVersion !== "batch/v1" || c.kind !== "CronJob")
+        return no(`its Job ${owner.name} is not controlled by a CronJob`);
+      facts = await cache.workload("CronJob", pod.namespace, c.name);
+      if (!facts) return no(`CronJob ${c.name} does not exist`);
+    } else if (owner.kind === "ReplicaSet") {
       rev = await cache.revision("ReplicaSet", pod.namespace, owner.name);
       if (!rev) return no(`its ReplicaSet ${owner.name} does not exist`);
       const c = rev.controller;
@@ -209,11 +246,12 @@ async function verifyPod(pod: PodView, cache: FactCache): Promise<Verified> {
       if (!rev) return no(`ControllerRevision ${name} does not exist`);
     }
     const { kind, name } = facts.workload;
-    if (facts.notOptedIn) return no(`${kind} ${name} did not opt in: ${facts.notOptedIn}`);
+    const notOptedIn = injectedOnly ? facts.notInjected : facts.notOptedIn;
+    if (notOptedIn) return no(`${kind} ${name} did not opt in: ${notOptedIn}`);
     const member = verifyMembership(pod, facts, rev);
     if (!member.ok) return no(member.why);
     if (!Array.isArray(facts.refs)) return no(`${kind} ${name}: ${facts.refs.error}`);
-    return { ok: true, facts };
+    return { ok: true, facts, revision: member.revision };
   } catch (e) {
     return no(`cannot read its workload (${errorCode(e)}); next check`);
   }
@@ -490,22 +528,32 @@ async function getJsonBounded(
  * The running pods labelled for injection, page by page: at most `maxPods` a page and at most
  * PAGE_BYTES of body (a larger page is asked for again with half the pods, down to one).
  */
-async function* podPages(
+function podPages(kc: KubeConfig, namespace: string | undefined, maxPods: number): AsyncGenerator<V1Pod[]> {
+  const query = { labelSelector: `${INJECT_LABEL}=true`, fieldSelector: POD_FIELD_SELECTOR };
+  return listPages<V1Pod>(kc, "/api/v1", "pods", namespace, query, maxPods);
+}
+
+/**
+ * Objects of `resource` under `group` (e.g. "/apis/apps/v1"), in one namespace or all, page by
+ * page, each page bounded in count and bytes as podPages says.
+ */
+async function* listPages<T>(
   kc: KubeConfig,
+  group: string,
+  resource: string,
   namespace: string | undefined,
-  maxPods: number,
-): AsyncGenerator<V1Pod[]> {
+  params: Record<string, string>,
+  maxItems: number,
+): AsyncGenerator<T[]> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error("the kubeconfig names no cluster server");
-  const path = namespace ? `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods` : "/api/v1/pods";
-  let limit = maxPods;
+  const path = namespace
+    ? `${group}/namespaces/${encodeURIComponent(namespace)}/${resource}`
+    : `${group}/${resource}`;
+  let limit = maxItems;
   let cont: string | undefined;
   for (;;) {
-    const query = new URLSearchParams({
-      labelSelector: `${INJECT_LABEL}=true`,
-      fieldSelector: POD_FIELD_SELECTOR,
-      limit: String(limit),
-    });
+    const query = new URLSearchParams({ ...params, limit: String(limit) });
     if (cont) query.set("continue", cont);
     let page: { json: unknown; bytes: number };
     try {
@@ -514,15 +562,55 @@ async function* podPages(
       if (!(e instanceof PageTooLarge) || limit === 1) throw e;
       collectGarbage();
       limit = Math.max(1, Math.floor(limit / 2));
-      continue; // the same page again, with fewer pods
+      continue; // the same page again, with fewer items
     }
-    const list = page.json as { metadata?: { continue?: string }; items?: V1Pod[] };
+    const list = page.json as { metadata?: { continue?: string }; items?: T[] };
     cont = list.metadata?.continue || undefined;
     yield list.items ?? [];
     if (page.bytes > LARGE_PAGE_BYTES) collectGarbage();
-    else limit = Math.min(maxPods, limit * 2);
+    else limit = Math.min(maxItems, limit * 2);
     if (!cont) return;
   }
+}
+
+/** A workload as listed: what a review needs of it. */
+export interface ListedWorkload {
+  kind: Workload["kind"];
+  namespace: string;
+  name: string;
+  uid: string;
+  selector: V1LabelSelector | undefined;
+  template: V1PodTemplateSpec | undefined;
+}
+
+const WORKLOAD_RESOURCES = [
+  { kind: "Deployment", group: "/apis/apps/v1", resource: "deployments" },
+  { kind: "StatefulSet", group: "/apis/apps/v1", resource: "statefulsets" },
+  { kind: "DaemonSet", group: "/apis/apps/v1", resource: "daemonsets" },
+  { kind: "CronJob", group: "/apis/batch/v1", resource: "cronjobs" },
+] as const;
+
+type AnyWorkload = {
+  metadata?: { namespace?: string; name?: string; uid?: string };
+  spec?: {
+    selector?: V1LabelSelector;
+    template?: V1PodTemplateSpec;
+    jobTemplate?: { spec?: { template?: V1PodTemplateSpec } };
+  };
+};
+
+/** The pod template of a Deployment, StatefulSet, DaemonSet, or a CronJob's job template. */
+function workloadTemplate(o: AnyWorkload): V1PodTemplateSpec | undefined {
+  return o.spec?.template ?? o.spec?.jobTemplate?.spec?.template;
+}
+
+/** What `sm-injector report` (and the controller's metrics) read besides what a rotation check does. */
+export interface ReviewReads {
+  /** Every Deployment, StatefulSet, DaemonSet and CronJob (in one namespace, or all), page by page. */
+  workloadPages(): AsyncIterable<ListedWorkload[]>;
+  describeSecret(region: string, secretId: string): Promise<SecretDescription>;
+  /** A Namespace's annotations ({} when it does not exist). */
+  namespaceAnnotations(name: string): Promise<Record<string, string>>;
 }
 
 /** Real dependencies: @kubernetes/client-node and the AWS SDK. */
@@ -531,12 +619,15 @@ export async function realDeps(opts: {
   namespace?: string;
   pageSize?: number;
   log: Logger;
-}): Promise<RotationDeps & { close(): void }> {
+}): Promise<RotationDeps & ReviewReads & { close(): void }> {
   const k8s = await import("@kubernetes/client-node");
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
   const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const batch = kc.makeApiClient(k8s.BatchV1Api);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
   const clients = new Map<string, SecretsManagerClient>();
   const client = (region: string) => {
     let c = clients.get(region);
@@ -563,10 +654,57 @@ export async function realDeps(opts: {
     Deployment: (namespace: string, name: string) => apps.readNamespacedDeployment({ namespace, name }),
     StatefulSet: (namespace: string, name: string) => apps.readNamespacedStatefulSet({ namespace, name }),
     DaemonSet: (namespace: string, name: string) => apps.readNamespacedDaemonSet({ namespace, name }),
+    CronJob: (namespace: string, name: string) => batch.readNamespacedCronJob({ namespace, name }),
+  };
+  const describe = async (region: string, secretId: string): Promise<SecretDescription> => {
+    const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
+    return {
+      versionStages: out.VersionIdsToStages ?? {},
+      rotationEnabled: out.RotationEnabled === true,
+      lastRotatedDate: out.LastRotatedDate,
+      lastChangedDate: out.LastChangedDate,
+      nextRotationDate: out.NextRotationDate,
+      createdDate: out.CreatedDate,
+    };
   };
   return {
     log: opts.log,
-    podPages: () => podPages(kc, opts.namespace, opts.pageSize ?? DEFAULT_PAGE_SIZE),
+    podPages: () => podPages(kc, opts.namespace, pageSize),
+    async *workloadPages() {
+      for (const r of WORKLOAD_RESOURCES)
+        for await (const page of listPages<AnyWorkload>(
+          kc,
+          r.group,
+          r.resource,
+          opts.namespace,
+          {},
+          pageSize,
+        ))
+          yield page.map((o) => ({
+            kind: r.kind,
+            namespace: o.metadata?.namespace ?? "",
+            name: o.metadata?.name ?? "",
+            uid: o.metadata?.uid ?? "",
+            selector: o.spec?.selector,
+            template: workloadTemplate(o),
+          }));
+    },
+    job: (namespace, name) =>
+      orUndefined(async () => {
+        const job = await batch.readNamespacedJob({ namespace, name });
+        return {
+          uid: job.metadata?.uid ?? "",
+          controller: controllerOf(job.metadata),
+          labels: job.metadata?.labels ?? {},
+          template: job.spec?.template,
+          selector: job.spec?.selector,
+        };
+      }),
+    describeSecret: describe,
+    async namespaceAnnotations(name) {
+      const ns = await orUndefined(() => core.readNamespace({ name }));
+      return ns?.metadata?.annotations ?? {};
+    },
     replicaSet: (namespace, name) =>
       orUndefined(async () => {
         const rs = await apps.readNamespacedReplicaSet({ namespace, name });
@@ -589,8 +727,12 @@ export async function realDeps(opts: {
       }),
     workload: (kind, namespace, name) =>
       orUndefined(async () => {
-        const obj = await readers[kind](namespace, name);
-        return { uid: obj.metadata?.uid ?? "", selector: obj.spec?.selector, template: obj.spec?.template };
+        const obj = (await readers[kind](namespace, name)) as AnyWorkload;
+        return {
+          uid: obj.metadata?.uid ?? "",
+          selector: obj.spec?.selector,
+          template: workloadTemplate(obj),
+        };
       }),
     async stampTemplate(w, annotations) {
       // metadata.uid makes the patch conditional: it fails if the object was replaced meanwhile.
@@ -599,12 +741,10 @@ export async function realDeps(opts: {
       const args = { namespace: w.namespace, name: w.name, body, fieldManager: "sm-injector-rotation" };
       if (w.kind === "Deployment") await apps.patchNamespacedDeployment(args, options);
       else if (w.kind === "StatefulSet") await apps.patchNamespacedStatefulSet(args, options);
-      else await apps.patchNamespacedDaemonSet(args, options);
+      else if (w.kind === "DaemonSet") await apps.patchNamespacedDaemonSet(args, options);
+      else throw new Error(`a ${w.kind} is never restarted`);
     },
-    async versionStages(region, secretId) {
-      const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
-      return out.VersionIdsToStages ?? {};
-    },
+    versionStages: async (region, secretId) => (await describe(region, secretId)).versionStages,
     close() {
       for (const c of clients.values()) c.destroy();
     },
