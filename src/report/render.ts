@@ -51,12 +51,13 @@ function workloadRows(w: WorkloadReview): string[][] {
 
 const date = (iso: string | undefined) => (iso ? iso.slice(0, 16).replace("T", " ") : "-");
 
-/** "93d", "5h", "12m" (the largest unit that fits). */
+/** "93d", "5h", "12m", "40s" (the largest unit that fits, rounded down). */
 export function formatAge(seconds: number | undefined): string {
   if (seconds === undefined) return "-";
   if (seconds >= 86_400) return `${Math.floor(seconds / 86_400)}d`;
   if (seconds >= 3600) return `${Math.floor(seconds / 3600)}h`;
-  return `${Math.floor(seconds / 60)}m`;
+  if (seconds >= 60) return `${Math.floor(seconds / 60)}m`;
+  return `${seconds}s`;
 }
 
 function secretRow(s: SecretReview): string[] {
