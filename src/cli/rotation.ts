@@ -6,6 +6,9 @@ import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
 
+/** The reason of the Warning Event on a workload that reads a secret over its namespace's maximum age. */
+export const MAX_AGE_EVENT_REASON = "SecretOverMaxAge";
+
 export const ROTATION_OPTIONS = {
   kubeconfig: ["SM_INJECTOR_KUBECONFIG", "kubeconfig file (default: in-cluster, then KUBECONFIG)"],
   namespace: ["SM_INJECTOR_NAMESPACE", "watch one namespace only (default: all)"],
@@ -117,8 +120,10 @@ is also the region of references that name none (set it to the webhook's default
 
 With --metrics-port, each check also reviews every workload labelled for injection (as
 \`sm-injector report\` does) and exports secret age, rotation enabled, pods on a superseded version
-and the namespace's ${MAX_SECRET_AGE_ANNOTATION} per secret; that needs list on deployments,
-statefulsets, daemonsets, cronjobs and get on jobs, cronjobs and namespaces too.
+and the namespace's ${MAX_SECRET_AGE_ANNOTATION} per secret, and records a Warning Event
+(reason ${MAX_AGE_EVENT_REASON}) on each workload that reads a secret older than that. It needs list
+on deployments, statefulsets, daemonsets, cronjobs; get on jobs, cronjobs, namespaces; and create,
+get, patch on events.
 
 ${rows.join("\n")}
 `;
@@ -237,7 +242,7 @@ async function startMetrics(
   log: Logger,
 ) {
   const { createRotationMetrics, serveMetrics } = await import("../rotation/metrics.ts");
-  const { reviewCluster } = await import("../report/review.ts");
+  const { maxAgeWarnings, reviewCluster } = await import("../report/review.ts");
   const metrics = createRotationMetrics(config.metricsMaxSecrets);
   const server = await serveMetrics(metrics, config.metricsPort);
   log.info({ port: config.metricsPort, maxSecrets: config.metricsMaxSecrets }, "serving metrics on /metrics");
@@ -245,18 +250,14 @@ async function startMetrics(
     try {
       const review = await reviewCluster(deps, options);
       metrics.update(review);
-      for (const w of review.workloads)
-        if (w.overMaxAge.length > 0)
-          log.warn(
-            {
-              kind: w.kind,
-              namespace: w.namespace,
-              name: w.name,
-              maxSecretAge: w.maxSecretAge?.text,
-              secrets: w.overMaxAge,
-            },
-            `reads secrets older than its namespace's ${MAX_SECRET_AGE_ANNOTATION}`,
+      for (const { workload, message } of maxAgeWarnings(review)) {
+        log.warn({ ...workload }, message);
+        await deps
+          .warnWorkload(workload, MAX_AGE_EVENT_REASON, message)
+          .catch((e: unknown) =>
+            log.warn({ ...workload, code: (e as { code?: unknown }).code }, "cannot record the Event"),
           );
+      }
     } catch (e) {
       log.error(
         { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },

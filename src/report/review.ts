@@ -27,7 +27,7 @@ import {
   type WatchedRef,
 } from "../rotation/plan.ts";
 import { versionKey } from "../spec/fetched-versions.ts";
-import { namespaceMaxSecretAge, secretAgeSeconds } from "./max-age.ts";
+import { MAX_SECRET_AGE_ANNOTATION, namespaceMaxSecretAge, secretAgeSeconds } from "./max-age.ts";
 
 export type ReviewDeps = RotationDeps & ReviewReads;
 
@@ -318,4 +318,32 @@ function reviewWorkload(
       review.overMaxAge.push(what);
   }
   return review;
+}
+
+/** Most secrets a warning names (an Event's message is cut at 1 KiB). */
+const WARNING_SECRETS = 10;
+
+/**
+ * One warning per workload that reads secrets older than its namespace's max-secret-age, naming
+ * them with their ages (secret ids and durations only).
+ */
+export function maxAgeWarnings(
+  review: Review,
+): Array<{ workload: Pick<WorkloadReview, "kind" | "namespace" | "name">; message: string }> {
+  const ages = new Map(
+    review.secrets.map((s) => [`${s.secretId}${s.region ? ` (${s.region})` : ""}`, s.ageSeconds]),
+  );
+  return review.workloads
+    .filter((w) => w.overMaxAge.length > 0)
+    .map((w) => {
+      const named = w.overMaxAge
+        .slice(0, WARNING_SECRETS)
+        .map((s) => `${s} ${Math.floor((ages.get(s) ?? 0) / 86_400)}d old`);
+      const more =
+        w.overMaxAge.length > WARNING_SECRETS ? ` and ${w.overMaxAge.length - WARNING_SECRETS} more` : "";
+      return {
+        workload: { kind: w.kind, namespace: w.namespace, name: w.name },
+        message: `reads secrets older than its namespace's ${MAX_SECRET_AGE_ANNOTATION} (${w.maxSecretAge?.text}): ${named.join(", ")}${more}; rotate them (or enable Secrets Manager rotation), then restart the workload`,
+      };
+    });
 }

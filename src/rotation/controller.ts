@@ -13,6 +13,7 @@
 // Static: a dynamic import() of the SDK is its CommonJS build in the bundle (no constructors on the
 // namespace). This module is itself imported lazily, by `sm-injector rotation` only.
 
+import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import v8 from "node:v8";
@@ -604,6 +605,47 @@ function workloadTemplate(o: AnyWorkload): V1PodTemplateSpec | undefined {
   return o.spec?.template ?? o.spec?.jobTemplate?.spec?.template;
 }
 
+/** The component named in the Events this controller records. */
+const EVENT_SOURCE = "sm-injector-rotation";
+
+async function warnWorkload(
+  core: import("@kubernetes/client-node").CoreV1Api,
+  w: Pick<Workload, "kind" | "namespace" | "name">,
+  reason: string,
+  message: string,
+): Promise<void> {
+  // Named after the workload and the warning: the same warning is the same Event, counted up.
+  const digest = createHash("sha256").update(`${w.kind}\n${reason}\n${message}`).digest("hex").slice(0, 16);
+  const name = `${w.name.slice(0, 200)}.${digest}`;
+  const now = new Date();
+  const apiVersion = w.kind === "CronJob" ? "batch/v1" : "apps/v1";
+  const k8s = await import("@kubernetes/client-node");
+  try {
+    await core.createNamespacedEvent({
+      namespace: w.namespace,
+      body: {
+        metadata: { name, namespace: w.namespace },
+        involvedObject: { apiVersion, kind: w.kind, name: w.name, namespace: w.namespace },
+        reason,
+        message: message.slice(0, 1024),
+        type: "Warning",
+        source: { component: EVENT_SOURCE },
+        reportingComponent: EVENT_SOURCE,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
+  } catch (e) {
+    if ((e as { code?: number }).code !== 409) throw e;
+    const seen = await core.readNamespacedEvent({ namespace: w.namespace, name });
+    await core.patchNamespacedEvent(
+      { namespace: w.namespace, name, body: { count: (seen.count ?? 1) + 1, lastTimestamp: now } },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
+  }
+}
+
 /** What `sm-injector report` (and the controller's metrics) read besides what a rotation check does. */
 export interface ReviewReads {
   /** Every Deployment, StatefulSet, DaemonSet and CronJob (in one namespace, or all), page by page. */
@@ -611,6 +653,15 @@ export interface ReviewReads {
   describeSecret(region: string, secretId: string): Promise<SecretDescription>;
   /** A Namespace's annotations ({} when it does not exist). */
   namespaceAnnotations(name: string): Promise<Record<string, string>>;
+  /**
+   * A Warning Event on the workload (`kubectl describe` shows it to its team); the same warning
+   * again counts up the same Event instead of adding one.
+   */
+  warnWorkload(
+    w: Pick<Workload, "kind" | "namespace" | "name">,
+    reason: string,
+    message: string,
+  ): Promise<void>;
 }
 
 /** Real dependencies: @kubernetes/client-node and the AWS SDK. */
@@ -701,6 +752,7 @@ export async function realDeps(opts: {
         };
       }),
     describeSecret: describe,
+    warnWorkload: (w, reason, message) => warnWorkload(core, w, reason, message),
     async namespaceAnnotations(name) {
       const ns = await orUndefined(() => core.readNamespace({ name }));
       return ns?.metadata?.annotations ?? {};

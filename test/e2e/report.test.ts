@@ -123,32 +123,35 @@ async function report(args: string[]): Promise<{ code: number; stdout: string; s
   return r;
 }
 
-/** A kubeconfig with the token of a ServiceAccount bound to the chart's report ClusterRole only. */
-async function reportIdentity(): Promise<string> {
+/**
+ * A kubeconfig with the token of a new ServiceAccount bound to the ClusterRole `role` only, as the
+ * chart renders it with `values`.
+ */
+async function chartIdentity(
+  values: Record<string, string | number | boolean>,
+  role: string,
+  account: string,
+): Promise<string> {
   const e = env();
-  const objs = await renderChart(
-    { "report.clusterRole": true },
-    { namespace: "sm-injector", release: "sm-injector" },
-  );
-  const role = objs.find((o) => o.kind === "ClusterRole" && o.metadata.name === "sm-injector-report");
-  assert.ok(role, "the chart renders the report ClusterRole");
+  const objs = await renderChart(values, { namespace: "sm-injector", release: "sm-injector" });
+  const rendered = objs.find((o) => o.kind === "ClusterRole" && o.metadata.name === role);
+  assert.ok(rendered, `the chart renders the ClusterRole ${role}`);
   const objects = KubernetesObjectApi.makeApiClient(e.cp.kubeConfig);
-  await objects.create(role as never);
-  await e.core.createNamespace({ body: { metadata: { name: "reviewers" } } });
+  await objects.create(rendered as never);
   await e.core.createNamespacedServiceAccount({
     namespace: "reviewers",
-    body: { metadata: { name: "reviewer" } },
+    body: { metadata: { name: account } },
   });
   await objects.create({
     apiVersion: "rbac.authorization.k8s.io/v1",
     kind: "ClusterRoleBinding",
-    metadata: { name: "reviewer" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "sm-injector-report" },
-    subjects: [{ kind: "ServiceAccount", name: "reviewer", namespace: "reviewers" }],
+    metadata: { name: account },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+    subjects: [{ kind: "ServiceAccount", name: account, namespace: "reviewers" }],
   } as never);
   const { status } = await e.core.createNamespacedServiceAccountToken({
     namespace: "reviewers",
-    name: "reviewer",
+    name: account,
     body: { spec: { audiences: [], expirationSeconds: 3600 } },
   });
   const kc = new KubeConfig();
@@ -156,14 +159,16 @@ async function reportIdentity(): Promise<string> {
     clusters: [
       { name: "c", server: e.cp.apiServerUrl, caData: Buffer.from(e.cp.caCertPem).toString("base64") },
     ],
-    users: [{ name: "reviewer", token: status?.token }],
-    contexts: [{ name: "c", cluster: "c", user: "reviewer" }],
+    users: [{ name: account, token: status?.token }],
+    contexts: [{ name: "c", cluster: "c", user: account }],
     currentContext: "c",
   });
-  const file = path.join(e.cp.workDir, "reviewer-kubeconfig");
+  const file = path.join(e.cp.workDir, `${account}-kubeconfig`);
   await writeFile(file, kc.exportConfig());
   return file;
 }
+
+let controllerKubeconfig = "";
 
 describe("sm-injector report and the controller's metrics", { skip: unsupported }, () => {
   test("a Deployment and a CronJob run; CloudTrail's session name names each pod", async () => {
@@ -297,7 +302,13 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
       new RotateSecretCommand({ SecretId: DB, RotationRules: { AutomaticallyAfterDays: 30 } }),
     );
     dbBefore = d?.VersionId ?? "";
-    reportKubeconfig = await reportIdentity();
+    await core.createNamespace({ body: { metadata: { name: "reviewers" } } });
+    reportKubeconfig = await chartIdentity({ "report.clusterRole": true }, "sm-injector-report", "reviewer");
+    controllerKubeconfig = await chartIdentity(
+      { "rotation.enabled": true, "rotation.metrics.port": 9090 },
+      "sm-injector-rotation",
+      "rotation",
+    );
     await new Promise((r) => setTimeout(r, 1100)); // older than erp-review's 1 s
   });
 
@@ -387,7 +398,7 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
     );
   });
 
-  test("the rotation controller's /metrics: bounded per-secret gauges, the cap counted", async () => {
+  test("the rotation controller's /metrics under the chart's role: bounded per-secret gauges, the cap counted, an Event", async () => {
     const scrape = await controllerMetrics(["--metrics-max-secrets", "500"]);
     const db = `{region="us-east-1",secret="${DB}"}`;
     const jwt = `{region="us-east-1",secret="${JWT}"}`;
@@ -403,8 +414,9 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
     assert.ok(
       scrape.logs.some(
         (l) =>
-          l.msg === "reads secrets older than its namespace's sm-injector.io/max-secret-age" &&
-          l.name === "erp-api",
+          String(l.msg).startsWith(
+            "reads secrets older than its namespace's sm-injector.io/max-secret-age (1s)",
+          ) && l.name === "erp-api",
       ),
       "the controller warns about the workload over its namespace's maximum age",
     );
@@ -413,12 +425,34 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
     const capped = await controllerMetrics(["--metrics-max-secrets", "1"]);
     assert.equal(capped.text.match(/^sm_injector_secret_rotation_enabled\{/gm)?.length, 1);
     assert.match(capped.text, /^sm_injector_secrets_unlabelled 1$/m);
+
+    // The warning reaches the workload's team as an Event on the Deployment, counted up, not repeated.
+    const events = (await env().core.listNamespacedEvent({ namespace: NS })).items.filter(
+      (ev) => ev.reason === "SecretOverMaxAge",
+    );
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.type, "Warning");
+    assert.deepEqual(
+      [events[0]?.involvedObject.kind, events[0]?.involvedObject.name],
+      ["Deployment", "erp-api"],
+    );
+    assert.equal(events[0]?.count, 2);
+    assert.match(events[0]?.message ?? "", /erp\/production\/database \(us-east-1\) 0d old/);
+    const elsewhere = (await env().core.listNamespacedEvent({ namespace: OTHER_NS })).items;
+    assert.equal(
+      elsewhere.filter((ev) => ev.reason === "SecretOverMaxAge").length,
+      0,
+      "erp-batch's 90 days are not exceeded",
+    );
   });
 });
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
-/** `sm-injector rotation` as a service with --metrics-port: the first scrape after its first check. */
+/**
+ * `sm-injector rotation` as a service with --metrics-port, under the chart's ClusterRole for it:
+ * the first scrape after its first check.
+ */
 async function controllerMetrics(args: string[]) {
   const e = env();
   const port = await getFreePort();
@@ -431,7 +465,7 @@ async function controllerMetrics(args: string[]) {
       "--interval-seconds",
       "60",
       "--kubeconfig",
-      e.cp.kubeconfigPath,
+      controllerKubeconfig,
       "--metrics-port",
       String(port),
       ...args,
