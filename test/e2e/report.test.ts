@@ -454,7 +454,6 @@ const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
  * the first scrape after its first check.
  */
 async function controllerMetrics(args: string[]) {
-  const e = env();
   const port = await getFreePort();
   const child = spawn(
     process.execPath,
