@@ -198,6 +198,29 @@ export class FactCache {
   }
 }
 
+/** The pod controllers that hold a template of their own, and the workload that must control them. */
+const REVISION_OWNERS = {
+  ReplicaSet: { apiVersion: "apps/v1", workload: "Deployment" },
+  Job: { apiVersion: "batch/v1", workload: "CronJob" },
+} as const;
+
+/** The ReplicaSet or Job a pod names and the workload that controls it, or why there is none. */
+async function throughRevision(
+  kind: keyof typeof REVISION_OWNERS,
+  namespace: string,
+  name: string,
+  cache: FactCache,
+): Promise<{ rev: RevisionFacts; facts: WorkloadFacts } | string> {
+  const { apiVersion, workload } = REVISION_OWNERS[kind];
+  const rev = await cache.revision(kind, namespace, name);
+  if (!rev) return `its ${kind} ${name} does not exist`;
+  const c = rev.controller;
+  if (c?.apiVersion !== apiVersion || c.kind !== workload)
+    return `its ${kind} ${name} is not controlled by a ${workload}`;
+  const facts = await cache.workload(workload, namespace, c.name);
+  return facts ? { rev, facts } : `${workload} ${c.name} does not exist`;
+}
+
 export type Verified =
   | { ok: true; facts: WorkloadFacts; revision: "current" | "previous" }
   | { ok: false; why: string };
@@ -221,22 +244,15 @@ export async function verifyPod(pod: PodView, cache: FactCache, injectedOnly = f
   try {
     let facts: WorkloadFacts | undefined;
     let rev: RevisionFacts | undefined;
-    if (isJob) {
-      rev = await cache.revision("Job", pod.namespace, owner.name);
-      if (!rev) return no(`its Job ${owner.name} does not exist`);
-      const c = rev.controller;
-      if (c?.apiVersion !== "batch/v1" || c.kind !== "CronJob")
-        return no(`its Job ${owner.name} is not controlled by a CronJob`);
-      facts = await cache.workload("CronJob", pod.namespace, c.name);
-      if (!facts) return no(`CronJob ${c.name} does not exist`);
-    } else if (owner.kind === "ReplicaSet") {
-      rev = await cache.revision("ReplicaSet", pod.namespace, owner.name);
-      if (!rev) return no(`its ReplicaSet ${owner.name} does not exist`);
-      const c = rev.controller;
-      if (c?.apiVersion !== "apps/v1" || c.kind !== "Deployment")
-        return no(`its ReplicaSet ${owner.name} is not controlled by a Deployment`);
-      facts = await cache.workload("Deployment", pod.namespace, c.name);
-      if (!facts) return no(`Deployment ${c.name} does not exist`);
+    if (owner.kind === "ReplicaSet" || isJob) {
+      const found = await throughRevision(
+        owner.kind as "ReplicaSet" | "Job",
+        pod.namespace,
+        owner.name,
+        cache,
+      );
+      if (typeof found === "string") return no(found);
+      ({ rev, facts } = found);
     } else {
       const kind = owner.kind as "StatefulSet" | "DaemonSet";
       facts = await cache.workload(kind, pod.namespace, owner.name);

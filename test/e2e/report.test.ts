@@ -17,6 +17,7 @@ import {
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import type { Review } from "../../src/report/review.ts";
+import { completedInitStatus } from "../helpers/forged.ts";
 import { renderChart } from "../helpers/tools.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { createDeploymentPod } from "./harness/controllers.ts";
@@ -275,23 +276,14 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
         status: {
           phase: "Running",
           initContainerStatuses: [
-            {
-              name: INIT_CONTAINER,
-              image: INIT_IMAGE,
-              imageID: "",
-              ready: false,
-              restartCount: 0,
-              state: {
-                terminated: {
-                  exitCode: 0,
-                  message: JSON.stringify({
-                    "sm-injector/versions": 1,
-                    digest: "0".repeat(64),
-                    records: [[JWT, "us-east-1", "AWSCURRENT", "forged"]],
-                  }),
-                },
-              },
-            },
+            completedInitStatus(
+              INIT_CONTAINER,
+              JSON.stringify({
+                "sm-injector/versions": 1,
+                digest: "0".repeat(64),
+                records: [[JWT, "us-east-1", "AWSCURRENT", "forged"]],
+              }),
+            ),
           ],
         },
       },

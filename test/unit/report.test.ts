@@ -20,6 +20,7 @@ import {
   workloadFacts,
 } from "../../src/rotation/plan.ts";
 import { encodeVersions } from "../../src/spec/fetched-versions.ts";
+import { completedInitStatus, forgedFetchSpec } from "../helpers/forged.ts";
 
 describe("sm-injector.io/max-secret-age", () => {
   test("a whole number and a unit", () => {
@@ -272,50 +273,24 @@ describe("a CronJob's pods: verified through their Job", () => {
         {
           name: "sm-injector-fetch",
           env: [
-            {
-              name: "SM_INJECTOR_SPEC",
-              value: JSON.stringify({
-                version: 1,
-                format: "shell",
-                outputDir: "/run/sm-injector",
-                fileName: "env",
-                fileMode: 256,
-                timeoutSeconds: 60,
-                entries: [
-                  {
-                    kind: "value",
-                    source: { secretId: "erp/staging/jwt/secret_key", region: "eu-west-1" },
-                    env: "JWT",
-                  },
-                ],
-              }),
-            },
+            { name: "SM_INJECTOR_SPEC", value: forgedFetchSpec(["erp/staging/jwt/secret_key"], "eu-west-1") },
           ],
         },
       ],
     },
     status: {
       initContainerStatuses: [
-        {
-          name: "sm-injector-fetch",
-          image: "x",
-          imageID: "",
-          ready: false,
-          restartCount: 0,
-          state: {
-            terminated: {
-              exitCode: 0,
-              message: encodeVersions([
-                {
-                  secretId: "erp/staging/jwt/secret_key",
-                  region: "eu-west-1",
-                  stage: "AWSCURRENT",
-                  versionId: "v1",
-                },
-              ]),
+        completedInitStatus(
+          "sm-injector-fetch",
+          encodeVersions([
+            {
+              secretId: "erp/staging/jwt/secret_key",
+              region: "eu-west-1",
+              stage: "AWSCURRENT",
+              versionId: "v1",
             },
-          },
-        },
+          ]),
+        ),
       ],
     },
   });
