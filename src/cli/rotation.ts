@@ -249,7 +249,6 @@ async function startMetrics(
   const refresh = async () => {
     try {
       const review = await reviewCluster(deps, options);
-      metrics.update(review);
       for (const { workload, message } of maxAgeWarnings(review)) {
         log.warn({ ...workload }, message);
         await deps
@@ -258,6 +257,8 @@ async function startMetrics(
             log.warn({ ...workload, code: (e as { code?: unknown }).code }, "cannot record the Event"),
           );
       }
+      // Last: the review's timestamp then says its Events are recorded too.
+      metrics.update(review);
     } catch (e) {
       log.error(
         { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },

@@ -301,7 +301,8 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
       "sm-injector-rotation",
       "rotation",
     );
-    await new Promise((r) => setTimeout(r, 1100)); // older than erp-review's 1 s
+    // Older than erp-review's 1 s: moto's dates are whole seconds, so over 2 s after the rotation.
+    await new Promise((r) => setTimeout(r, 2100));
   });
 
   test("--output json under the read-only ClusterRole: workloads, versions, rotation state, readers", async () => {
