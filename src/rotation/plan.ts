@@ -116,9 +116,14 @@ const byteLength = (s: string) => Buffer.byteLength(s);
  */
 export function podView(pod: V1Pod): PodView | PodSkip {
   const annotations = pod.metadata?.annotations ?? {};
-  if (annotations[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true")
-    return { namespace: pod.metadata?.namespace ?? "", name: pod.metadata?.name ?? "", skip: "not opted in" };
-  return injectedPodView(pod, ROLLABLE);
+  const skip = (why: string): PodSkip => ({
+    namespace: pod.metadata?.namespace ?? "",
+    name: pod.metadata?.name ?? "",
+    skip: why,
+  });
+  if (annotations[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true") return skip("not opted in");
+  const view = injectedPodView(pod, ROLLABLE);
+  return "skip" in view || view.refs.length > 0 ? view : skip("only pinned versions");
 }
 
 /** The pod controllers whose workloads a rollout restarts. */
@@ -130,7 +135,8 @@ export type OwnerKinds = Readonly<Record<string, readonly string[]>>;
 
 /**
  * What an injected pod claims (its controller, watched references and the versions it recorded),
- * or why it has nothing to claim; for pods controlled by one of `owners`.
+ * or why it has nothing to claim; for pods controlled by one of `owners`. A pod of pinned versions
+ * only has no watched references, and is still a running pod of its workload.
  */
 export function injectedPodView(pod: V1Pod, owners: OwnerKinds): PodView | PodSkip {
   const namespace = pod.metadata?.namespace ?? "";
@@ -159,7 +165,6 @@ export function injectedPodView(pod: V1Pod, owners: OwnerKinds): PodView | PodSk
   if (!fetched) return skip("no versions recorded (termination message)");
   const refs = specRefs(raw, init.env ?? []);
   if (typeof refs === "string") return skip(refs);
-  if (refs.length === 0) return skip("only pinned versions");
   return {
     namespace,
     name,

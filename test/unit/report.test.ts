@@ -259,6 +259,7 @@ describe("a CronJob's pods: verified through their Job", () => {
   });
   const jobPod = (
     owner = { apiVersion: "batch/v1", kind: "Job", name: "nightly-1", uid: "job-uid" },
+    fetchSpec = forgedFetchSpec(["erp/staging/jwt/secret_key"], "eu-west-1"),
   ): V1Pod => ({
     metadata: {
       name: "nightly-1-x7k2p",
@@ -272,9 +273,7 @@ describe("a CronJob's pods: verified through their Job", () => {
       initContainers: [
         {
           name: "sm-injector-fetch",
-          env: [
-            { name: "SM_INJECTOR_SPEC", value: forgedFetchSpec(["erp/staging/jwt/secret_key"], "eu-west-1") },
-          ],
+          env: [{ name: "SM_INJECTOR_SPEC", value: fetchSpec }],
         },
       ],
     },
@@ -304,6 +303,28 @@ describe("a CronJob's pods: verified through their Job", () => {
       (podView(optedIn) as { skip: string }).skip,
       /owned by Job\/nightly-1 \(batch\/v1\), which no rollout restarts/,
     );
+  });
+
+  test("a pod of pinned versions only: a running pod of its workload for a review, nothing to watch for restarts", () => {
+    const spec = JSON.parse(forgedFetchSpec(["erp/staging/jwt/secret_key"], "eu-west-1"));
+    spec.entries[0].source.versionId = "a1b2c3d4-0000-4000-8000-000000000001";
+    const pinned = jobPod(undefined, JSON.stringify(spec));
+    assert.deepEqual((injectedPodView(pinned, REVIEWED_OWNERS) as PodView).refs, []);
+    const rollable = injectedPodView(
+      jobPod({ apiVersion: "apps/v1", kind: "ReplicaSet", name: "x", uid: "u" }, JSON.stringify(spec)),
+      REVIEWED_OWNERS,
+    );
+    assert.deepEqual((rollable as PodView).refs, []);
+    const optedIn = jobPod(
+      { apiVersion: "apps/v1", kind: "ReplicaSet", name: "x", uid: "u" },
+      JSON.stringify(spec),
+    );
+    (optedIn.metadata?.annotations as Record<string, string>)["sm-injector.io/restart-on-rotation"] = "true";
+    assert.deepEqual(podView(optedIn), {
+      namespace: "erp",
+      name: "nightly-1-x7k2p",
+      skip: "only pinned versions",
+    });
   });
 
   test("the Job's template (less the Job controller's labels) is the CronJob's: current", () => {
