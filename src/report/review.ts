@@ -129,23 +129,22 @@ async function listInjectedWorkloads(deps: ReviewDeps, defaultRegion: string | u
 }
 
 /** The running injected pods, each verified against its workload, added to that workload. */
-async function attachVerifiedPods(
-  deps: ReviewDeps,
-  listed: Map<string, Listed>,
-  defaultRegion: string | undefined,
-) {
-  const cache = new FactCache(deps, defaultRegion);
+async function attachVerifiedPods(deps: ReviewDeps, listed: Map<string, Listed>, opts: ReviewOptions) {
+  const cache = new FactCache(deps, opts.defaultRegion);
+  for (const l of listed.values()) cache.remember(l.workload);
   const unverified: Review["unverifiedPods"] = [];
-  for await (const page of deps.podPages())
-    for (const p of page) {
-      const view = injectedPodView(p, REVIEWED_OWNERS);
-      if ("skip" in view) continue;
+  for await (const page of deps.podPages()) {
+    const views = page.map((p) => injectedPodView(p, REVIEWED_OWNERS)).filter((v) => !("skip" in v));
+    // Each pod costs a GET of its ReplicaSet, ControllerRevision or Job (cached per review): in parallel.
+    await forEachBounded(views as PodView[], opts.concurrency ?? 8, async (view) => {
       const v = await verifyPod(view, cache, true);
       const entry = v.ok ? listed.get(workloadId(v.facts.workload)) : undefined;
       if (!v.ok) unverified.push({ namespace: view.namespace, pod: view.name, why: v.why });
       else if (entry) entry.pods.push(view);
-    }
-  return unverified;
+    });
+  }
+  for (const l of listed.values()) l.pods.sort((a, b) => a.name.localeCompare(b.name));
+  return unverified.sort((a, b) => `${a.namespace}/${a.pod}`.localeCompare(`${b.namespace}/${b.pod}`));
 }
 
 /** One DescribeSecret per distinct (region, secret) referenced; an error code where it failed. */
@@ -252,7 +251,7 @@ function secretReview(
 export async function reviewCluster(deps: ReviewDeps, opts: ReviewOptions = {}): Promise<Review> {
   const now = (deps.now ?? Date.now)();
   const listed = await listInjectedWorkloads(deps, opts.defaultRegion);
-  const unverifiedPods = await attachVerifiedPods(deps, listed, opts.defaultRegion);
+  const unverifiedPods = await attachVerifiedPods(deps, listed, opts);
   const described = await describeAll(deps, listed.values(), opts.concurrency ?? 8);
   const limits = await namespaceLimits(
     deps,

@@ -169,6 +169,13 @@ export class FactCache {
     return p;
   }
 
+  /** A workload already read (listed): its facts without reading it again. */
+  remember(w: ListedWorkload): void {
+    const { kind, namespace, name, uid } = w;
+    const facts = workloadFacts({ kind, namespace, name, uid }, w.selector, w.template, this.defaultRegion);
+    this.workloads.set(workloadKey(kind, namespace, name), Promise.resolve(facts));
+  }
+
   revision(kind: RevisionFacts["kind"], namespace: string, name: string): Promise<RevisionFacts | undefined> {
     const key = workloadKey(kind, namespace, name);
     let p = this.revisions.get(key);
