@@ -249,10 +249,10 @@ async function startMetrics(
   const refresh = async () => {
     try {
       const review = await reviewCluster(deps, options);
-      for (const { workload, message } of maxAgeWarnings(review)) {
+      for (const { workload, message, key } of maxAgeWarnings(review)) {
         log.warn({ ...workload }, message);
         await deps
-          .warnWorkload(workload, MAX_AGE_EVENT_REASON, message)
+          .warnWorkload(workload, { reason: MAX_AGE_EVENT_REASON, message, key })
           .catch((e: unknown) =>
             log.warn({ ...workload, code: (e as { code?: unknown }).code }, "cannot record the Event"),
           );

@@ -28,6 +28,7 @@ import {
 } from "../rotation/plan.ts";
 import { versionKey } from "../spec/fetched-versions.ts";
 import { MAX_SECRET_AGE_ANNOTATION, namespaceMaxSecretAge, secretAgeSeconds } from "./max-age.ts";
+import { formatAge } from "./render.ts";
 
 export type ReviewDeps = RotationDeps & ReviewReads;
 
@@ -328,20 +329,20 @@ const WARNING_SECRETS = 10;
  */
 export function maxAgeWarnings(
   review: Review,
-): Array<{ workload: Pick<WorkloadReview, "kind" | "namespace" | "name">; message: string }> {
+): Array<{ workload: Pick<WorkloadReview, "kind" | "namespace" | "name">; message: string; key: string }> {
   const ages = new Map(
     review.secrets.map((s) => [`${s.secretId}${s.region ? ` (${s.region})` : ""}`, s.ageSeconds]),
   );
   return review.workloads
     .filter((w) => w.overMaxAge.length > 0)
     .map((w) => {
-      const named = w.overMaxAge
-        .slice(0, WARNING_SECRETS)
-        .map((s) => `${s} ${Math.floor((ages.get(s) ?? 0) / 86_400)}d old`);
+      const named = w.overMaxAge.slice(0, WARNING_SECRETS).map((s) => `${s} ${formatAge(ages.get(s))} old`);
       const more =
         w.overMaxAge.length > WARNING_SECRETS ? ` and ${w.overMaxAge.length - WARNING_SECRETS} more` : "";
       return {
         workload: { kind: w.kind, namespace: w.namespace, name: w.name },
+        // What the warning is about (not the ages in its message, which grow): its Event's identity.
+        key: `${w.maxSecretAge?.text}\n${w.overMaxAge.join("\n")}`,
         message: `reads secrets older than its namespace's ${MAX_SECRET_AGE_ANNOTATION} (${w.maxSecretAge?.text}): ${named.join(", ")}${more}; rotate them (or enable Secrets Manager rotation), then restart the workload`,
       };
     });

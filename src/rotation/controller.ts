@@ -634,11 +634,11 @@ const EVENT_SOURCE = "sm-injector-rotation";
 async function warnWorkload(
   core: import("@kubernetes/client-node").CoreV1Api,
   w: Pick<Workload, "kind" | "namespace" | "name">,
-  reason: string,
-  message: string,
+  { reason, message, key }: { reason: string; message: string; key: string },
 ): Promise<void> {
-  // Named after the workload and the warning: the same warning is the same Event, counted up.
-  const digest = createHash("sha256").update(`${w.kind}\n${reason}\n${message}`).digest("hex").slice(0, 16);
+  // Named after the workload and what the warning is about: the same warning is the same Event,
+  // counted up (its message updated), however its wording changes.
+  const digest = createHash("sha256").update(`${w.kind}\n${reason}\n${key}`).digest("hex").slice(0, 16);
   const name = `${w.name.slice(0, 200)}.${digest}`;
   const now = new Date();
   const apiVersion = w.kind === "CronJob" ? "batch/v1" : "apps/v1";
@@ -663,7 +663,11 @@ async function warnWorkload(
     if ((e as { code?: number }).code !== 409) throw e;
     const seen = await core.readNamespacedEvent({ namespace: w.namespace, name });
     await core.patchNamespacedEvent(
-      { namespace: w.namespace, name, body: { count: (seen.count ?? 1) + 1, lastTimestamp: now } },
+      {
+        namespace: w.namespace,
+        name,
+        body: { count: (seen.count ?? 1) + 1, lastTimestamp: now, message: message.slice(0, 1024) },
+      },
       k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
     );
   }
@@ -682,8 +686,7 @@ export interface ReviewReads {
    */
   warnWorkload(
     w: Pick<Workload, "kind" | "namespace" | "name">,
-    reason: string,
-    message: string,
+    warning: { reason: string; message: string; key: string },
   ): Promise<void>;
 }
 
@@ -775,7 +778,7 @@ export async function realDeps(opts: {
         };
       }),
     describeSecret: describe,
-    warnWorkload: (w, reason, message) => warnWorkload(core, w, reason, message),
+    warnWorkload: (w, warning) => warnWorkload(core, w, warning),
     async namespaceAnnotations(name) {
       const ns = await orUndefined(() => core.readNamespace({ name }));
       return ns?.metadata?.annotations ?? {};

@@ -430,7 +430,7 @@ describe("sm-injector report and the controller's metrics", { skip: unsupported 
       ["Deployment", "erp-api"],
     );
     assert.equal(events[0]?.count, 2);
-    assert.match(events[0]?.message ?? "", /erp\/production\/database \(us-east-1\) 0d old/);
+    assert.match(events[0]?.message ?? "", /erp\/production\/database \(us-east-1\) \d+s old/);
     const elsewhere = (await env().core.listNamespacedEvent({ namespace: OTHER_NS })).items;
     assert.equal(
       elsewhere.filter((ev) => ev.reason === "SecretOverMaxAge").length,

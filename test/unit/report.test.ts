@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { namespaceMaxSecretAge, parseMaxSecretAge, secretAgeSeconds } from "../../src/report/max-age.ts";
 import { formatAge, renderReview, table } from "../../src/report/render.ts";
-import type { Review, SecretReview } from "../../src/report/review.ts";
+import { maxAgeWarnings, type Review, type SecretReview } from "../../src/report/review.ts";
 import { createRotationMetrics, labelledSecrets } from "../../src/rotation/metrics.ts";
 import {
   injectedPodView,
@@ -183,6 +183,32 @@ describe("the report's output", () => {
 
   test("json: the review itself", () => {
     assert.deepEqual(JSON.parse(renderReview(REVIEW, "json")), REVIEW);
+  });
+});
+
+describe("max-secret-age warnings (the controller's Events)", () => {
+  test("one per workload over its namespace's maximum, naming each secret and its age", () => {
+    const warnings = maxAgeWarnings(REVIEW);
+    assert.equal(warnings.length, 1);
+    assert.deepEqual(warnings[0]?.workload, { kind: "Deployment", namespace: "erp", name: "erp-api" });
+    assert.equal(
+      warnings[0]?.message,
+      "reads secrets older than its namespace's sm-injector.io/max-secret-age (30d): erp/production/database (eu-west-1) 40d old; rotate them (or enable Secrets Manager rotation), then restart the workload",
+    );
+  });
+
+  test("the Event's identity is what it is about, not the ages that grow; at most 10 secrets named", () => {
+    const older = {
+      ...REVIEW,
+      secrets: REVIEW.secrets.map((s) => ({ ...s, ageSeconds: (s.ageSeconds ?? 0) + 86_400 })),
+    };
+    assert.notEqual(maxAgeWarnings(older)[0]?.message, maxAgeWarnings(REVIEW)[0]?.message);
+    assert.equal(maxAgeWarnings(older)[0]?.key, maxAgeWarnings(REVIEW)[0]?.key);
+    const many = Array.from({ length: 25 }, (_, i) => `erp/s${i} (eu-west-1)`);
+    const w = REVIEW.workloads[0] as Review["workloads"][number];
+    const big = maxAgeWarnings({ ...REVIEW, workloads: [{ ...w, overMaxAge: many }] });
+    assert.match(big[0]?.message ?? "", /erp\/s9 \(eu-west-1\) - old and 15 more;/);
+    assert.ok((big[0]?.message.length ?? 0) < 1024);
   });
 });
 
