@@ -9,8 +9,23 @@ export function renderReview(review: Review, format: OutputFormat): string {
   return format === "json" ? `${JSON.stringify(review, null, 2)}\n` : renderTables(review);
 }
 
+/** Most characters of one cell or line the tables print (a pod's owner reference can be long). */
+const MAX_CELL = 300;
+const UNPRINTABLE = /[\p{Cc}\p{Cf}]/gu;
+
+/**
+ * `text` safe to print on a terminal: control and format characters (escape sequences, bidi
+ * overrides) become "?", and it is cut at MAX_CELL. Tenant-written names reach the tables (an owner
+ * reference's kind, in a pod that could not be verified); JSON output escapes them itself.
+ */
+export function printable(text: string): string {
+  const cut = text.length > MAX_CELL ? `${text.slice(0, MAX_CELL)}…` : text;
+  return cut.replace(UNPRINTABLE, "?");
+}
+
 /** Columns padded to their widest cell; the last one is not padded. */
-export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+export function table(header: readonly string[], cells: ReadonlyArray<readonly string[]>): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -129,7 +144,7 @@ function renderTables(review: Review): string {
     parts.push(
       "",
       `Pods not verified (their claims are left out): ${review.unverifiedPods.length}`,
-      ...review.unverifiedPods.slice(0, 20).map((p) => `  ${p.namespace}/${p.pod}: ${p.why}`),
+      ...review.unverifiedPods.slice(0, 20).map((p) => printable(`  ${p.namespace}/${p.pod}: ${p.why}`)),
       ...(review.unverifiedPods.length > 20
         ? [`  ... and ${review.unverifiedPods.length - 20} more (--output json lists all)`]
         : []),

@@ -181,6 +181,17 @@ describe("the report's output", () => {
     assert.match(text, /^ {2}erp\/forged: its owner reference does not name ReplicaSet x$/m);
   });
 
+  test("what a tenant wrote reaches a terminal without escape sequences, bidi overrides or unbounded length", () => {
+    const why = `owned by \u001b[2J\u001b]0;pwned\u0007Evil\u202e/x (v1), which this controller does not roll${"x".repeat(5000)}`;
+    const text = renderReview({ ...REVIEW, unverifiedPods: [{ namespace: "erp", pod: "p", why }] }, "table");
+    const controls = [...text].filter((c) => c !== "\n" && /[\p{Cc}\p{Cf}]/u.test(c));
+    assert.deepEqual(controls, []);
+    assert.match(text, /erp\/p: owned by \?\[2J\?\]0;pwned\?Evil\?\/x/);
+    assert.ok(text.split("\n").every((l) => l.length < 400));
+    const json = renderReview({ ...REVIEW, unverifiedPods: [{ namespace: "erp", pod: "p", why }] }, "json");
+    assert.equal(json.includes("\u001b"), false, "JSON escapes it");
+  });
+
   test("json: the review itself", () => {
     assert.deepEqual(JSON.parse(renderReview(REVIEW, "json")), REVIEW);
   });
