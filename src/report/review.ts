@@ -109,19 +109,23 @@ const workloadId = (w: { kind: string; namespace: string; name: string }) =>
 const secretKey = (r: { region: string; secretId: string }) => JSON.stringify([r.region, r.secretId]);
 
 interface Listed {
-  workload: ListedWorkload;
+  /** As listed, without its template (only the facts derived from it are kept). */
+  workload: Omit<ListedWorkload, "template" | "selector">;
   refs: TemplateRef[] | { error: string };
   pods: PodView[];
 }
 
 /** Every workload whose pod template is labelled for injection, with its template's references. */
-async function listInjectedWorkloads(deps: ReviewDeps, defaultRegion: string | undefined) {
+async function listInjectedWorkloads(deps: ReviewDeps, cache: FactCache, defaultRegion: string | undefined) {
   const listed = new Map<string, Listed>();
   for await (const page of deps.workloadPages())
     for (const w of page) {
       if (templateInjected(w.template)) continue;
+      // The facts verification needs, now: the page (and its templates) is dropped after it.
+      cache.remember(w);
+      const { kind, namespace, name, uid } = w;
       listed.set(workloadId(w), {
-        workload: w,
+        workload: { kind, namespace, name, uid },
         refs: templateReferences(w.template, defaultRegion),
         pods: [],
       });
@@ -130,9 +134,12 @@ async function listInjectedWorkloads(deps: ReviewDeps, defaultRegion: string | u
 }
 
 /** The running injected pods, each verified against its workload, added to that workload. */
-async function attachVerifiedPods(deps: ReviewDeps, listed: Map<string, Listed>, opts: ReviewOptions) {
-  const cache = new FactCache(deps, opts.defaultRegion);
-  for (const l of listed.values()) cache.remember(l.workload);
+async function attachVerifiedPods(
+  deps: ReviewDeps,
+  cache: FactCache,
+  listed: Map<string, Listed>,
+  opts: ReviewOptions,
+) {
   const unverified: Review["unverifiedPods"] = [];
   for await (const page of deps.podPages()) {
     const views = page.map((p) => injectedPodView(p, REVIEWED_OWNERS)).filter((v) => !("skip" in v));
@@ -251,8 +258,9 @@ function secretReview(
 /** Reviews the cluster (one namespace, or all). Reads only: lists, gets and DescribeSecret. */
 export async function reviewCluster(deps: ReviewDeps, opts: ReviewOptions = {}): Promise<Review> {
   const now = (deps.now ?? Date.now)();
-  const listed = await listInjectedWorkloads(deps, opts.defaultRegion);
-  const unverifiedPods = await attachVerifiedPods(deps, listed, opts);
+  const cache = new FactCache(deps, opts.defaultRegion);
+  const listed = await listInjectedWorkloads(deps, cache, opts.defaultRegion);
+  const unverifiedPods = await attachVerifiedPods(deps, cache, listed, opts);
   const described = await describeAll(deps, listed.values(), opts.concurrency ?? 8);
   const limits = await namespaceLimits(
     deps,
