@@ -9,6 +9,7 @@
 // workload's TEMPLATE; anything else a pod names is left out.
 import { forEachBounded } from "../fetch/bounded.ts";
 import {
+  errorCode,
   FactCache,
   type ListedWorkload,
   type ReviewReads,
@@ -166,10 +167,7 @@ async function describeAll(deps: ReviewDeps, listed: Iterable<Listed>, concurren
     try {
       described.set(secretKey(s), await deps.describeSecret(s.region, s.secretId));
     } catch (e) {
-      const err = e as { name?: string; code?: unknown };
-      described.set(secretKey(s), {
-        error: String(err.name && err.name !== "Error" ? err.name : (err.code ?? "Error")),
-      });
+      described.set(secretKey(s), { error: errorCode(e) });
     }
   });
   return described;

@@ -137,7 +137,8 @@ export interface CycleReport {
   held: Array<{ workload: Workload | string; why: string }>;
 }
 
-function errorCode(e: unknown): string {
+/** An AWS or Kubernetes error's code (its name, else its code), never its message. */
+export function errorCode(e: unknown): string {
   const err = e as { name?: string; code?: string | number };
   return String(err.name && err.name !== "Error" ? err.name : (err.code ?? "Error"));
 }
