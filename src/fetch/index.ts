@@ -47,6 +47,7 @@ import {
   writeProblem,
 } from "./errors.ts";
 import { type FetchedSecret, type FetchOutcome, resolveVariables } from "./resolve.ts";
+import { roleSessionName } from "./session-name.ts";
 import { type OutputFile, writeAtomically, writeTerminationMessage } from "./write.ts";
 
 export interface FetchIO {
@@ -163,6 +164,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
     return 2;
   }
   const { spec } = specResult;
+  const sessionName = roleSessionName(io.env);
   const log = pino(
     {
       base: {
@@ -170,6 +172,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
         ...(io.env.POD_NAMESPACE && { namespace: io.env.POD_NAMESPACE }),
         ...(io.env.POD_NAME && { pod: io.env.POD_NAME }),
         ...(io.env.POD_SERVICE_ACCOUNT && { serviceAccount: io.env.POD_SERVICE_ACCOUNT }),
+        ...(sessionName && { roleSessionName: sessionName }),
       },
       level: io.env.SM_INJECTOR_LOG_LEVEL ?? "info",
     },
@@ -213,6 +216,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
     onAttempt: () => apiCalls++,
     // A third of the deadline, at most 5 s: a hung attempt leaves time for at least two more.
     attemptTimeoutMs: Math.min(5000, Math.round((spec.timeoutSeconds * 1000) / 3)),
+    roleSessionName: sessionName,
   });
   const fetched = new Map<string, FetchOutcome>();
   const problems: string[] = [];
