@@ -30,7 +30,7 @@ export const WEBHOOK_OPTIONS = {
     "SM_INJECTOR_MAX_TIMEOUT_SECONDS",
     "largest timeout-seconds a pod may ask for (default 300)",
   ],
-  concurrency: ["SM_INJECTOR_CONCURRENCY", "Secrets Manager calls in flight per pod (default 8)"],
+  concurrency: ["SM_INJECTOR_CONCURRENCY", "Secrets Manager calls in flight per pod (default 20)"],
   "batch-get-secret-value": [
     "SM_INJECTOR_BATCH_GET_SECRET_VALUE",
     "true: init containers read up to 20 secrets per call (needs secretsmanager:BatchGetSecretValue; default false)",
