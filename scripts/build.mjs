@@ -142,6 +142,29 @@ const KNOWN_BUILDER_WARNING =
   /^\(node:\d+\) Warning: It's not yet fully verified whether built-in module "(node:module|worker_threads)" works in user snapshot builder scripts\.$|^It may still work in some cases|^To request support for the module|^\(Use `node --trace-warnings/;
 
 /**
+ * Creates `dir`, waiting while another build (on a shared machine, another checkout's) holds it;
+ * one left over by an interrupted build (older than two minutes) is removed.
+ */
+async function claimWorkDir(dir) {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      await mkdir(dir);
+      return;
+    } catch (e) {
+      if (e.code !== "EEXIST") throw e;
+    }
+    const age = Date.now() - (await stat(dir).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+    if (age > 120_000) await rm(dir, { recursive: true, force: true });
+    else if (Date.now() > deadline)
+      throw new Error(
+        `${dir} is still held by another snapshot build after 3 minutes; remove it if none runs`,
+      );
+    else await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
  * Builds `outdir`/fetch.snapshot.blob with `node`, from its own CommonJS bundle (in a temporary
  * directory: the image needs the blob only). The builder runs with an empty environment (no AWS_*,
  * no HOME) in an empty directory, so nothing of this machine can be read into the blob.
@@ -149,14 +172,7 @@ const KNOWN_BUILDER_WARNING =
 export async function buildFetchSnapshot(outdir, node = process.execPath) {
   // One fixed directory: the builder keeps the script's path in the heap it saves.
   const work = SNAPSHOT_WORK_DIR;
-  try {
-    await mkdir(work);
-  } catch (e) {
-    if (e.code !== "EEXIST") throw e;
-    throw new Error(
-      `${work} exists: another snapshot build is running, or one was interrupted (then remove the directory)`,
-    );
-  }
+  await claimWorkDir(work);
   try {
     const script = path.join(work, "fetch-snapshot.cjs");
     await build({
