@@ -9,6 +9,7 @@ import { benchColdStart } from "./coldstart.ts";
 import { benchFetch } from "./fetch.ts";
 import { benchHostile, TARGET_CPU_MS, TARGET_EXTRA_RSS_MIB } from "./hostile.ts";
 import { benchFetchPeers, peersTable } from "./peers.ts";
+import { benchWebhookPeers, webhookPeersTable } from "./vault-k8s.ts";
 import { benchWebhook } from "./webhook.ts";
 
 // The numbers are claims about the image's runtime: measure on the pinned Node only.
@@ -26,14 +27,18 @@ const started = Date.now();
 if (process.argv.includes("--peers")) {
   const rounds = 5;
   const peers = await benchFetchPeers({ log, rounds });
-  const table = peersTable(peers, rounds);
+  const webhookPeers = await benchWebhookPeers({ log, rounds, seconds: Math.min(seconds, 5) });
+  const table = `${webhookPeersTable(webhookPeers)}\n\n${peersTable(peers, rounds)}`;
   const dir = join(import.meta.dirname, "results");
   await mkdir(dir, { recursive: true });
   const meta = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
   };
-  await writeFile(join(dir, "peers.json"), `${JSON.stringify({ ...meta, fetch: peers }, null, 2)}\n`);
+  await writeFile(
+    join(dir, "peers.json"),
+    `${JSON.stringify({ ...meta, webhook: webhookPeers, fetch: peers }, null, 2)}\n`,
+  );
   await writeFile(join(dir, "peers.md"), `${table}\n`);
   process.stdout.write(
     `${table}\n\n(${Math.round((Date.now() - started) / 1000)} s; written to bench/results/peers.{json,md})\n`,
