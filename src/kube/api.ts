@@ -2,8 +2,7 @@
 // @kubernetes/client-node: that library (5 MB bundled) cost the webhook ~46 MiB of resident memory
 // for two GETs (issue 13). Where the API server is and how to authenticate come from the same places
 // as the library's loadFromDefault: --kubeconfig, else $KUBECONFIG (its first file), else
-// ~/.kube/config, else the in-cluster ServiceAccount (its token re-read, as the kubelet rotates it),
-// else http://localhost:8080.
+// ~/.kube/config, else the in-cluster ServiceAccount (its token re-read, as the kubelet rotates it).
 // Kubeconfig users authenticate with a token, a token file or a client certificate; exec and
 // auth-provider plugins are refused with a clear error.
 import { existsSync } from "node:fs";
@@ -47,17 +46,22 @@ const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
 export async function loadApiTarget(
   kubeconfigPath?: string,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<ApiTarget> {
+): Promise<ApiTarget | undefined> {
   const file =
     kubeconfigPath ??
     str(env.KUBECONFIG?.split(path.delimiter).find((f) => f !== "" && existsSync(f))) ??
     [path.join(homedir(), ".kube", "config")].find((f) => existsSync(f));
   if (file) return fromKubeconfig(file);
   if (existsSync(path.join(IN_CLUSTER, "token"))) return inCluster(env);
-  // As the library did: nothing configured means an unauthenticated local API server (every read
-  // then fails, and the webhook answers as for an unreachable API server).
-  return { server: new URL("http://localhost:8080"), tls: {}, token: async () => undefined };
+  // Nothing configured (a local run): every read fails at once, and the webhook answers as for an
+  // unreachable API server. (The library tried http://localhost:8080, an API server port removed
+  // from Kubernetes in 1.20.)
+  return undefined;
 }
+
+/** The reads' error when no API server is configured. */
+export const NOT_CONFIGURED =
+  "no Kubernetes API configured: not in a cluster (no ServiceAccount token) and no --kubeconfig, $KUBECONFIG or ~/.kube/config";
 
 async function inCluster(env: NodeJS.ProcessEnv): Promise<ApiTarget> {
   const host = env.KUBERNETES_SERVICE_HOST;
@@ -120,7 +124,8 @@ async function fromKubeconfig(file: string): Promise<ApiTarget> {
  * GETs `apiPath` (e.g. /api/v1/namespaces/erp) as JSON; undefined for 404, ApiError for any other
  * non-2xx. One keep-alive agent per target.
  */
-export function apiReader(target: ApiTarget): (apiPath: string) => Promise<unknown | undefined> {
+export function apiReader(target: ApiTarget | undefined): (apiPath: string) => Promise<unknown | undefined> {
+  if (!target) return () => Promise.reject(new Error(NOT_CONFIGURED));
   const secure = target.server.protocol === "https:";
   const agent = secure
     ? new https.Agent({ ...target.tls, keepAlive: true, maxSockets: 16 })

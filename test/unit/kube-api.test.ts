@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type ApiError, apiReader, loadApiTarget } from "../../src/kube/api.ts";
+import { type ApiError, apiReader, loadApiTarget, NOT_CONFIGURED } from "../../src/kube/api.ts";
 import { generateCA, generateCert } from "../e2e/harness/certs.ts";
 
 const kubeconfig = (server: string, cluster: string, user: string) =>
@@ -73,6 +73,10 @@ describe("the Kubernetes API reader", () => {
     const file = path.join(dir, "big.yaml");
     await writeFile(file, kubeconfig(url, "", "token: t"));
     await assert.rejects(apiReader(await loadApiTarget(file))("/api/v1/namespaces/big"), /too large/);
+  });
+
+  test("no API server configured: every read fails at once, saying so (no connection attempted)", async () => {
+    await assert.rejects(apiReader(undefined)("/api/v1/namespaces/erp"), { message: NOT_CONFIGURED });
   });
 
   test("exec and auth-provider users are refused with a clear error", async () => {
