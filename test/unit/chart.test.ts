@@ -778,10 +778,20 @@ describe("webhook connection limits and client-certificate authentication", () =
       assert.equal(config.maxConnections, 512);
       assert.equal(config.maxInFlightBodyBytes, 32 * 1024 * 1024);
       assert.equal(config.clientCaFile, undefined);
-      // The V8 heap is capped well below the container's memory limit (256Mi).
+      // The V8 heap is capped well below the container's memory limit (256Mi), its young
+      // generation small (issue 13: resident memory after load).
       const nodeOptions = webhookContainer(o).env.find((e: K8sObject) => e.name === "NODE_OPTIONS");
-      assert.equal(nodeOptions?.value, "--max-old-space-size=128");
+      assert.equal(nodeOptions?.value, "--max-old-space-size=128 --max-semi-space-size=2");
     }
+  });
+
+  test("heap flags: each can be left to Node (0), both gone drops NODE_OPTIONS", async () => {
+    const options = async (values: Record<string, number>) =>
+      webhookContainer(await renderChart(values)).env?.find((e: K8sObject) => e.name === "NODE_OPTIONS")
+        ?.value;
+    assert.equal(await options({ "webhook.maxSemiSpaceMiB": 0 }), "--max-old-space-size=128");
+    assert.equal(await options({ "webhook.maxHeapMiB": 0 }), "--max-semi-space-size=2");
+    assert.equal(await options({ "webhook.maxHeapMiB": 0, "webhook.maxSemiSpaceMiB": 0 }), undefined);
   });
 
   test("clientAuth with a caBundle: a ConfigMap, mounted and passed as --client-ca-file; the helm test expects 401", async () => {
