@@ -27,6 +27,41 @@ export interface OpenLoopResult {
   maxInFlight: number;
 }
 
+/**
+ * The body of the HTTP/1.1 response whose head ends at `start` in `buf` and where the response
+ * ends, undefined while more bytes are due, or "invalid" when it is neither Content-Length nor
+ * chunked. Go's net/http (vault-k8s) sends bodies over 2 KiB chunked; Node's with a length.
+ */
+export function responseBody(
+  buf: Buffer,
+  start: number,
+  head: string,
+): { body: Buffer; end: number } | undefined | "invalid" {
+  const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (length) {
+    const end = start + Number(length[1]);
+    return buf.length < end ? undefined : { body: buf.subarray(start, end), end };
+  }
+  if (!/\r\ntransfer-encoding:\s*chunked/i.test(head)) return "invalid";
+  const parts: Buffer[] = [];
+  let at = start;
+  for (;;) {
+    const lineEnd = buf.indexOf("\r\n", at);
+    if (lineEnd === -1) return undefined;
+    const size = Number.parseInt(buf.subarray(at, lineEnd).toString("latin1"), 16);
+    if (!Number.isFinite(size) || size < 0) return "invalid";
+    if (size === 0) {
+      // No trailers from the servers measured here: the last chunk is followed by an empty line.
+      const end = lineEnd + 4;
+      return buf.length < end ? undefined : { body: Buffer.concat(parts), end };
+    }
+    const dataEnd = lineEnd + 2 + size;
+    if (buf.length < dataEnd + 2) return undefined;
+    parts.push(buf.subarray(lineEnd + 2, dataEnd));
+    at = dataEnd + 2;
+  }
+}
+
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
@@ -138,11 +173,10 @@ export async function openLoop(opts: {
     if (headEnd === -1 || !c.current) return;
     const head = c.buf.subarray(0, headEnd).toString("latin1");
     const status = Number(head.slice(9, 12));
-    const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-    if (!m) return fail(c); // chunked or close-delimited: not what the webhook sends
-    const end = headEnd + 4 + Number(m[1]);
-    if (c.buf.length < end) return;
-    const body = c.buf.subarray(headEnd + 4, end);
+    const framed = responseBody(c.buf, headEnd + 4, head);
+    if (framed === "invalid") return fail(c); // close-delimited or malformed: not a keep-alive answer
+    if (framed === undefined) return;
+    const { body, end } = framed;
     const ok = expect === undefined || status < 200 || status >= 300 || body.includes(expect);
     c.buf = c.buf.subarray(end);
     const cur = c.current;

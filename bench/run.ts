@@ -9,6 +9,8 @@ import { benchColdStart } from "./coldstart.ts";
 import { benchFetch } from "./fetch.ts";
 import { benchHostile, TARGET_CPU_MS, TARGET_EXTRA_RSS_MIB } from "./hostile.ts";
 import { benchImages, imagesTable } from "./images.ts";
+import { benchFetchPeers, peersTable } from "./peers.ts";
+import { benchWebhookPeers, webhookPeersTable } from "./vault-k8s.ts";
 import { benchWebhook } from "./webhook.ts";
 
 // The numbers are claims about the image's runtime: measure on the pinned Node only.
@@ -21,6 +23,29 @@ if (refusal) {
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 const started = Date.now();
+
+// `npm run bench -- --peers`: only the side-by-side run with the Go peers (bench/peers.ts).
+if (process.argv.includes("--peers")) {
+  const rounds = 5;
+  const peers = await benchFetchPeers({ log, rounds });
+  const webhookPeers = await benchWebhookPeers({ log, rounds, seconds: Math.min(seconds, 5) });
+  const table = `${webhookPeersTable(webhookPeers)}\n\n${peersTable(peers, rounds)}`;
+  const dir = join(import.meta.dirname, "results");
+  await mkdir(dir, { recursive: true });
+  const meta = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  };
+  await writeFile(
+    join(dir, "peers.json"),
+    `${JSON.stringify({ ...meta, webhook: webhookPeers, fetch: peers }, null, 2)}\n`,
+  );
+  await writeFile(join(dir, "peers.md"), `${table}\n`);
+  process.stdout.write(
+    `${table}\n\n(${Math.round((Date.now() - started) / 1000)} s; written to bench/results/peers.{json,md})\n`,
+  );
+  process.exit(0);
+}
 
 const webhook = await benchWebhook({ seconds, log });
 const hostile = await benchHostile({ log });

@@ -17,6 +17,7 @@ import https from "node:https";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
+import { parse } from "yaml";
 import { generateCA, generateCert } from "../test/e2e/harness/certs.ts";
 import { getFreePort } from "../test/e2e/harness/ports.ts";
 import { waitForHttp } from "../test/e2e/harness/process.ts";
@@ -203,8 +204,9 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
     command as string,
     [
       ...prefix,
-      // e.g. BENCH_WEBHOOK_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the webhook.
-      ...(process.env.BENCH_WEBHOOK_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+      // The chart's V8 heap flags, as in a cluster; BENCH_WEBHOOK_NODE_ARGS replaces them, e.g.
+      // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the webhook, "" for Node's defaults.
+      ...(process.env.BENCH_WEBHOOK_NODE_ARGS ?? chartNodeOptions()).split(" ").filter(Boolean),
       cli,
       "webhook",
       "--host",
@@ -251,6 +253,18 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** NODE_OPTIONS of the chart's webhook container with its default values. */
+export function chartNodeOptions(): string {
+  const values = parse(
+    readFileSync(join(import.meta.dirname, "..", "charts", "sm-injector", "values.yaml"), "utf8"),
+  );
+  const { maxHeapMiB, maxSemiSpaceMiB } = values.webhook as { maxHeapMiB: number; maxSemiSpaceMiB: number };
+  return [
+    ...(maxHeapMiB ? [`--max-old-space-size=${maxHeapMiB}`] : []),
+    ...(maxSemiSpaceMiB ? [`--max-semi-space-size=${maxSemiSpaceMiB}`] : []),
+  ].join(" ");
 }
 
 function closedLoop(opts: { url: string; ca: string; body: string; connections: number; seconds: number }) {

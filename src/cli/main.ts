@@ -11,6 +11,7 @@ Usage:
   sm-injector rotation [flags]       restart workloads whose secrets got a new version
   sm-injector iam-policy -f FILE|- [flags]  least-privilege IAM policies for the pods' roles
   sm-injector dotenv -f FILE|- [flags]      a .env.example of the variables the pods receive
+  sm-injector report [flags]         review every workload's secrets, versions and rotation state
   sm-injector version                print the version
   sm-injector help [COMMAND]         help for a command
 
@@ -70,6 +71,10 @@ async function main(argv: string[]): Promise<number> {
     case "rotation": {
       const { runRotationCommand } = await import("./rotation.ts");
       return runRotationCommand(rest);
+    }
+    case "report": {
+      const { runReportCommand } = await import("./report.ts");
+      return runReportCommand(rest);
     }
     default:
       process.stderr.write(`sm-injector: unknown command "${command}"\n\n${USAGE}`);

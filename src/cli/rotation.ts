@@ -1,7 +1,9 @@
 // `sm-injector rotation`: the rotation controller (src/rotation/controller.ts) on a timer, or once.
 import { type Logger, pino } from "pino";
 import { z } from "zod";
+import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
+import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
 import {
   type FlagValues,
@@ -66,7 +68,22 @@ export const ROTATION_FLAGS = {
     help: "one check, then exit (0, or 1 when a restart failed)",
   }),
   "log-level": logLevelFlag,
+  "metrics-port": flag({
+    env: "SM_INJECTOR_METRICS_PORT",
+    input: "int",
+    schema: wholeNumber(0, 65_535).default(0),
+    help: "serve Prometheus metrics of every injected workload's secrets on this port, /metrics (0: off)",
+  }),
+  "metrics-max-secrets": flag({
+    env: "SM_INJECTOR_METRICS_MAX_SECRETS",
+    input: "int",
+    schema: wholeNumber(1, 10_000).default(DEFAULT_METRICS_MAX_SECRETS),
+    help: "secrets that get metric series at most, the oldest first",
+  }),
 };
+
+/** The reason of the Warning Event on a workload that reads a secret over its namespace's maximum age. */
+export const MAX_AGE_EVENT_REASON = "SecretOverMaxAge";
 
 export type RotationConfig = FlagValues<typeof ROTATION_FLAGS>;
 
@@ -94,6 +111,13 @@ current versions. What a pod claims about other secrets or other workloads is ig
 Needs Kubernetes RBAC: list pods; get replicasets and controllerrevisions; get and patch
 deployments, statefulsets, daemonsets. AWS: secretsmanager:DescribeSecret on the secrets; AWS_REGION
 is also the region of references that name none (set it to the webhook's default region).
+
+With --metrics-port, each check also reviews every workload labelled for injection (as
+\`sm-injector report\` does) and exports secret age, rotation enabled, pods on a superseded version
+and the namespace's ${MAX_SECRET_AGE_ANNOTATION} per secret, and records a Warning Event
+(reason ${MAX_AGE_EVENT_REASON}) on each workload that reads a secret older than that. It needs list
+on deployments, statefulsets, daemonsets, cronjobs; get on jobs, cronjobs, namespaces; and create,
+get, patch on events.
 
 ${flagHelp(ROTATION_FLAGS)}
 `;
@@ -128,10 +152,16 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
     // The webhook's default region, for references that name none (the chart sets both alike).
     defaultRegion: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
   };
-  const check = () => checkOnce(() => rotationCycle(deps, options), log, deps.close);
+  const metrics = config.metricsPort > 0 ? await startMetrics(config, deps, options, log) : undefined;
+  const check = async () => {
+    const ok = await checkOnce(() => rotationCycle(deps, options), log, deps.close);
+    await metrics?.refresh();
+    return ok;
+  };
   try {
     return await checkUntilStopped(check, config);
   } finally {
+    metrics?.server.close();
     deps.close();
   }
 }
@@ -209,4 +239,42 @@ async function checkOnce(
     );
     return false;
   }
+}
+
+/**
+ * The metrics server, and the review that refreshes it after each check. A failed review leaves
+ * the last values (their timestamp says how old) and is logged; it never stops the controller.
+ */
+async function startMetrics(
+  config: RotationConfig,
+  deps: Awaited<ReturnType<typeof import("../rotation/controller.ts").realDeps>>,
+  options: RotationOptions,
+  log: Logger,
+) {
+  const { createRotationMetrics, serveMetrics } = await import("../rotation/metrics.ts");
+  const { maxAgeWarnings, reviewCluster } = await import("../report/review.ts");
+  const metrics = createRotationMetrics(config.metricsMaxSecrets);
+  const server = await serveMetrics(metrics, config.metricsPort);
+  log.info({ port: config.metricsPort, maxSecrets: config.metricsMaxSecrets }, "serving metrics on /metrics");
+  const refresh = async () => {
+    try {
+      const review = await reviewCluster(deps, options);
+      for (const { workload, message, key } of maxAgeWarnings(review)) {
+        log.warn({ ...workload }, message);
+        await deps
+          .warnWorkload(workload, { reason: MAX_AGE_EVENT_REASON, message, key })
+          .catch((e: unknown) =>
+            log.warn({ ...workload, code: (e as { code?: unknown }).code }, "cannot record the Event"),
+          );
+      }
+      // Last: the review's timestamp then says its Events are recorded too.
+      metrics.update(review);
+    } catch (e) {
+      log.error(
+        { err: { message: (e as Error).message, code: (e as { code?: unknown }).code } },
+        "review for metrics failed",
+      );
+    }
+  };
+  return { server, refresh };
 }

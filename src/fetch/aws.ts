@@ -18,6 +18,7 @@ import type { SecretSource } from "../spec/fetch-spec.ts";
 import { AwsCallError, EMPTY_CODE } from "./errors.ts";
 import { type FetchedSecret, hasLoneSurrogate } from "./resolve.ts";
 import { classify, DEFAULT_RETRY, type RetryPolicy, withRetries } from "./retry.ts";
+import { ROLE_SESSION_NAME_ENV } from "./session-name.ts";
 
 /** BatchGetSecretValue takes at most 20 secret ids. */
 export const BATCH_LIMIT = 20;
@@ -132,6 +133,8 @@ export interface FetcherOptions {
   retry?: Partial<RetryPolicy>;
   /** One attempt that takes longer (a hung connection) is abandoned and retried. */
   attemptTimeoutMs: number;
+  /** The IRSA session name (see session-name.ts); undefined leaves the SDK's default. */
+  roleSessionName?: string | undefined;
 }
 
 export type FetchResult =
@@ -169,6 +172,8 @@ export class SecretFetcher {
       throwOnRequestTimeout: true,
     });
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+    // The SDK's web identity provider reads it when the first client resolves its credentials.
+    if (opts.roleSessionName !== undefined) process.env[ROLE_SESSION_NAME_ENV] = opts.roleSessionName;
   }
 
   /** Created on first use: a pod that reads one region never builds a second client. */

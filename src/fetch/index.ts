@@ -48,6 +48,7 @@ import {
   writeProblem,
 } from "./errors.ts";
 import { type FetchedSecret, type FetchOutcome, type Resolution, resolveVariables } from "./resolve.ts";
+import { roleSessionName } from "./session-name.ts";
 import { type OutputFile, writeAtomically, writeTerminationMessage } from "./write.ts";
 
 export interface FetchIO {
@@ -159,6 +160,8 @@ interface Run {
   readonly spec: FetchSpec;
   readonly log: Logger;
   readonly ctx: ProblemContext;
+  /** The STS role session name the pod's IRSA credentials are requested with (names the pod in CloudTrail). */
+  readonly sessionName: string | undefined;
   readonly output: string;
   readonly started: number;
   apiCalls: number;
@@ -199,6 +202,7 @@ function printProblems(io: FetchIO, lines: readonly string[]): void {
 }
 
 function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
+  const sessionName = roleSessionName(io.env);
   const log = pino(
     {
       base: {
@@ -206,6 +210,7 @@ function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
         ...(io.env.POD_NAMESPACE && { namespace: io.env.POD_NAMESPACE }),
         ...(io.env.POD_NAME && { pod: io.env.POD_NAME }),
         ...(io.env.POD_SERVICE_ACCOUNT && { serviceAccount: io.env.POD_SERVICE_ACCOUNT }),
+        ...(sessionName && { roleSessionName: sessionName }),
       },
       level: io.env.SM_INJECTOR_LOG_LEVEL ?? "info",
     },
@@ -216,7 +221,7 @@ function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
     timeoutSeconds: spec.timeoutSeconds,
     defaultRegion: io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION,
   };
-  return { io, spec, log, ctx, output: outputPath(spec), started, apiCalls: 0 };
+  return { io, spec, log, ctx, sessionName, output: outputPath(spec), started, apiCalls: 0 };
 }
 
 /**
@@ -277,6 +282,7 @@ async function fetchAll(
     onAttempt: () => run.apiCalls++,
     // A third of the deadline, at most 5 s: a hung attempt leaves time for at least two more.
     attemptTimeoutMs: Math.min(5000, Math.round((spec.timeoutSeconds * 1000) / 3)),
+    roleSessionName: run.sessionName,
   });
   const state: FetchState = {
     run,

@@ -72,41 +72,29 @@ function invalidName(kind: string, name: string, pattern: RegExp): InvalidNameEr
   return new InvalidNameError(`${JSON.stringify(shown)} is not a valid ${kind} name`);
 }
 
-function apiError(e: unknown): Error {
-  const code = (e as { code?: number }).code;
-  return new Error(code ? `HTTP ${code} from the Kubernetes API` : (e as Error).message);
-}
-
-/** The real readers, through @kubernetes/client-node (loaded lazily: `fetch` never needs it). */
+/** The real readers, over node:https (src/kube/api.ts; loaded lazily: `fetch` never needs it). */
 export async function kubernetesReaders(kubeconfigPath?: string): Promise<KubeReaders> {
-  const k8s = await import("@kubernetes/client-node");
-  const kc = new k8s.KubeConfig();
-  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-  else kc.loadFromDefault();
-  const api = kc.makeApiClient(k8s.CoreV1Api);
-  const notFound = (e: unknown) => (e as { code?: number }).code === 404;
+  const { apiReader, loadApiTarget } = await import("./api.ts");
+  const get = apiReader(await loadApiTarget(kubeconfigPath));
+  const annotations = (o: unknown) =>
+    ((o as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations ?? {}) as Record<
+      string,
+      string
+    >;
   return {
     async serviceAccountAnnotations(namespace, name) {
       const invalid =
         invalidName("namespace", namespace, DNS_LABEL) ?? invalidName("ServiceAccount", name, DNS_SUBDOMAIN);
       if (invalid) throw invalid;
-      try {
-        return (await api.readNamespacedServiceAccount({ namespace, name })).metadata?.annotations ?? {};
-      } catch (e) {
-        // A pod naming a missing ServiceAccount is refused by the API server itself; treat as no IRSA.
-        if (notFound(e)) return undefined;
-        throw apiError(e);
-      }
+      // A pod naming a missing ServiceAccount is refused by the API server itself; undefined: no IRSA.
+      const sa = await get(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`);
+      return sa === undefined ? undefined : annotations(sa);
     },
     async namespaceAnnotations(name) {
       const invalid = invalidName("namespace", name, DNS_LABEL);
       if (invalid) throw invalid;
-      try {
-        return (await api.readNamespace({ name })).metadata?.annotations ?? {};
-      } catch (e) {
-        if (notFound(e)) return undefined;
-        throw apiError(e);
-      }
+      const ns = await get(`/api/v1/namespaces/${name}`);
+      return ns === undefined ? undefined : annotations(ns);
     },
   };
 }

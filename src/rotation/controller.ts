@@ -13,6 +13,7 @@
 // Static: a dynamic import() of the SDK is its CommonJS build in the bundle (no constructors on the
 // namespace). This module is itself imported lazily, by `sm-injector rotation` only.
 
+import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import v8 from "node:v8";
@@ -56,13 +57,26 @@ import {
   workloadFacts,
 } from "./plan.ts";
 
-/** A ReplicaSet or ControllerRevision as read: only what verification needs. */
+/** A ReplicaSet, ControllerRevision or Job as read: only what verification needs. */
 export interface RevisionObject {
   uid: string;
   controller: OwnerRef | undefined;
   labels: Record<string, string>;
-  /** ReplicaSet: spec.template; ControllerRevision: its data (`{"spec":{"template":…}}`). */
+  /** ReplicaSet, Job: spec.template; ControllerRevision: its data (`{"spec":{"template":…}}`). */
   template: V1PodTemplateSpec | undefined;
+  /** A Job's selector. */
+  selector?: V1LabelSelector | undefined;
+}
+
+/** What DescribeSecret says about a secret: metadata only, never a value. */
+export interface SecretDescription {
+  /** Version id → its stages. */
+  versionStages: Record<string, string[]>;
+  rotationEnabled: boolean;
+  lastRotatedDate?: Date | undefined;
+  lastChangedDate?: Date | undefined;
+  nextRotationDate?: Date | undefined;
+  createdDate?: Date | undefined;
 }
 
 export interface RotationDeps {
@@ -75,6 +89,8 @@ export interface RotationDeps {
   replicaSet(namespace: string, name: string): Promise<RevisionObject | undefined>;
   /** A ControllerRevision (template taken from its data); undefined when it does not exist. */
   controllerRevision(namespace: string, name: string): Promise<RevisionObject | undefined>;
+  /** A Job (a CronJob's pods belong to one); undefined when it does not exist. Only `sm-injector report` asks. */
+  job?(namespace: string, name: string): Promise<RevisionObject | undefined>;
   /** A workload's uid, selector and pod template; undefined when it is gone. */
   workload(
     kind: Workload["kind"],
@@ -121,7 +137,8 @@ export interface CycleReport {
   held: Array<{ workload: Workload | string; why: string }>;
 }
 
-function errorCode(e: unknown): string {
+/** An AWS or Kubernetes error's code (its name, else its code), never its message. */
+export function errorCode(e: unknown): string {
   const err = e as { name?: string; code?: string | number };
   return String(err.name && err.name !== "Error" ? err.name : (err.code ?? "Error"));
 }
@@ -129,7 +146,7 @@ function errorCode(e: unknown): string {
 const workloadKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 
 /** Reads each workload and template revision once per cycle, reduced to small facts at once. */
-class FactCache {
+export class FactCache {
   private workloads = new Map<string, Promise<WorkloadFacts | undefined>>();
   private revisions = new Map<string, Promise<RevisionFacts | undefined>>();
   constructor(
@@ -153,14 +170,18 @@ class FactCache {
     return p;
   }
 
+  /** A workload already read (listed): its facts without reading it again. */
+  remember(w: ListedWorkload): void {
+    const { kind, namespace, name, uid } = w;
+    const facts = workloadFacts({ kind, namespace, name, uid }, w.selector, w.template, this.defaultRegion);
+    this.workloads.set(workloadKey(kind, namespace, name), Promise.resolve(facts));
+  }
+
   revision(kind: RevisionFacts["kind"], namespace: string, name: string): Promise<RevisionFacts | undefined> {
     const key = workloadKey(kind, namespace, name);
     let p = this.revisions.get(key);
     if (!p) {
-      const read =
-        kind === "ReplicaSet"
-          ? this.deps.replicaSet(namespace, name)
-          : this.deps.controllerRevision(namespace, name);
+      const read = this.read(kind, namespace, name);
       p = read.then(
         (o) =>
           o && {
@@ -170,35 +191,76 @@ class FactCache {
             controller: o.controller,
             hash: o.labels[kind === "ReplicaSet" ? POD_TEMPLATE_HASH_LABEL : CONTROLLER_REVISION_HASH_LABEL],
             fingerprint: o.template && templateFingerprint(o.template),
+            ...(o.selector && { selector: o.selector }),
           },
       );
       this.revisions.set(key, p);
     }
     return p;
   }
+
+  private read(kind: RevisionFacts["kind"], namespace: string, name: string) {
+    if (kind === "ReplicaSet") return this.deps.replicaSet(namespace, name);
+    if (kind === "ControllerRevision") return this.deps.controllerRevision(namespace, name);
+    return this.deps.job ? this.deps.job(namespace, name) : Promise.resolve(undefined);
+  }
 }
 
-type Verified = { ok: true; facts: WorkloadFacts } | { ok: false; why: string };
+/** The pod controllers that hold a template of their own, and the workload that must control them. */
+const REVISION_OWNERS = {
+  ReplicaSet: { apiVersion: "apps/v1", workload: "Deployment" },
+  Job: { apiVersion: "batch/v1", workload: "CronJob" },
+} as const;
 
-/** The opted-in workload whose template the pod verifiably belongs to, or why there is none. */
-async function verifyPod(pod: PodView, cache: FactCache): Promise<Verified> {
+/** The ReplicaSet or Job a pod names and the workload that controls it, or why there is none. */
+async function throughRevision(
+  kind: keyof typeof REVISION_OWNERS,
+  namespace: string,
+  name: string,
+  cache: FactCache,
+): Promise<{ rev: RevisionFacts; facts: WorkloadFacts } | string> {
+  const { apiVersion, workload } = REVISION_OWNERS[kind];
+  const rev = await cache.revision(kind, namespace, name);
+  if (!rev) return `its ${kind} ${name} does not exist`;
+  const c = rev.controller;
+  if (c?.apiVersion !== apiVersion || c.kind !== workload)
+    return `its ${kind} ${name} is not controlled by a ${workload}`;
+  const facts = await cache.workload(workload, namespace, c.name);
+  return facts ? { rev, facts } : `${workload} ${c.name} does not exist`;
+}
+
+export type Verified =
+  | { ok: true; facts: WorkloadFacts; revision: "current" | "previous" }
+  | { ok: false; why: string };
+
+/**
+ * The workload whose template the pod verifiably belongs to, or why there is none. The workload
+ * must opt in to restarts, or (`injectedOnly`, for a review) only be labelled for injection.
+ */
+export async function verifyPod(pod: PodView, cache: FactCache, injectedOnly = false): Promise<Verified> {
   const no = (why: string): Verified => ({ ok: false, why });
   const owner = pod.owner;
-  if (owner?.apiVersion !== "apps/v1" || !["ReplicaSet", "StatefulSet", "DaemonSet"].includes(owner.kind))
+  const isJob = injectedOnly && owner?.apiVersion === "batch/v1" && owner.kind === "Job";
+  if (
+    !isJob &&
+    (owner?.apiVersion !== "apps/v1" || !["ReplicaSet", "StatefulSet", "DaemonSet"].includes(owner.kind))
+  )
     return no(
       `owned by ${owner?.kind}/${owner?.name} (${owner?.apiVersion}), which this controller does not roll`,
     );
+  if (!owner) return no("no controller");
   try {
     let facts: WorkloadFacts | undefined;
     let rev: RevisionFacts | undefined;
-    if (owner.kind === "ReplicaSet") {
-      rev = await cache.revision("ReplicaSet", pod.namespace, owner.name);
-      if (!rev) return no(`its ReplicaSet ${owner.name} does not exist`);
-      const c = rev.controller;
-      if (c?.apiVersion !== "apps/v1" || c.kind !== "Deployment")
-        return no(`its ReplicaSet ${owner.name} is not controlled by a Deployment`);
-      facts = await cache.workload("Deployment", pod.namespace, c.name);
-      if (!facts) return no(`Deployment ${c.name} does not exist`);
+    if (owner.kind === "ReplicaSet" || isJob) {
+      const found = await throughRevision(
+        owner.kind as "ReplicaSet" | "Job",
+        pod.namespace,
+        owner.name,
+        cache,
+      );
+      if (typeof found === "string") return no(found);
+      ({ rev, facts } = found);
     } else {
       const kind = owner.kind as "StatefulSet" | "DaemonSet";
       facts = await cache.workload(kind, pod.namespace, owner.name);
@@ -209,11 +271,12 @@ async function verifyPod(pod: PodView, cache: FactCache): Promise<Verified> {
       if (!rev) return no(`ControllerRevision ${name} does not exist`);
     }
     const { kind, name } = facts.workload;
-    if (facts.notOptedIn) return no(`${kind} ${name} did not opt in: ${facts.notOptedIn}`);
+    const notOptedIn = injectedOnly ? facts.notInjected : facts.notOptedIn;
+    if (notOptedIn) return no(`${kind} ${name} did not opt in: ${notOptedIn}`);
     const member = verifyMembership(pod, facts, rev);
     if (!member.ok) return no(member.why);
     if (!Array.isArray(facts.refs)) return no(`${kind} ${name}: ${facts.refs.error}`);
-    return { ok: true, facts };
+    return { ok: true, facts, revision: member.revision };
   } catch (e) {
     return no(`cannot read its workload (${errorCode(e)}); next check`);
   }
@@ -490,22 +553,32 @@ async function getJsonBounded(
  * The running pods labelled for injection, page by page: at most `maxPods` a page and at most
  * PAGE_BYTES of body (a larger page is asked for again with half the pods, down to one).
  */
-async function* podPages(
+function podPages(kc: KubeConfig, namespace: string | undefined, maxPods: number): AsyncGenerator<V1Pod[]> {
+  const query = { labelSelector: `${INJECT_LABEL}=true`, fieldSelector: POD_FIELD_SELECTOR };
+  return listPages<V1Pod>(kc, "/api/v1", "pods", namespace, query, maxPods);
+}
+
+/**
+ * Objects of `resource` under `group` (e.g. "/apis/apps/v1"), in one namespace or all, page by
+ * page, each page bounded in count and bytes as podPages says.
+ */
+async function* listPages<T>(
   kc: KubeConfig,
+  group: string,
+  resource: string,
   namespace: string | undefined,
-  maxPods: number,
-): AsyncGenerator<V1Pod[]> {
+  params: Record<string, string>,
+  maxItems: number,
+): AsyncGenerator<T[]> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error("the kubeconfig names no cluster server");
-  const path = namespace ? `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods` : "/api/v1/pods";
-  let limit = maxPods;
+  const path = namespace
+    ? `${group}/namespaces/${encodeURIComponent(namespace)}/${resource}`
+    : `${group}/${resource}`;
+  let limit = maxItems;
   let cont: string | undefined;
   for (;;) {
-    const query = new URLSearchParams({
-      labelSelector: `${INJECT_LABEL}=true`,
-      fieldSelector: POD_FIELD_SELECTOR,
-      limit: String(limit),
-    });
+    const query = new URLSearchParams({ ...params, limit: String(limit) });
     if (cont) query.set("continue", cont);
     let page: { json: unknown; bytes: number };
     try {
@@ -514,15 +587,108 @@ async function* podPages(
       if (!(e instanceof PageTooLarge) || limit === 1) throw e;
       collectGarbage();
       limit = Math.max(1, Math.floor(limit / 2));
-      continue; // the same page again, with fewer pods
+      continue; // the same page again, with fewer items
     }
-    const list = page.json as { metadata?: { continue?: string }; items?: V1Pod[] };
+    const list = page.json as { metadata?: { continue?: string }; items?: T[] };
     cont = list.metadata?.continue || undefined;
     yield list.items ?? [];
     if (page.bytes > LARGE_PAGE_BYTES) collectGarbage();
-    else limit = Math.min(maxPods, limit * 2);
+    else limit = Math.min(maxItems, limit * 2);
     if (!cont) return;
   }
+}
+
+/** A workload as listed: what a review needs of it. */
+export interface ListedWorkload {
+  kind: Workload["kind"];
+  namespace: string;
+  name: string;
+  uid: string;
+  selector: V1LabelSelector | undefined;
+  template: V1PodTemplateSpec | undefined;
+}
+
+const WORKLOAD_RESOURCES = [
+  { kind: "Deployment", group: "/apis/apps/v1", resource: "deployments" },
+  { kind: "StatefulSet", group: "/apis/apps/v1", resource: "statefulsets" },
+  { kind: "DaemonSet", group: "/apis/apps/v1", resource: "daemonsets" },
+  { kind: "CronJob", group: "/apis/batch/v1", resource: "cronjobs" },
+] as const;
+
+type AnyWorkload = {
+  metadata?: { namespace?: string; name?: string; uid?: string };
+  spec?: {
+    selector?: V1LabelSelector;
+    template?: V1PodTemplateSpec;
+    jobTemplate?: { spec?: { template?: V1PodTemplateSpec } };
+  };
+};
+
+/** The pod template of a Deployment, StatefulSet, DaemonSet, or a CronJob's job template. */
+function workloadTemplate(o: AnyWorkload): V1PodTemplateSpec | undefined {
+  return o.spec?.template ?? o.spec?.jobTemplate?.spec?.template;
+}
+
+/** The component named in the Events this controller records. */
+const EVENT_SOURCE = "sm-injector-rotation";
+
+async function warnWorkload(
+  core: import("@kubernetes/client-node").CoreV1Api,
+  w: Pick<Workload, "kind" | "namespace" | "name">,
+  { reason, message, key }: { reason: string; message: string; key: string },
+): Promise<void> {
+  // Named after the workload and what the warning is about: the same warning is the same Event,
+  // counted up (its message updated), however its wording changes.
+  const digest = createHash("sha256").update(`${w.kind}\n${reason}\n${key}`).digest("hex").slice(0, 16);
+  const name = `${w.name.slice(0, 200)}.${digest}`;
+  const now = new Date();
+  const apiVersion = w.kind === "CronJob" ? "batch/v1" : "apps/v1";
+  const k8s = await import("@kubernetes/client-node");
+  try {
+    await core.createNamespacedEvent({
+      namespace: w.namespace,
+      body: {
+        metadata: { name, namespace: w.namespace },
+        involvedObject: { apiVersion, kind: w.kind, name: w.name, namespace: w.namespace },
+        reason,
+        message: message.slice(0, 1024),
+        type: "Warning",
+        source: { component: EVENT_SOURCE },
+        reportingComponent: EVENT_SOURCE,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
+  } catch (e) {
+    if ((e as { code?: number }).code !== 409) throw e;
+    const seen = await core.readNamespacedEvent({ namespace: w.namespace, name });
+    await core.patchNamespacedEvent(
+      {
+        namespace: w.namespace,
+        name,
+        body: { count: (seen.count ?? 1) + 1, lastTimestamp: now, message: message.slice(0, 1024) },
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
+  }
+}
+
+/** What `sm-injector report` (and the controller's metrics) read besides what a rotation check does. */
+export interface ReviewReads {
+  /** Every Deployment, StatefulSet, DaemonSet and CronJob (in one namespace, or all), page by page. */
+  workloadPages(): AsyncIterable<ListedWorkload[]>;
+  describeSecret(region: string, secretId: string): Promise<SecretDescription>;
+  /** A Namespace's annotations ({} when it does not exist). */
+  namespaceAnnotations(name: string): Promise<Record<string, string>>;
+  /**
+   * A Warning Event on the workload (`kubectl describe` shows it to its team); the same warning
+   * again counts up the same Event instead of adding one.
+   */
+  warnWorkload(
+    w: Pick<Workload, "kind" | "namespace" | "name">,
+    warning: { reason: string; message: string; key: string },
+  ): Promise<void>;
 }
 
 /** Real dependencies: @kubernetes/client-node and the AWS SDK. */
@@ -531,12 +697,15 @@ export async function realDeps(opts: {
   namespace?: string;
   pageSize?: number;
   log: Logger;
-}): Promise<RotationDeps & { close(): void }> {
+}): Promise<RotationDeps & ReviewReads & { close(): void }> {
   const k8s = await import("@kubernetes/client-node");
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
   const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const batch = kc.makeApiClient(k8s.BatchV1Api);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
   const clients = new Map<string, SecretsManagerClient>();
   const client = (region: string) => {
     let c = clients.get(region);
@@ -563,10 +732,58 @@ export async function realDeps(opts: {
     Deployment: (namespace: string, name: string) => apps.readNamespacedDeployment({ namespace, name }),
     StatefulSet: (namespace: string, name: string) => apps.readNamespacedStatefulSet({ namespace, name }),
     DaemonSet: (namespace: string, name: string) => apps.readNamespacedDaemonSet({ namespace, name }),
+    CronJob: (namespace: string, name: string) => batch.readNamespacedCronJob({ namespace, name }),
+  };
+  const describe = async (region: string, secretId: string): Promise<SecretDescription> => {
+    const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
+    return {
+      versionStages: out.VersionIdsToStages ?? {},
+      rotationEnabled: out.RotationEnabled === true,
+      lastRotatedDate: out.LastRotatedDate,
+      lastChangedDate: out.LastChangedDate,
+      nextRotationDate: out.NextRotationDate,
+      createdDate: out.CreatedDate,
+    };
   };
   return {
     log: opts.log,
-    podPages: () => podPages(kc, opts.namespace, opts.pageSize ?? DEFAULT_PAGE_SIZE),
+    podPages: () => podPages(kc, opts.namespace, pageSize),
+    async *workloadPages() {
+      for (const r of WORKLOAD_RESOURCES)
+        for await (const page of listPages<AnyWorkload>(
+          kc,
+          r.group,
+          r.resource,
+          opts.namespace,
+          {},
+          pageSize,
+        ))
+          yield page.map((o) => ({
+            kind: r.kind,
+            namespace: o.metadata?.namespace ?? "",
+            name: o.metadata?.name ?? "",
+            uid: o.metadata?.uid ?? "",
+            selector: o.spec?.selector,
+            template: workloadTemplate(o),
+          }));
+    },
+    job: (namespace, name) =>
+      orUndefined(async () => {
+        const job = await batch.readNamespacedJob({ namespace, name });
+        return {
+          uid: job.metadata?.uid ?? "",
+          controller: controllerOf(job.metadata),
+          labels: job.metadata?.labels ?? {},
+          template: job.spec?.template,
+          selector: job.spec?.selector,
+        };
+      }),
+    describeSecret: describe,
+    warnWorkload: (w, warning) => warnWorkload(core, w, warning),
+    async namespaceAnnotations(name) {
+      const ns = await orUndefined(() => core.readNamespace({ name }));
+      return ns?.metadata?.annotations ?? {};
+    },
     replicaSet: (namespace, name) =>
       orUndefined(async () => {
         const rs = await apps.readNamespacedReplicaSet({ namespace, name });
@@ -589,8 +806,12 @@ export async function realDeps(opts: {
       }),
     workload: (kind, namespace, name) =>
       orUndefined(async () => {
-        const obj = await readers[kind](namespace, name);
-        return { uid: obj.metadata?.uid ?? "", selector: obj.spec?.selector, template: obj.spec?.template };
+        const obj = (await readers[kind](namespace, name)) as AnyWorkload;
+        return {
+          uid: obj.metadata?.uid ?? "",
+          selector: obj.spec?.selector,
+          template: workloadTemplate(obj),
+        };
       }),
     async stampTemplate(w, annotations) {
       // metadata.uid makes the patch conditional: it fails if the object was replaced meanwhile.
@@ -599,12 +820,10 @@ export async function realDeps(opts: {
       const args = { namespace: w.namespace, name: w.name, body, fieldManager: "sm-injector-rotation" };
       if (w.kind === "Deployment") await apps.patchNamespacedDeployment(args, options);
       else if (w.kind === "StatefulSet") await apps.patchNamespacedStatefulSet(args, options);
-      else await apps.patchNamespacedDaemonSet(args, options);
+      else if (w.kind === "DaemonSet") await apps.patchNamespacedDaemonSet(args, options);
+      else throw new Error(`a ${w.kind} is never restarted`);
     },
-    async versionStages(region, secretId) {
-      const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
-      return out.VersionIdsToStages ?? {};
-    },
+    versionStages: async (region, secretId) => (await describe(region, secretId)).versionStages,
     close() {
       for (const c of clients.values()) c.destroy();
     },

@@ -59,6 +59,13 @@ export const RESTARTED_FOR_ANNOTATION = `${ROTATION_PREFIX}restarted-for`;
 export const POD_TEMPLATE_HASH_LABEL = "pod-template-hash";
 /** Set by the StatefulSet and DaemonSet controllers on pods and ControllerRevisions. */
 export const CONTROLLER_REVISION_HASH_LABEL = "controller-revision-hash";
+/** Set by the Job controller on a Job's template (and its pods): not in the CronJob's jobTemplate. */
+const JOB_LABELS = [
+  "controller-uid",
+  "job-name",
+  "batch.kubernetes.io/controller-uid",
+  "batch.kubernetes.io/job-name",
+];
 
 /**
  * What is read from one pod, at most. Each bound is what a real injected pod can never exceed, so a
@@ -105,9 +112,6 @@ export interface PodView {
   fetched: FetchedVersions;
 }
 
-/** Controllers of the pods of a Deployment, StatefulSet or DaemonSet. */
-const ROLLABLE_OWNERS = ["ReplicaSet", "StatefulSet", "DaemonSet"];
-
 export type PodSkip = { namespace: string; name: string; skip: string };
 
 const byteLength = (s: string) => Buffer.byteLength(s);
@@ -118,16 +122,39 @@ const byteLength = (s: string) => Buffer.byteLength(s);
  * the opt-in that counts is the template's, checked later.
  */
 export function podView(pod: V1Pod): PodView | PodSkip {
+  const annotations = pod.metadata?.annotations ?? {};
+  const skip = (why: string): PodSkip => ({
+    namespace: pod.metadata?.namespace ?? "",
+    name: pod.metadata?.name ?? "",
+    skip: why,
+  });
+  if (annotations[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true") return skip("not opted in");
+  const view = injectedPodView(pod, ROLLABLE);
+  return "skip" in view || view.refs.length > 0 ? view : skip("only pinned versions");
+}
+
+/** The pod controllers whose workloads a rollout restarts. */
+const ROLLABLE: OwnerKinds = { "apps/v1": ["ReplicaSet", "StatefulSet", "DaemonSet"] };
+/** The pod controllers of every workload kind a review covers (a CronJob's pods belong to its Jobs). */
+export const REVIEWED_OWNERS: OwnerKinds = { ...ROLLABLE, "batch/v1": ["Job"] };
+/** apiVersion → the kinds of pod controller accepted. */
+export type OwnerKinds = Readonly<Record<string, readonly string[]>>;
+
+/**
+ * What an injected pod claims (its controller, watched references and the versions it recorded),
+ * or why it has nothing to claim; for pods controlled by one of `owners`. A pod of pinned versions
+ * only has no watched references, and is still a running pod of its workload.
+ */
+export function injectedPodView(pod: V1Pod, owners: OwnerKinds): PodView | PodSkip {
   const namespace = pod.metadata?.namespace ?? "";
   const name = pod.metadata?.name ?? "";
   const skip = (why: string): PodSkip => ({ namespace, name, skip: why });
   const annotations = pod.metadata?.annotations ?? {};
-  if (annotations[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true") return skip("not opted in");
   if (annotations[STATUS_ANNOTATION] !== "injected") return skip("not injected");
   if (pod.metadata?.deletionTimestamp) return skip("terminating");
   const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
   if (!owner) return skip("no controller (a bare pod: no rollout can restart it)");
-  if (owner.apiVersion !== "apps/v1" || !ROLLABLE_OWNERS.includes(owner.kind))
+  if (!Object.hasOwn(owners, owner.apiVersion) || !owners[owner.apiVersion]?.includes(owner.kind))
     return skip(`owned by ${owner.kind}/${owner.name} (${owner.apiVersion}), which no rollout restarts`);
   const labels = pod.metadata?.labels ?? {};
   if (byteLength(JSON.stringify(labels)) > POD_LIMITS.labelBytes)
@@ -145,7 +172,6 @@ export function podView(pod: V1Pod): PodView | PodSkip {
   if (!fetched) return skip("no versions recorded (termination message)");
   const refs = specRefs(raw, init.env ?? []);
   if (typeof refs === "string") return skip(refs);
-  if (refs.length === 0) return skip("only pinned versions");
   return {
     namespace,
     name,
@@ -209,7 +235,8 @@ function mergeRefs(all: readonly WatchedRef[]): WatchedRef[] {
 // The workload and its template revisions, as verified facts.
 
 export interface Workload {
-  kind: "Deployment" | "StatefulSet" | "DaemonSet";
+  /** A CronJob is reviewed (its pods, through their Jobs), never restarted. */
+  kind: "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob";
   namespace: string;
   name: string;
   /** The uid the owner reference names: the object patched must be that one, not a namesake. */
@@ -228,18 +255,20 @@ export interface TemplateFingerprint {
 export interface WorkloadFacts {
   workload: Workload;
   selector: V1LabelSelector | undefined;
-  /** Why the template is not opted in; undefined when it is. */
+  /** Why the template does not opt in to restarts; undefined when it does. */
   notOptedIn: string | undefined;
+  /** Why the template is not labelled for injection; undefined when it is. */
+  notInjected: string | undefined;
   fingerprint: TemplateFingerprint;
-  /** The template's watched references, or why they cannot be known. */
+  /** The template's watched references (of an injected template), or why they cannot be known. */
   refs: WatchedRef[] | { error: string };
   /** The template's rotation.sm-injector.io/ annotations (restarted-at, restarted-for). */
   rotationAnnotations: Record<string, string>;
 }
 
-/** A ReplicaSet (for a Deployment) or a ControllerRevision (StatefulSet, DaemonSet), as read. */
+/** A ReplicaSet (for a Deployment), a ControllerRevision (StatefulSet, DaemonSet) or a Job (CronJob), as read. */
 export interface RevisionFacts {
-  kind: "ReplicaSet" | "ControllerRevision";
+  kind: "ReplicaSet" | "ControllerRevision" | "Job";
   name: string;
   uid: string;
   controller: OwnerRef | undefined;
@@ -247,13 +276,22 @@ export interface RevisionFacts {
   hash: string | undefined;
   /** Undefined when its template could not be read. */
   fingerprint: TemplateFingerprint | undefined;
+  /** A Job's own selector (its pods match the Job's, a CronJob has none). */
+  selector?: V1LabelSelector | undefined;
+}
+
+/** Why a template is not labelled for injection, or undefined when it is. */
+export function templateInjected(template: V1PodTemplateSpec | undefined): string | undefined {
+  return template?.metadata?.labels?.[INJECT_LABEL] === "true"
+    ? undefined
+    : `its pod template has no label ${INJECT_LABEL}: "true"`;
 }
 
 /** Why a template does not opt in to restarts, or undefined when it does. */
 export function templateOptIn(template: V1PodTemplateSpec | undefined): string | undefined {
-  if (template?.metadata?.labels?.[INJECT_LABEL] !== "true")
-    return `its pod template has no label ${INJECT_LABEL}: "true"`;
-  if (template.metadata.annotations?.[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true")
+  const notInjected = templateInjected(template);
+  if (notInjected) return notInjected;
+  if (template?.metadata?.annotations?.[RESTART_ON_ROTATION_ANNOTATION]?.trim() !== "true")
     return `its pod template has no annotation ${RESTART_ON_ROTATION_ANNOTATION}: "true"`;
   return undefined;
 }
@@ -309,8 +347,9 @@ function canonicalJson(value: unknown): string {
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 /**
- * Fingerprints of a template, leaving out the label its controller adds to each revision (the
- * Deployment controller compares templates the same way: EqualIgnoreHash) and, for `base`, the
+ * Fingerprints of a template, leaving out the labels its controller adds to each revision (the
+ * Deployment controller compares templates the same way: EqualIgnoreHash; the Job controller adds
+ * its own to a CronJob's template) and, for `base`, the
  * rotation.sm-injector.io/ annotations this controller stamps.
  */
 export function templateFingerprint(template: V1PodTemplateSpec | undefined): TemplateFingerprint {
@@ -320,6 +359,7 @@ export function templateFingerprint(template: V1PodTemplateSpec | undefined): Te
   const labels = { ...metadata.labels };
   delete labels[POD_TEMPLATE_HASH_LABEL];
   delete labels[CONTROLLER_REVISION_HASH_LABEL];
+  for (const l of JOB_LABELS) delete labels[l];
   metadata.labels = Object.keys(labels).length > 0 ? labels : undefined;
   const exactTemplate = { ...rest, metadata };
   const annotations = Object.fromEntries(
@@ -369,6 +409,25 @@ export function templateRefs(
   template: V1PodTemplateSpec | undefined,
   defaultRegion: string | undefined,
 ): WatchedRef[] | { error: string } {
+  const all = templateReferences(template, defaultRegion);
+  if (!Array.isArray(all)) return all;
+  return mergeRefs(
+    all
+      .filter((r) => r.versionId === undefined)
+      .map(({ secretId, region, stage, optional }) => ({ secretId, region, stage, optional })),
+  );
+}
+
+/** A reference of a pod template: a stage (watched), or a pinned version id. */
+export interface TemplateRef extends WatchedRef {
+  versionId?: string;
+}
+
+/** Every reference a pod template's annotations name (pinned versions too), as the webhook compiles them. */
+export function templateReferences(
+  template: V1PodTemplateSpec | undefined,
+  defaultRegion: string | undefined,
+): TemplateRef[] | { error: string } {
   const annotations = Object.fromEntries(
     Object.entries(template?.metadata?.annotations ?? {}).filter(([k]) => isReferenceAnnotation(k)),
   );
@@ -385,7 +444,16 @@ export function templateRefs(
     return {
       error: `its pod template's sm-injector annotations do not compile: ${compiled.errors.slice(0, 3).join("; ")}${compiled.errors.length > 3 ? ` (and ${compiled.errors.length - 3} more)` : ""}`,
     };
-  return mergeRefs(movableRefs(compiled.spec.entries, region ?? ""));
+  // Every secret of every entry: a template's placeholders each count, like any other reference.
+  return compiled.spec.entries.flatMap((e) =>
+    entrySources(e).map((src) => ({
+      secretId: src.secretId,
+      region: src.region ?? region ?? "",
+      stage: src.versionStage ?? "AWSCURRENT",
+      optional: entryOptional(e),
+      ...(src.versionId !== undefined && { versionId: src.versionId }),
+    })),
+  );
 }
 
 /** The facts kept about a workload, from its object as read (its template is not kept). */
@@ -395,13 +463,14 @@ export function workloadFacts(
   template: V1PodTemplateSpec | undefined,
   defaultRegion: string | undefined,
 ): WorkloadFacts {
-  const notOptedIn = templateOptIn(template);
+  const notInjected = templateInjected(template);
   return {
     workload,
     selector,
-    notOptedIn,
+    notOptedIn: templateOptIn(template),
+    notInjected,
     fingerprint: templateFingerprint(template),
-    refs: notOptedIn ? [] : templateRefs(template, defaultRegion),
+    refs: notInjected ? [] : templateRefs(template, defaultRegion),
     rotationAnnotations: Object.fromEntries(
       Object.entries(template?.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(ROTATION_PREFIX)),
     ),
@@ -411,6 +480,7 @@ export function workloadFacts(
 /** Which template revision object (ReplicaSet or ControllerRevision) a pod says it was made from. */
 export function revisionName(pod: PodView, kind: Workload["kind"]): string | undefined {
   if (kind === "Deployment") return pod.owner?.kind === "ReplicaSet" ? pod.owner.name : undefined;
+  if (kind === "CronJob") return pod.owner?.kind === "Job" ? pod.owner.name : undefined;
   const hash = pod.labels[CONTROLLER_REVISION_HASH_LABEL];
   if (!hash || !pod.owner) return undefined;
   // The StatefulSet controller labels pods with the revision's name, the DaemonSet controller with its hash.
@@ -427,11 +497,17 @@ export type Membership = { ok: true; revision: "current" | "previous" } | { ok: 
 export function verifyMembership(pod: PodView, w: WorkloadFacts, rev: RevisionFacts): Membership {
   const no = (why: string): Membership => ({ ok: false, why });
   const kind = w.workload.kind;
+  // A CronJob's pods match their Job's selector (the Job controller's controller-uid label); it has none.
+  let selector = w.selector;
   if (kind === "Deployment") {
     if (pod.owner?.kind !== "ReplicaSet" || pod.owner.uid !== rev.uid || pod.owner.name !== rev.name)
       return no(`its owner reference does not name ReplicaSet ${rev.name} (uid ${rev.uid})`);
     if (!rev.hash || pod.labels[POD_TEMPLATE_HASH_LABEL] !== rev.hash)
       return no(`its ${POD_TEMPLATE_HASH_LABEL} label is not its ReplicaSet's`);
+  } else if (kind === "CronJob") {
+    if (pod.owner?.kind !== "Job" || pod.owner.uid !== rev.uid || pod.owner.name !== rev.name)
+      return no(`its owner reference does not name Job ${rev.name} (uid ${rev.uid})`);
+    selector = rev.selector;
   } else {
     if (pod.owner?.kind !== kind || pod.owner.uid !== w.workload.uid)
       return no(`its owner reference does not name ${kind} ${w.workload.name} (uid ${w.workload.uid})`);
@@ -444,15 +520,17 @@ export function verifyMembership(pod: PodView, w: WorkloadFacts, rev: RevisionFa
       return no(`its ${CONTROLLER_REVISION_HASH_LABEL} label does not name ControllerRevision ${rev.name}`);
   }
   if (
-    rev.controller?.apiVersion !== "apps/v1" ||
+    rev.controller?.apiVersion !== (kind === "CronJob" ? "batch/v1" : "apps/v1") ||
     rev.controller.kind !== kind ||
     rev.controller.uid !== w.workload.uid
   )
     return no(
       `${rev.kind} ${rev.name} is not controlled by ${kind} ${w.workload.name} (uid ${w.workload.uid})`,
     );
-  if (!selectorMatches(w.selector, pod.labels))
-    return no(`its labels do not match ${kind} ${w.workload.name}'s selector`);
+  if (!selectorMatches(selector, pod.labels))
+    return no(
+      `its labels do not match ${kind === "CronJob" ? `Job ${rev.name}` : `${kind} ${w.workload.name}`}'s selector`,
+    );
   if (!rev.fingerprint) return no(`${rev.kind} ${rev.name} holds no pod template`);
   if (rev.fingerprint.exact === w.fingerprint.exact) return { ok: true, revision: "current" };
   if (rev.fingerprint.base === w.fingerprint.base) return { ok: true, revision: "previous" };

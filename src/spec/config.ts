@@ -33,7 +33,10 @@ export const InjectorConfigSchema = z.strictObject({
   maxSecrets: z.number().int().min(1).max(MAX_FETCH_ENTRIES).default(50),
   defaultTimeoutSeconds: z.number().int().min(1).max(600).default(60),
   maxTimeoutSeconds: z.number().int().min(1).max(600).default(300),
-  concurrency: z.number().int().min(1).max(64).default(8),
+  // 20 in flight: a pod's secrets (usually at most 20, BatchGetSecretValue's batch) are read in
+  // one round trip. It shapes each pod's burst only: the calls per second a rollout makes are pods
+  // started per second × secrets per pod, whatever this is (see the README's Benchmarks).
+  concurrency: z.number().int().min(1).max(64).default(20),
   volumeSizeLimit: Quantity.default("1Mi"),
   resources: z
     .strictObject({

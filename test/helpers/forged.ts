@@ -18,3 +18,19 @@ export function forgedFetchSpec(
     entries: secrets.map((secretId, i) => ({ kind: "value", source: { secretId, region }, env: env(i) })),
   });
 }
+
+/**
+ * The status of an init container named `name` that exited 0 with `message` as its termination
+ * message: what the kubelet reports for a completed `sm-injector fetch` (or what a tenant writes to
+ * claim one).
+ */
+export function completedInitStatus(name: string, message: string) {
+  return {
+    name,
+    image: "x",
+    imageID: "",
+    ready: false,
+    restartCount: 0,
+    state: { terminated: { exitCode: 0, reason: "Completed", message } },
+  };
+}

@@ -1,6 +1,7 @@
 // moto's server (Secrets Manager + STS) on a free loopback port, one per test file, seeded with the
 // real AWS SDK. Used by the fetch integration tests, the e2e tests and the benchmarks.
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import {
   PutSecretValueCommand,
   SecretsManagerClient,
 } from "@aws-sdk/client-secrets-manager";
+import { shippedEntrypoint } from "../../scripts/build.mjs";
 import { getFreePort } from "../e2e/harness/ports.ts";
 import { spawnManaged, waitForHttp } from "../e2e/harness/process.ts";
 
@@ -212,11 +214,27 @@ export async function runFetchInProcess(env: NodeJS.ProcessEnv): Promise<FetchRu
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
-/** Runs `node --import tsx src/cli/main.ts fetch` as a child process with exactly `env`. */
-export function runFetchCli(env: NodeJS.ProcessEnv, opts: { timeoutMs?: number } = {}): Promise<FetchRun> {
+let shipped: string[] | undefined;
+/**
+ * How the image starts `fetch` from what `npm run build` put in dist/: from the start-up snapshot
+ * when this node can start from dist/fetch.snapshot.blob, else a plain start (scripts/build.mjs).
+ */
+export function shippedFetchCommand(): string[] {
+  if (!existsSync(join(REPO, "dist", "sm-injector.mjs")))
+    throw new Error("dist/sm-injector.mjs is missing; run `npm run build` first (npm test does)");
+  shipped ??= shippedEntrypoint(join(REPO, "dist"));
+  return [...shipped, "fetch"];
+}
+
+/** Runs `fetch` as the image does (shippedFetchCommand) as a child process with exactly `env`. */
+export function runFetchCli(
+  env: NodeJS.ProcessEnv,
+  opts: { timeoutMs?: number; command?: readonly string[] } = {},
+): Promise<FetchRun> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "fetch"], {
+    const [node, ...args] = opts.command ?? shippedFetchCommand();
+    const child = spawn(node as string, args, {
       cwd: REPO,
       env,
       stdio: ["ignore", "pipe", "pipe"],

@@ -516,6 +516,63 @@ describe("rotation.enabled", () => {
     assert.equal(loadRotationConfig(c.args.slice(1), {}).intervalSeconds, 120);
   });
 
+  test("rotation.metrics.port: the port, a Service and scrape annotations, read-only review RBAC and events", async () => {
+    const plain = await renderChart({ "rotation.enabled": true });
+    assert.equal(all(plain, "Service").filter((x) => x.metadata.name === "sm-injector-rotation").length, 0);
+    assert.equal(
+      find(plain, "Deployment", "sm-injector-rotation").spec.template.metadata.annotations,
+      undefined,
+    );
+    const o = await renderChart({
+      "rotation.enabled": true,
+      "rotation.metrics.port": 9102,
+      "rotation.metrics.maxSecrets": 50,
+    });
+    const d = find(o, "Deployment", "sm-injector-rotation");
+    const c = d.spec.template.spec.containers[0];
+    assert.equal(argValue(c.args, "metrics-port"), "9102");
+    assert.equal(argValue(c.args, "metrics-max-secrets"), "50");
+    assert.deepEqual(c.ports, [{ name: "metrics", containerPort: 9102, protocol: "TCP" }]);
+    assert.deepEqual(d.spec.template.metadata.annotations, {
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": "9102",
+      "prometheus.io/path": "/metrics",
+    });
+    const svc = find(o, "Service", "sm-injector-rotation");
+    assert.ok(selects({ matchLabels: svc.spec.selector }, d.spec.template.metadata.labels));
+    assert.deepEqual(svc.spec.ports, [
+      { name: "metrics", port: 9102, targetPort: "metrics", protocol: "TCP" },
+    ]);
+    const role = find(o, "ClusterRole", "sm-injector-rotation");
+    const writes = role.rules.filter((r: { verbs: string[] }) =>
+      r.verbs.some((v) => !["get", "list"].includes(v)),
+    );
+    assert.deepEqual(
+      writes.map(
+        (r: { resources: string[]; verbs: string[] }) => `${r.resources.join(",")}: ${r.verbs.join(",")}`,
+      ),
+      ["deployments,statefulsets,daemonsets: get,patch", "events: create,get,patch"],
+    );
+    const { loadRotationConfig } = await import("../../src/cli/rotation.ts");
+    assert.equal(loadRotationConfig(c.args.slice(1), {}).metricsPort, 9102);
+  });
+
+  test("report.clusterRole: read-only, no Secrets; absent by default", async () => {
+    assert.equal(
+      all(await renderChart(), "ClusterRole").filter((r) => r.metadata.name.endsWith("-report")).length,
+      0,
+    );
+    const role = find(await renderChart({ "report.clusterRole": true }), "ClusterRole", "sm-injector-report");
+    for (const r of role.rules as Array<{ resources: string[]; verbs: string[] }>) {
+      assert.deepEqual(
+        r.verbs.filter((v) => !["get", "list"].includes(v)),
+        [],
+        r.resources.join(),
+      );
+      assert.equal(r.resources.includes("secrets"), false);
+    }
+  });
+
   test("a long release name: the controller's names stay distinct from the webhook's", async () => {
     const release = "r".repeat(50);
     const o = await renderChart({ "rotation.enabled": true }, { release });
@@ -721,10 +778,20 @@ describe("webhook connection limits and client-certificate authentication", () =
       assert.equal(config.maxConnections, 512);
       assert.equal(config.maxInFlightBodyBytes, 32 * 1024 * 1024);
       assert.equal(config.clientCaFile, undefined);
-      // The V8 heap is capped well below the container's memory limit (256Mi).
+      // The V8 heap is capped well below the container's memory limit (256Mi), its young
+      // generation small (issue 13: resident memory after load).
       const nodeOptions = webhookContainer(o).env.find((e: K8sObject) => e.name === "NODE_OPTIONS");
-      assert.equal(nodeOptions?.value, "--max-old-space-size=128");
+      assert.equal(nodeOptions?.value, "--max-old-space-size=128 --max-semi-space-size=2");
     }
+  });
+
+  test("heap flags: each can be left to Node (0), both gone drops NODE_OPTIONS", async () => {
+    const options = async (values: Record<string, number>) =>
+      webhookContainer(await renderChart(values)).env?.find((e: K8sObject) => e.name === "NODE_OPTIONS")
+        ?.value;
+    assert.equal(await options({ "webhook.maxSemiSpaceMiB": 0 }), "--max-old-space-size=128");
+    assert.equal(await options({ "webhook.maxHeapMiB": 0 }), "--max-semi-space-size=2");
+    assert.equal(await options({ "webhook.maxHeapMiB": 0, "webhook.maxSemiSpaceMiB": 0 }), undefined);
   });
 
   test("clientAuth with a caBundle: a ConfigMap, mounted and passed as --client-ca-file; the helm test expects 401", async () => {

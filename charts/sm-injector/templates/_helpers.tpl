@@ -167,3 +167,13 @@ app.kubernetes.io/name: {{ include "sm-injector.name" . }}-test
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: test
 {{- end }}
+
+{{/*
+The webhook's V8 heap flags (NODE_OPTIONS), from webhook.maxHeapMiB and webhook.maxSemiSpaceMiB.
+*/}}
+{{- define "sm-injector.webhookNodeOptions" -}}
+{{- $flags := list -}}
+{{- with .Values.webhook.maxHeapMiB }}{{ $flags = append $flags (printf "--max-old-space-size=%d" (int .)) }}{{ end -}}
+{{- with .Values.webhook.maxSemiSpaceMiB }}{{ $flags = append $flags (printf "--max-semi-space-size=%d" (int .)) }}{{ end -}}
+{{- join " " $flags -}}
+{{- end -}}

@@ -9,6 +9,7 @@
  */
 import { spawnSync } from "node:child_process";
 import path from "node:path";
+import { shippedEntrypoint } from "../../../scripts/build.mjs";
 import { REPO_ROOT } from "./controlplane.ts";
 import type { ImageConfig } from "./pod-runner.ts";
 
@@ -16,10 +17,16 @@ const NODE_DIR = path.dirname(process.execPath);
 export const NODE_BIND = { hostPath: NODE_DIR, containerPath: "/nodejs/bin" };
 export const IMAGE_PATH = "/nodejs/bin:/usr/local/bin:/usr/bin:/bin";
 
-/** The runtime image of the Dockerfile: ENTRYPOINT node /app/sm-injector.mjs, USER 65532 (nonroot). */
+/**
+ * The runtime image of the Dockerfile: ENTRYPOINT node [--snapshot-blob /app/fetch.snapshot.blob]
+ * /app/sm-injector.mjs (as scripts/build.mjs's shippedEntrypoint decides for the built dist/), USER
+ * 65532 (nonroot).
+ */
 export function sminjectorImage(): ImageConfig {
   return {
-    entrypoint: ["/nodejs/bin/node", "/app/sm-injector.mjs"],
+    entrypoint: shippedEntrypoint(path.join(REPO_ROOT, "dist"), {
+      inImage: { node: "/nodejs/bin/node", appDir: "/app" },
+    }),
     cmd: ["help"],
     env: { PATH: IMAGE_PATH, NODE_ENV: "production" },
     workingDir: "/app",

@@ -1,0 +1,249 @@
+// The webhook side by side with hashicorp/vault-k8s's injector (built by scripts/build-peers.sh):
+// the same pod (3 containers, 10 secret references: vault's annotations for vault-k8s, ours for
+// sm-injector), the same load from this process, each webhook pinned to the same core, alternating
+// rounds; throughput (closed loop, 16 connections), p99 at a fixed 1,000/s, CPU per admission and
+// RSS after the load.
+//
+// vault-k8s insists on an in-cluster Kubernetes client: a throwaway kube-apiserver + etcd (the e2e
+// harness) with a static bearer token, and the ServiceAccount files vault-k8s reads from their fixed
+// path, put there in a private mount namespace (unshare -m, a tmpfs over /run), so nothing changes
+// on this machine. Needs root (unshare) and the e2e binaries (scripts/build-binaries.sh).
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import autocannon from "autocannon";
+import { generateCA, generateCert } from "../test/e2e/harness/certs.ts";
+import { type ControlPlane, startControlPlane } from "../test/e2e/harness/controlplane.ts";
+import { getFreePort } from "../test/e2e/harness/ports.ts";
+import { waitForHttp } from "../test/e2e/harness/process.ts";
+import { admissionReview } from "../test/helpers/webhook.ts";
+import { openLoop } from "./open-loop.ts";
+import { buildPeers } from "./peers.ts";
+import { type BenchWebhook, processCpuMs, realisticPod, rssKiB, startBenchWebhook } from "./webhook.ts";
+
+const TOKEN = "sm-injector-bench-vault-k8s";
+
+/** realisticPod() with vault-k8s's annotations for the same 10 secrets instead of ours. */
+export function vaultPod(): object {
+  const pod = structuredClone(realisticPod()) as { metadata: { annotations: Record<string, string> } };
+  const annotations: Record<string, string> = {
+    "vault.hashicorp.com/agent-inject": "true",
+    "vault.hashicorp.com/role": "erp-api",
+  };
+  for (let i = 0; i < 10; i++)
+    annotations[`vault.hashicorp.com/agent-inject-secret-SECRET_${i}`] =
+      `secret/data/erp/production/service/secret_${i}`;
+  pod.metadata.annotations = annotations;
+  return pod;
+}
+
+async function startVaultK8s(bin: string, cp: ControlPlane, cpu: number): Promise<BenchWebhook> {
+  const dir = await mkdtemp(join(tmpdir(), "sm-injector-vault-k8s-"));
+  const ca = await generateCA(dir, "vault-k8s-ca");
+  const serving = await generateCert(dir, ca, { cn: "vault-agent-injector", sans: ["127.0.0.1"] });
+  await writeFile(join(dir, "token"), TOKEN);
+  await writeFile(join(dir, "ca.crt"), cp.caCertPem);
+  const port = await getFreePort();
+  const api = new URL(cp.apiServerUrl);
+  const sa = "/run/secrets/kubernetes.io/serviceaccount";
+  const script = [
+    "set -e",
+    "mount -t tmpfs tmpfs /run",
+    `mkdir -p ${sa}`,
+    `cp "$1/token" "$1/ca.crt" ${sa}/`,
+    `printf default > ${sa}/namespace`,
+    'shift; exec "$@"',
+  ].join("\n");
+  const logPath = join(dir, "vault-k8s.log");
+  const out = openSync(logPath, "a");
+  const child = spawn(
+    "unshare",
+    [
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      script,
+      "sh",
+      dir,
+      "taskset",
+      "-c",
+      String(cpu),
+      join(bin, "vault-k8s"),
+      "agent-inject",
+      `-listen=127.0.0.1:${port}`,
+      `-tls-cert-file=${serving.certPath}`,
+      `-tls-key-file=${serving.keyPath}`,
+      "-vault-address=https://vault.vault.svc:8200",
+      "-log-level=error",
+    ],
+    {
+      stdio: ["ignore", out, out],
+      env: {
+        PATH: process.env.PATH ?? "",
+        KUBERNETES_SERVICE_HOST: api.hostname,
+        KUBERNETES_SERVICE_PORT: api.port,
+      },
+    },
+  );
+  closeSync(out);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const kill = () => child.kill("SIGKILL");
+  process.on("exit", kill);
+  const url = `https://127.0.0.1:${port}`;
+  try {
+    await Promise.race([
+      waitForHttp(`${url}/health/ready`, { ca: ca.certPem, timeoutMs: 30_000, status: 204 }),
+      exited.then(() => {
+        throw new Error(
+          `vault-k8s exited before it was ready:\n${readFileSync(logPath, "utf8").slice(-3000)}`,
+        );
+      }),
+    ]);
+  } catch (e) {
+    kill();
+    throw e;
+  }
+  // The pid of vault-k8s itself: unshare execs sh, which execs taskset, which execs vault-k8s.
+  return {
+    url,
+    ca: ca.certPem,
+    pid: child.pid as number,
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+      process.off("exit", kill);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SideBySide {
+  name: string;
+  requestsPerSecond: number[];
+  p99AtFixedRateMs: number[];
+  cpuMsPerAdmission: number[];
+  rssAfterMiB: number[];
+}
+
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+async function oneRound(wh: BenchWebhook, body: string, seconds: number, expect: string) {
+  const cpu0 = processCpuMs(wh.pid);
+  const closed = await autocannon({
+    url: `${wh.url}/mutate`,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    connections: 16,
+    duration: seconds,
+    tlsOptions: { ca: wh.ca },
+  } as autocannon.Options);
+  const cpuMs = processCpuMs(wh.pid) - cpu0;
+  const fixed = await openLoop({
+    url: `${wh.url}/mutate`,
+    ca: wh.ca,
+    body,
+    rate: 1000,
+    seconds,
+    warmupSeconds: 1,
+    maxConnections: 64,
+    expect,
+  });
+  if (closed.non2xx + closed.errors > 0 || fixed.errors + fixed.non2xx > 0)
+    throw new Error(
+      `errors under load: ${closed.non2xx + closed.errors} closed loop, ${fixed.errors + fixed.non2xx} fixed rate`,
+    );
+  return {
+    rps: Math.round(closed.requests.average),
+    p99: fixed.p99Ms,
+    cpuPerAdmission: Math.round((cpuMs / Math.max(1, closed.requests.total)) * 1000) / 1000,
+    rssMiB: Math.round(rssKiB(wh.pid) / 1024),
+  };
+}
+
+export async function benchWebhookPeers(opts: {
+  log: (s: string) => void;
+  rounds?: number;
+  seconds?: number;
+}): Promise<SideBySide[]> {
+  const bin = buildPeers(opts.log);
+  const rounds = opts.rounds ?? 5;
+  const seconds = opts.seconds ?? 5;
+  const tokens = await mkdtemp(join(tmpdir(), "sm-injector-bench-tokens-"));
+  await writeFile(join(tokens, "tokens.csv"), `${TOKEN},vault-k8s,vault-k8s,system:masters\n`);
+  opts.log("webhook side by side: starting kube-apiserver + etcd for vault-k8s's in-cluster client");
+  const cp = await startControlPlane({
+    extraApiServerArgs: [`--token-auth-file=${join(tokens, "tokens.csv")}`],
+  });
+  const cpu = 1;
+  const contenders = [
+    {
+      name: "sm-injector",
+      start: () => startBenchWebhook(cpu),
+      body: JSON.stringify(admissionReview(realisticPod())),
+    },
+    {
+      name: "vault-k8s",
+      start: () => startVaultK8s(bin, cp, cpu),
+      body: JSON.stringify(admissionReview(vaultPod())),
+    },
+  ];
+  const results: SideBySide[] = contenders.map((c) => ({
+    name: c.name,
+    requestsPerSecond: [],
+    p99AtFixedRateMs: [],
+    cpuMsPerAdmission: [],
+    rssAfterMiB: [],
+  }));
+  try {
+    for (let round = 1; round <= rounds; round++)
+      for (const [i, c] of contenders.entries()) {
+        opts.log(`webhook side by side: ${c.name}, round ${round}/${rounds}`);
+        const wh = await c.start();
+        try {
+          // Warm-up (JIT, connection pools), not measured.
+          await autocannon({
+            url: `${wh.url}/mutate`,
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: c.body,
+            connections: 8,
+            duration: 1,
+            tlsOptions: { ca: wh.ca },
+          } as autocannon.Options);
+          const r = await oneRound(wh, c.body, seconds, '"allowed":true');
+          const into = results[i] as SideBySide;
+          into.requestsPerSecond.push(r.rps);
+          into.p99AtFixedRateMs.push(r.p99);
+          into.cpuMsPerAdmission.push(r.cpuPerAdmission);
+          into.rssAfterMiB.push(r.rssMiB);
+        } finally {
+          await wh.stop();
+        }
+      }
+  } finally {
+    await cp.stop();
+    await rm(tokens, { recursive: true, force: true });
+  }
+  return results;
+}
+
+export function webhookPeersTable(results: SideBySide[]): string {
+  const [ours, vault] = results as [SideBySide, SideBySide];
+  const m = (r: SideBySide, k: keyof Omit<SideBySide, "name">) => median(r[k] as number[]);
+  const ratio = (k: keyof Omit<SideBySide, "name">) => Math.round((m(ours, k) / m(vault, k)) * 100) / 100;
+  return [
+    `**Webhook, side by side with vault-k8s** (the same pod of 3 containers and 10 secret references, each webhook pinned to the same core, ${ours.requestsPerSecond.length} alternating rounds, medians; \`npm run bench -- --peers\`):`,
+    "",
+    "| | sm-injector | vault-k8s | ratio |",
+    "|---|---|---|---|",
+    `| closed loop, 16 connections, admissions/s | ${m(ours, "requestsPerSecond")} | ${m(vault, "requestsPerSecond")} | ${ratio("requestsPerSecond")}× |`,
+    `| p99 at a fixed 1,000/s, ms | ${m(ours, "p99AtFixedRateMs")} | ${m(vault, "p99AtFixedRateMs")} | ${ratio("p99AtFixedRateMs")} |`,
+    `| CPU per admission (closed loop), ms | ${m(ours, "cpuMsPerAdmission")} | ${m(vault, "cpuMsPerAdmission")} | ${ratio("cpuMsPerAdmission")} |`,
+    `| RSS after the load, MiB | ${m(ours, "rssAfterMiB")} | ${m(vault, "rssAfterMiB")} | ${ratio("rssAfterMiB")}× |`,
+  ].join("\n");
+}
