@@ -266,19 +266,32 @@ function describeMutation(before: V1PodTemplateSpec, after: V1Pod): string[] {
         fileMode: number;
         timeoutSeconds: number;
         entries: Array<{
+          kind: string;
           source: { secretId: string; region?: string };
           env?: string;
           key?: string;
           prefix?: string;
+          parts?: Array<string | { source: { secretId: string }; key?: string; filter?: string }>;
         }>;
       };
       out.push(
         `    writes ${s.format === "files" ? `one file per variable in ${s.outputDir}` : `${s.outputDir}/${s.fileName}`} (${s.format}, mode 0${s.fileMode.toString(8)}), deadline ${s.timeoutSeconds} s`,
       );
       for (const e of s.entries)
-        out.push(
-          `    ${e.env ?? (e.prefix !== undefined ? `${e.prefix}*` : "*")} ← ${e.source.secretId}${e.key ? `#${e.key}` : ""}${e.source.region ? dim(` (${e.source.region})`) : ""}`,
-        );
+        if (e.kind === "template")
+          out.push(
+            `    ${e.env} ← template: ${(e.parts ?? [])
+              .map((p) =>
+                typeof p === "string"
+                  ? p
+                  : `\${${p.source.secretId}${p.key ? `#${p.key}` : ""}${p.filter ? `|${p.filter}` : ""}}`,
+              )
+              .join("")}`,
+          );
+        else
+          out.push(
+            `    ${e.env ?? (e.prefix !== undefined ? `${e.prefix}*` : "*")} ← ${e.source.secretId}${e.key ? `#${e.key}` : ""}${e.source.region ? dim(` (${e.source.region})`) : ""}`,
+          );
     }
     const identity = (c.env ?? []).filter((e) =>
       /^AWS_(ROLE_ARN|WEB_IDENTITY_TOKEN_FILE|CONTAINER_)/.test(e.name),
@@ -695,10 +708,26 @@ async function showRotation(ctx: {
   const e = env as E2E;
   const init = ctx.pod.spec?.initContainers?.find((c) => c.name === INIT_CONTAINER);
   const spec = JSON.parse(init?.env?.find((v) => v.name === "SM_INJECTOR_SPEC")?.value ?? "{}") as {
-    entries: Array<{ source: { secretId: string } }>;
+    entries: Array<{
+      source?: { secretId: string };
+      parts?: Array<string | { source: { secretId: string } }>;
+    }>;
   };
-  const referenced = new Set(spec.entries.map((x) => x.source.secretId));
-  const index = ctx.secrets.findIndex((s) => referenced.has(s.name) && s.parts.length === 1);
+  // A secret read through a template first: rotating it is the point of a template.
+  const templated = new Set(
+    spec.entries.flatMap((x) =>
+      (x.parts ?? []).flatMap((p) => (typeof p === "string" ? [] : [p.source.secretId])),
+    ),
+  );
+  const referenced = new Set([
+    ...spec.entries.flatMap((x) => (x.source ? [x.source.secretId] : [])),
+    ...templated,
+  ]);
+  const byTemplate = ctx.secrets.findIndex((s) => templated.has(s.name));
+  const index =
+    byTemplate >= 0
+      ? byTemplate
+      : ctx.secrets.findIndex((s) => referenced.has(s.name) && s.parts.length === 1);
   const at = index >= 0 ? index : ctx.secrets.findIndex((s) => referenced.has(s.name));
   const old = ctx.secrets[at] as SeededSecret;
   step(8, `Rotation: ${old.name} gets a new version`);

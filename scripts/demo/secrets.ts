@@ -3,6 +3,7 @@
 // random for each run, contain what breaks naive env files (quotes, `$`, backslashes, spaces), carry
 // the marker SMDEMO (so a test can prove none is ever printed), and are never shown.
 import { createHash, randomBytes } from "node:crypto";
+import { urlencode } from "../../src/spec/template-filters.ts";
 
 export interface SeededSecret {
   name: string;
@@ -38,6 +39,30 @@ export function rotated(s: SeededSecret): SeededSecret {
   return { ...fresh, labels: fresh.labels.map((l) => `${l} (new version)`) };
 }
 
+/**
+ * An RDS-format secret (examples/fastapi-rds-database-url.yaml): the app receives the DATABASE_URL
+ * its template composes, so that value is the part the app is checked against.
+ */
+function rds(password: string): SeededSecret {
+  const fields = {
+    engine: "postgres",
+    host: "erp-db.erp.internal",
+    port: 5432,
+    username: "erp_app",
+    password,
+    dbname: "erp",
+  };
+  const enc = (v: string) => urlencode(Buffer.from(v, "utf8")).toString("latin1");
+  const url = `postgresql+asyncpg://${enc(fields.username)}:${enc(password)}@${fields.host}:${fields.port}/${enc(fields.dbname)}`;
+  return {
+    name: "erp/production/rds",
+    value: JSON.stringify(fields),
+    describe: `JSON in the RDS format (${Object.keys(fields).join(", ")})`,
+    parts: [url],
+    labels: ["template DATABASE_URL ← erp/production/rds"],
+  };
+}
+
 export function secretsFor(): SeededSecret[] {
   const dbPassword = `p'a"s$s\\SMDEMO-${token(9)}`;
   return [
@@ -47,6 +72,7 @@ export function secretsFor(): SeededSecret[] {
     }),
     plain("erp/staging/jwt/secret_key", `SMDEMO-${token(24)}-$HOME-\`id\``),
     json("erp/production/redis", { password: `SMDEMO ${token(12)} $(id)` }),
+    rds(`p@ss:w/rd?#%$'"\\SMDEMO-${token(9)}`),
     json("erp/production/aws/s3_app_user_credentials", {
       access_key_id: `AKIASMDEMO${randomBytes(5).toString("hex").toUpperCase()}`,
       secret_access_key: `SMDEMO/${token(27)}+'"`,

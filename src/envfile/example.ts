@@ -4,6 +4,7 @@
 // starting with `#` is a comment to both. Pure; it never holds a value.
 import type { ReceivedVariable } from "../inject/pod-fetch.ts";
 import type { SecretSource } from "../spec/fetch-spec.ts";
+import { versionParam } from "../spec/reference.ts";
 
 export type ExampleVariable = ReceivedVariable;
 
@@ -15,12 +16,7 @@ export interface ExampleSection {
 
 /** The reference in the annotation syntax: NAME_OR_ARN[?versionStage=…|?versionId=…][#key] (region). */
 export function referenceText(source: SecretSource, key?: string): string {
-  const version =
-    source.versionId !== undefined
-      ? `?versionId=${source.versionId}`
-      : source.versionStage !== undefined
-        ? `?versionStage=${encodeURIComponent(source.versionStage)}`
-        : "";
+  const version = versionParam(source);
   const region = source.region !== undefined ? ` (${source.region})` : "";
   return `${source.secretId}${version}${key !== undefined ? `#${key}` : ""}${region}`;
 }
@@ -44,6 +40,7 @@ function variableLines(v: ExampleVariable): string[] {
         `${v.prefix === "" ? "every" : `${v.prefix}<KEY> for every`} ${v.except.length > 0 ? "other " : ""}key of the JSON secret ${referenceText(v.source)}: named when the pod fetches it, so not listed here`,
       ),
     ];
+  if ("template" in v) return [comment(`composed by the template ${v.template}`), `${v.name}=`];
   return [comment(`from ${referenceText(v.source, v.key)}`), `${v.name}=`];
 }
 

@@ -7,7 +7,7 @@
 // (credentials chain, AWS_REGION, AWS_ENDPOINT_URL*) from process.env, as it does in every AWS
 // tool; in the init container the two are the same object.
 import { type FileHandle, open } from "node:fs/promises";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import {
   EncodeError,
   type EnvVar,
@@ -18,6 +18,7 @@ import {
 } from "../envfile/index.ts";
 import {
   describeIssue,
+  entrySources,
   FETCH_SPEC_ENV,
   type FetchSpec,
   FetchSpecSchema,
@@ -46,7 +47,7 @@ import {
   terminationText,
   writeProblem,
 } from "./errors.ts";
-import { type FetchedSecret, type FetchOutcome, resolveVariables } from "./resolve.ts";
+import { type FetchedSecret, type FetchOutcome, type Resolution, resolveVariables } from "./resolve.ts";
 import { roleSessionName } from "./session-name.ts";
 import { type OutputFile, writeAtomically, writeTerminationMessage } from "./write.ts";
 
@@ -153,17 +154,54 @@ export async function runFetch(io: FetchIO): Promise<number> {
   }
 }
 
+/** What one run carries from stage to stage: the spec, the log, the identity and the call count. */
+interface Run {
+  readonly io: FetchIO;
+  readonly spec: FetchSpec;
+  readonly log: Logger;
+  readonly ctx: ProblemContext;
+  /** The STS role session name the pod's IRSA credentials are requested with (names the pod in CloudTrail). */
+  readonly sessionName: string | undefined;
+  readonly output: string;
+  readonly started: number;
+  apiCalls: number;
+}
+
+/** The init container's stages: spec → plan → fetch → resolve (templates rendered) → encode → write. */
 async function fetchAndWrite(io: FetchIO): Promise<number> {
   const started = performance.now();
-  const fail = (lines: readonly string[]) => {
-    for (const l of lines) io.stderr.write(`${PREFIX}${l}\n`);
-  };
   const specResult = readSpec(io.env);
   if ("error" in specResult) {
-    fail([specResult.error]);
+    printProblems(io, [specResult.error]);
     return 2;
   }
-  const { spec } = specResult;
+  const run = startRun(io, specResult.spec, started);
+  const sources = planSources(run.spec);
+  const { fetched, problems } = await fetchAll(run, sources);
+
+  // Resolved even when some fetches failed, so that one run reports every problem.
+  const resolution = resolveVariables(run.spec.entries, fetched);
+  for (const s of resolution.skipped) run.log.info({ detail: s }, "optional secret skipped");
+  problems.push(...resolution.errors);
+  if (run.spec.format === "shell") problems.push(...shellNameProblems(resolution.vars, resolution.origins));
+  if (problems.length > 0) return finish(run, problems);
+
+  const files = encodeOutput(run.spec, resolution);
+  if ("problem" in files) return finish(run, [files.problem]);
+  try {
+    await writeAtomically(run.spec.outputDir, files.files, run.spec.fileMode);
+  } catch (e) {
+    return finish(run, [writeProblem(e, run.spec.outputDir)]);
+  }
+  await reportWritten(run, sources, fetched, resolution);
+  return 0;
+}
+
+function printProblems(io: FetchIO, lines: readonly string[]): void {
+  for (const l of lines) io.stderr.write(`${PREFIX}${l}\n`);
+}
+
+function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
   const sessionName = roleSessionName(io.env);
   const log = pino(
     {
@@ -183,200 +221,241 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
     timeoutSeconds: spec.timeoutSeconds,
     defaultRegion: io.env.AWS_REGION ?? io.env.AWS_DEFAULT_REGION,
   };
-  const output = outputPath(spec);
-  let apiCalls = 0;
-  const finish = async (lines: readonly string[]): Promise<number> => {
-    const problems = [...new Set(lines)]; // two entries on one missing secret: one line
-    fail(problems);
-    await writeTerminationMessage(
-      io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
-      terminationText(problems, spec.messageBytes),
-    );
-    log.error(
-      {
-        problems,
-        output,
-        apiCalls,
-        identity: ctx.identity.description,
-        durationMs: Math.round(performance.now() - started),
-      },
-      "fetch failed; nothing written",
-    );
-    return 1;
-  };
+  return { io, spec, log, ctx, sessionName, output: outputPath(spec), started, apiCalls: 0 };
+}
 
+/**
+ * Nothing written: every problem on stderr (once each) and in the termination message (the pod's
+ * status), and one log line. Exit code 1.
+ */
+async function finish(run: Run, lines: readonly string[]): Promise<number> {
+  const problems = [...new Set(lines)]; // two entries on one missing secret: one line
+  printProblems(run.io, problems);
+  await writeTerminationMessage(
+    run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
+    terminationText(problems, run.spec.messageBytes),
+  );
+  run.log.error(
+    {
+      problems,
+      output: run.output,
+      apiCalls: run.apiCalls,
+      identity: run.ctx.identity.description,
+      durationMs: Math.round(performance.now() - run.started),
+    },
+    "fetch failed; nothing written",
+  );
+  return 1;
+}
+
+/** Plan: each distinct (secret, region, version) once, however many entries and placeholders read it. */
+function planSources(spec: FetchSpec): SecretSource[] {
   const sources = new Map<string, SecretSource>();
-  for (const e of spec.entries) sources.set(sourceKey(e.source), e.source);
+  for (const e of spec.entries) for (const s of entrySources(e)) sources.set(sourceKey(s), s);
+  return [...sources.values()];
+}
 
+/** Where the fetch stage collects outcomes and problems. */
+interface FetchState {
+  readonly run: Run;
+  readonly fetcher: SecretFetcher;
+  readonly deadline: AbortSignal;
+  readonly fetched: Map<string, FetchOutcome>;
+  readonly problems: string[];
+  /** A region without credentials is one problem, however many secrets it holds. */
+  readonly noCredentials: Map<string, { region: string | undefined; err: AwsCallError; secrets: string[] }>;
+  /** Secrets a batch did not return, read afterwards with GetSecretValue. */
+  readonly later: SecretSource[];
+}
+
+/** Fetch: every source within the deadline, at most spec.concurrency calls in flight. */
+async function fetchAll(
+  run: Run,
+  sources: readonly SecretSource[],
+): Promise<{ fetched: Map<string, FetchOutcome>; problems: string[] }> {
+  const { spec } = run;
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), spec.timeoutSeconds * 1000);
   const fetcher = new SecretFetcher({
     concurrency: spec.concurrency,
     signal: deadline.signal,
-    onAttempt: () => apiCalls++,
+    onAttempt: () => run.apiCalls++,
     // A third of the deadline, at most 5 s: a hung attempt leaves time for at least two more.
     attemptTimeoutMs: Math.min(5000, Math.round((spec.timeoutSeconds * 1000) / 3)),
-    roleSessionName: sessionName,
+    roleSessionName: run.sessionName,
   });
-  const fetched = new Map<string, FetchOutcome>();
-  const problems: string[] = [];
-  // A region without credentials is one problem, however many secrets it holds.
-  const noCredentials = new Map<
-    string,
-    { region: string | undefined; err: AwsCallError; secrets: string[] }
-  >();
-  const asCallError = (e: unknown) =>
-    e instanceof AwsCallError ? e : new AwsCallError("Error", (e as Error)?.message ?? String(e), "call", 0);
-  const failed = (source: SecretSource, err: AwsCallError) => {
-    if (err.phase === "credentials") {
-      const r = source.region ?? "";
-      const group = noCredentials.get(r) ?? { region: source.region, err, secrets: [] };
-      group.secrets.push(source.secretId);
-      noCredentials.set(r, group);
-    } else {
-      problems.push(callErrorLine(source, err, ctx));
-    }
-    fetched.set(sourceKey(source), { failed: true });
+  const state: FetchState = {
+    run,
+    fetcher,
+    deadline: deadline.signal,
+    fetched: new Map(),
+    problems: [],
+    noCredentials: new Map(),
+    later: [],
   };
-  const logFetched = (
-    r: FetchedSecret,
-    api: "GetSecretValue" | "BatchGetSecretValue",
-    attempts: number,
-    t0: number,
-  ) =>
-    log.info(
-      {
-        secretId: r.secretId,
-        versionId: r.versionId,
-        versionStages: r.versionStages,
-        bytes: r.value.length,
-        api,
-        attempts,
-        durationMs: Math.round(performance.now() - t0),
-      },
-      "fetched secret",
-    );
-
-  const fetchOne = async (source: SecretSource) => {
-    const t0 = performance.now();
-    try {
-      const r = await fetcher.get(source);
-      if ("missing" in r) {
-        const err = new AwsCallError(r.code, r.message, "call", r.attempts);
-        fetched.set(sourceKey(source), { missing: true, reason: callProblem(source, err, ctx) });
-        return;
-      }
-      fetched.set(sourceKey(source), r);
-      logFetched(r, "GetSecretValue", r.attempts, t0);
-    } catch (e) {
-      failed(source, asCallError(e));
-    }
-  };
-
-  // With spec.batch, up to 20 secrets of a region in one BatchGetSecretValue. What it does not
-  // return (a missing secret, one the role may not read), and everything when the call fails, is
-  // read afterwards with GetSecretValue, whose error is the one reported.
-  const later: SecretSource[] = [];
-  const fetchBatch = async (batch: SecretSource[]) => {
-    const t0 = performance.now();
-    let result: BatchResult;
-    try {
-      result = await fetcher.getBatch(batch);
-    } catch (e) {
-      const err = asCallError(e);
-      if (err.phase === "credentials" || deadline.signal.aborted) {
-        for (const s of batch) failed(s, err);
-        return;
-      }
-      log.info(
-        {
-          region: batch[0]?.region ?? ctx.defaultRegion,
-          secrets: batch.length,
-          code: err.code,
-          hint: err.code.startsWith("AccessDenied")
-            ? 'allow secretsmanager:BatchGetSecretValue (Resource "*") to the role, or run the webhook without --batch-get-secret-value'
-            : undefined,
-        },
-        "BatchGetSecretValue failed; reading these secrets one by one",
-      );
-      later.push(...batch);
-      return;
-    }
-    for (const s of batch) {
-      const r = result.fetched.get(s.secretId);
-      if (!r) {
-        later.push(s);
-        continue;
-      }
-      fetched.set(sourceKey(s), r);
-      logFetched(r, "BatchGetSecretValue", result.attempts, t0);
-    }
-  };
-
   try {
-    const plan = spec.batch
-      ? planCalls([...sources.values()])
-      : { batches: [], singles: [...sources.values()] };
+    const plan = spec.batch ? planCalls([...sources]) : { batches: [], singles: [...sources] };
     const calls = [
-      ...plan.batches.map((b) => () => fetchBatch(b)),
-      ...plan.singles.map((s) => () => fetchOne(s)),
+      ...plan.batches.map((b) => () => fetchBatch(state, b)),
+      ...plan.singles.map((s) => () => fetchOne(state, s)),
     ];
     await forEachBounded(calls, spec.concurrency, (call) => call());
     // Never more than spec.concurrency calls in flight: the fallback runs after the batches.
-    await forEachBounded(later, spec.concurrency, fetchOne);
+    await forEachBounded(state.later, spec.concurrency, (s) => fetchOne(state, s));
   } finally {
     clearTimeout(timer);
     fetcher.destroy();
   }
-  for (const g of noCredentials.values())
-    problems.push(credentialsErrorLine(g.region, g.secrets, g.err, ctx));
+  for (const g of state.noCredentials.values())
+    state.problems.push(credentialsErrorLine(g.region, g.secrets, g.err, run.ctx));
+  return { fetched: state.fetched, problems: state.problems };
+}
 
-  // Resolved even when some fetches failed, so that one run reports every problem.
-  const resolution = resolveVariables(spec.entries, fetched);
-  for (const s of resolution.skipped) log.info({ detail: s }, "optional secret skipped");
-  problems.push(...resolution.errors);
-  if (spec.format === "shell") problems.push(...shellNameProblems(resolution.vars, resolution.origins));
-  if (problems.length > 0) return finish(problems);
+function asCallError(e: unknown): AwsCallError {
+  return e instanceof AwsCallError
+    ? e
+    : new AwsCallError("Error", (e as Error)?.message ?? String(e), "call", 0);
+}
 
-  let files: OutputFile[];
+function failed(state: FetchState, source: SecretSource, err: AwsCallError): void {
+  if (err.phase === "credentials") {
+    const r = source.region ?? "";
+    const group = state.noCredentials.get(r) ?? { region: source.region, err, secrets: [] };
+    group.secrets.push(source.secretId);
+    state.noCredentials.set(r, group);
+  } else {
+    state.problems.push(callErrorLine(source, err, state.run.ctx));
+  }
+  state.fetched.set(sourceKey(source), { failed: true });
+}
+
+function logFetched(
+  run: Run,
+  r: FetchedSecret,
+  api: "GetSecretValue" | "BatchGetSecretValue",
+  attempts: number,
+  t0: number,
+): void {
+  run.log.info(
+    {
+      secretId: r.secretId,
+      versionId: r.versionId,
+      versionStages: r.versionStages,
+      bytes: r.value.length,
+      api,
+      attempts,
+      durationMs: Math.round(performance.now() - t0),
+    },
+    "fetched secret",
+  );
+}
+
+async function fetchOne(state: FetchState, source: SecretSource): Promise<void> {
+  const t0 = performance.now();
   try {
-    files =
-      spec.format === "files"
-        ? renderFiles(resolution.vars)
-        : [{ fileName: spec.fileName, content: render(spec.format, resolution.vars) }];
+    const r = await state.fetcher.get(source);
+    if ("missing" in r) {
+      const err = new AwsCallError(r.code, r.message, "call", r.attempts);
+      state.fetched.set(sourceKey(source), {
+        missing: true,
+        reason: callProblem(source, err, state.run.ctx),
+      });
+      return;
+    }
+    state.fetched.set(sourceKey(source), r);
+    logFetched(state.run, r, "GetSecretValue", r.attempts, t0);
+  } catch (e) {
+    failed(state, source, asCallError(e));
+  }
+}
+
+/**
+ * With spec.batch, up to 20 secrets of a region in one BatchGetSecretValue. What it does not
+ * return (a missing secret, one the role may not read), and everything when the call fails, is
+ * read afterwards with GetSecretValue, whose error is the one reported.
+ */
+async function fetchBatch(state: FetchState, batch: SecretSource[]): Promise<void> {
+  const t0 = performance.now();
+  let result: BatchResult;
+  try {
+    result = await state.fetcher.getBatch(batch);
+  } catch (e) {
+    const err = asCallError(e);
+    if (err.phase === "credentials" || state.deadline.aborted) {
+      for (const s of batch) failed(state, s, err);
+      return;
+    }
+    state.run.log.info(
+      {
+        region: batch[0]?.region ?? state.run.ctx.defaultRegion,
+        secrets: batch.length,
+        code: err.code,
+        hint: err.code.startsWith("AccessDenied")
+          ? 'allow secretsmanager:BatchGetSecretValue (Resource "*") to the role, or run the webhook without --batch-get-secret-value'
+          : undefined,
+      },
+      "BatchGetSecretValue failed; reading these secrets one by one",
+    );
+    state.later.push(...batch);
+    return;
+  }
+  for (const s of batch) {
+    const r = result.fetched.get(s.secretId);
+    if (!r) {
+      state.later.push(s);
+      continue;
+    }
+    state.fetched.set(sourceKey(s), r);
+    logFetched(state.run, r, "BatchGetSecretValue", result.attempts, t0);
+  }
+}
+
+/** Encode: the variables in the spec's format (one file, or one per variable); a value it cannot write is a problem. */
+function encodeOutput(
+  spec: FetchSpec,
+  resolution: Resolution,
+): { files: OutputFile[] } | { problem: string } {
+  try {
+    return {
+      files:
+        spec.format === "files"
+          ? renderFiles(resolution.vars)
+          : [{ fileName: spec.fileName, content: render(spec.format, resolution.vars) }],
+    };
   } catch (e) {
     if (!(e instanceof EncodeError)) throw e;
     const origin = resolution.origins.get(e.variable);
-    return finish([encodeProblem(origin, spec.format, e.message)]);
+    return { problem: encodeProblem(origin, spec.format, e.message) };
   }
-  try {
-    await writeAtomically(spec.outputDir, files, spec.fileMode);
-  } catch (e) {
-    return finish([writeProblem(e, spec.outputDir)]);
-  }
+}
 
+/** After the write: the versions for the rotation controller, and the run's one success line. */
+async function reportWritten(
+  run: Run,
+  sources: readonly SecretSource[],
+  fetched: ReadonlyMap<string, FetchOutcome>,
+  resolution: Resolution,
+): Promise<void> {
   const recorded = await recordVersions(
-    io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
-    [...sources.values()],
+    run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
+    sources,
     fetched,
-    ctx.defaultRegion,
-    spec.messageBytes,
+    run.ctx.defaultRegion,
+    run.spec.messageBytes,
   );
-
-  log.info(
+  run.log.info(
     {
       variables: resolution.vars.length,
-      secrets: sources.size,
+      secrets: sources.length,
       skipped: resolution.skipped.length,
-      format: spec.format,
-      output,
-      apiCalls,
+      format: run.spec.format,
+      output: run.output,
+      apiCalls: run.apiCalls,
       versionsRecorded: recorded,
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.round(performance.now() - run.started),
       // performance.now() counts from process start: the whole cost a pod start pays for us.
       sinceProcessStartMs: Math.round(performance.now()),
     },
     "secrets written",
   );
-  return 0;
 }

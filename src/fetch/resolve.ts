@@ -3,7 +3,16 @@
 // quotes the text it failed on.
 import { isUtf8 } from "node:buffer";
 import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
-import { type FetchEntry, type SecretSource, sourceKey } from "../spec/fetch-spec.ts";
+import {
+  type ExpandEntry,
+  type FetchEntry,
+  type SecretSource,
+  sourceKey,
+  type TemplateEntry,
+  type TemplateReference,
+  type ValueEntry,
+} from "../spec/fetch-spec.ts";
+import { type FilterInput, TEMPLATE_FILTERS } from "../spec/template-filters.ts";
 import { problem } from "./errors.ts";
 import { type JsonMember, type JsonObjectMembers, parseJsonObjectMembers } from "./json-members.ts";
 
@@ -72,13 +81,13 @@ const NOT_UNICODE =
 
 /**
  * A member as the bytes a variable gets: a string as itself, anything else as its exact text in
- * the secret. An error (naming no value) when the key is repeated or the string is not Unicode.
+ * the secret (`raw`). An error (naming no value) when the key is repeated or the string is not Unicode.
  */
 function memberBytes(
   json: JsonObjectMembers,
   key: string,
   what: string,
-): { value: Buffer } | { error: string } {
+): { value: Buffer; raw: boolean } | { error: string } {
   const where = `${what} key ${JSON.stringify(key)}`;
   if (hasLoneSurrogate(key)) return { error: problem("not-unicode", where, `the key ${NOT_UNICODE}`) };
   if (json.duplicates.has(key))
@@ -90,9 +99,9 @@ function memberBytes(
       ),
     };
   const m = json.members.get(key) as JsonMember;
-  if (m.kind === "raw") return { value: Buffer.from(m.text, "utf8") };
+  if (m.kind === "raw") return { value: Buffer.from(m.text, "utf8"), raw: true };
   if (hasLoneSurrogate(m.value)) return { error: problem("not-unicode", where, `the value ${NOT_UNICODE}`) };
-  return { value: Buffer.from(m.value, "utf8") };
+  return { value: Buffer.from(m.value, "utf8"), raw: false };
 }
 
 /** Where resolveVariables collects what each entry gives. */
@@ -105,13 +114,7 @@ interface Sink {
 }
 
 /** `#key`: one member of a JSON object secret, as its exact bytes. */
-function resolveKey(
-  entry: FetchEntry & { kind: "value" },
-  key: string,
-  json: JsonObjectMembers,
-  what: string,
-  sink: Sink,
-): void {
+function resolveKey(entry: ValueEntry, key: string, json: JsonObjectMembers, what: string, sink: Sink): void {
   if (!json.members.has(key)) {
     sink.missing(
       problem(
@@ -129,12 +132,7 @@ function resolveKey(
 }
 
 /** env-from: every (or every selected) member of a JSON object secret, one variable each. */
-function resolveExpansion(
-  entry: FetchEntry & { kind: "expand" },
-  json: JsonObjectMembers,
-  what: string,
-  sink: Sink,
-): void {
+function resolveExpansion(entry: ExpandEntry, json: JsonObjectMembers, what: string, sink: Sink): void {
   for (const key of entry.keys ?? json.members.keys()) {
     if (!json.members.has(key)) {
       sink.missing(
@@ -183,47 +181,128 @@ export function resolveVariables(
     missing: (line, optional) => (optional ? skipped.push(`${line}; optional, skipped`) : errors.push(line)),
   };
 
+  const secrets: Secrets = { fetched, jsonOf };
   for (const entry of entries) {
-    const what = describeSource(entry.source);
-    const outcome = fetched.get(sourceKey(entry.source));
-    if (outcome === undefined) {
-      errors.push(problem("internal-error", what, "was not fetched (internal error)"));
-      continue;
-    }
-    if ("failed" in outcome) continue;
-    if ("missing" in outcome) {
-      if (entry.optional) skipped.push(`${what}: ${outcome.reason}; optional, skipped`);
-      else errors.push(`${what}: ${outcome.reason}`);
-      continue;
-    }
-    if (outcome.loneSurrogate) {
-      errors.push(problem("not-unicode", what, `the SecretString ${NOT_UNICODE}`));
-      continue;
-    }
-    if (entry.kind === "value" && entry.key === undefined) {
-      sink.add(entry.env, outcome.value, what);
-      continue;
-    }
+    if (entry.kind === "template") resolveTemplate(entry, secrets, sink);
+    else resolveEntry(entry, secrets, sink);
+  }
+  return { vars, origins: owner, skipped, errors };
+}
 
-    const json = jsonOf(outcome);
+/** The fetched secrets, and each one's JSON members parsed once. */
+interface Secrets {
+  fetched: ReadonlyMap<string, FetchOutcome>;
+  jsonOf(secret: FetchedSecret): JsonObjectMembers | undefined;
+}
+
+/**
+ * The secret a source names, or the problem with it as a line (undefined when its fetch failed,
+ * which is reported already). `what` names it in the line.
+ */
+function secretOf(
+  source: SecretSource,
+  secrets: Secrets,
+  what: string,
+): { secret: FetchedSecret } | { missing: string } | { error: string | undefined } {
+  const outcome = secrets.fetched.get(sourceKey(source));
+  if (outcome === undefined)
+    return { error: problem("internal-error", what, "was not fetched (internal error)") };
+  if ("failed" in outcome) return { error: undefined };
+  if ("missing" in outcome) return { missing: `${what}: ${outcome.reason}` };
+  if (outcome.loneSurrogate)
+    return { error: problem("not-unicode", what, `the SecretString ${NOT_UNICODE}`) };
+  return { secret: outcome };
+}
+
+function notAnObject(what: string, secret: FetchedSecret, need: string): string {
+  return problem(
+    "not-json-object",
+    what,
+    `is not a JSON object${secret.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
+  );
+}
+
+/** `env.<VAR>` (whole value or `#key`) and `env-from`. */
+function resolveEntry(entry: ValueEntry | ExpandEntry, secrets: Secrets, sink: Sink): void {
+  const what = describeSource(entry.source);
+  const got = secretOf(entry.source, secrets, what);
+  if ("missing" in got) sink.missing(got.missing, entry.optional);
+  else if ("error" in got) {
+    if (got.error !== undefined) sink.error(got.error);
+  } else if (entry.kind === "value" && entry.key === undefined) sink.add(entry.env, got.secret.value, what);
+  else {
+    const json = secrets.jsonOf(got.secret);
     if (json === undefined) {
       const need =
         entry.kind === "value"
           ? `key ${JSON.stringify(entry.key)} cannot be selected`
           : "its keys cannot be expanded";
-      errors.push(
-        problem(
-          "not-json-object",
-          what,
-          `is not a JSON object${outcome.binary ? " (it is a binary secret)" : ""}, so ${need}; store it as a JSON object or reference the whole value`,
-        ),
-      );
-      continue;
-    }
-    if (entry.kind === "value") resolveKey(entry, entry.key as string, json, what, sink);
+      sink.error(notAnObject(what, got.secret, need));
+    } else if (entry.kind === "value") resolveKey(entry, entry.key as string, json, what, sink);
     else resolveExpansion(entry, json, what, sink);
   }
-  return { vars, origins: owner, skipped, errors };
+}
+
+/**
+ * A template: every placeholder's value, filtered, between the literal text. Any placeholder that
+ * cannot be resolved fails the variable (templates are never optional); every problem is reported,
+ * each naming the template's variable and the reference, never a value.
+ */
+function resolveTemplate(entry: TemplateEntry, secrets: Secrets, sink: Sink): void {
+  const pieces: Buffer[] = [];
+  let complete = true;
+  for (const part of entry.parts) {
+    if (typeof part === "string") {
+      pieces.push(Buffer.from(part, "utf8"));
+      continue;
+    }
+    const value = placeholderValue(entry.env, part, secrets);
+    if ("error" in value) {
+      complete = false;
+      if (value.error !== undefined) sink.error(value.error);
+    } else pieces.push(value.bytes);
+  }
+  if (complete) sink.add(entry.env, Buffer.concat(pieces), `template ${entry.env}`);
+}
+
+/** `${source#key|filter}` of template `env`, as the bytes it puts in the value. */
+function placeholderValue(
+  env: string,
+  ref: TemplateReference,
+  secrets: Secrets,
+): { bytes: Buffer } | { error: string | undefined } {
+  const what = `template ${env}: ${describeSource(ref.source)}`;
+  const got = secretOf(ref.source, secrets, what);
+  if ("missing" in got) return { error: got.missing };
+  if ("error" in got) return got;
+  let input: FilterInput = { bytes: got.secret.value, raw: false };
+  if (ref.key !== undefined) {
+    const json = secrets.jsonOf(got.secret);
+    if (json === undefined)
+      return { error: notAnObject(what, got.secret, `key ${JSON.stringify(ref.key)} cannot be selected`) };
+    if (!json.members.has(ref.key))
+      return {
+        error: problem(
+          "key-missing",
+          what,
+          `has no key ${JSON.stringify(ref.key)} (it has ${json.members.size} keys: ${listKeys(json)})`,
+        ),
+      };
+    const member = memberBytes(json, ref.key, what);
+    if ("error" in member) return member;
+    input = { bytes: member.value, raw: member.raw };
+  }
+  if (ref.filter === undefined) return { bytes: input.bytes };
+  const filtered = TEMPLATE_FILTERS[ref.filter].apply(input);
+  if (filtered === undefined)
+    return {
+      error: problem(
+        "cannot-encode",
+        `${what}${ref.key === undefined ? "" : ` key ${JSON.stringify(ref.key)}`}`,
+        `the value is not UTF-8 text, so the ${ref.filter} filter cannot write it`,
+      ),
+    };
+  return { bytes: filtered };
 }
 
 /** Why a value cannot become variable `name` (`from`: where it comes from), or undefined. */

@@ -11,12 +11,14 @@ import {
 } from "../spec/annotations.ts";
 import type { InjectorConfig } from "../spec/config.ts";
 import {
+  entrySources,
   FETCH_SPEC_ENV,
   type FetchEntry,
   type FetchSpec,
   FetchSpecSchema,
   type SecretSource,
 } from "../spec/fetch-spec.ts";
+import { templateText } from "../spec/template.ts";
 import { type DecidedPod, decideManifestPods } from "./manifests.ts";
 
 /** The AWS identity the init container fetches with. */
@@ -42,22 +44,16 @@ export interface PodFetch {
 /** The audience EKS's pod identity webhook gives IRSA tokens when none is set. */
 export const DEFAULT_IRSA_AUDIENCE = "sts.amazonaws.com";
 
-/** The secrets one entry reads. The one place that knows which entry kinds read which secrets. */
-export function entrySources(entry: FetchEntry): SecretSource[] {
-  switch (entry.kind) {
-    case "value":
-    case "expand":
-      return [entry.source];
-    default:
-      return unknownEntry(entry);
-  }
-}
+// The secrets one entry reads: the spec's own function (a template reads one per placeholder).
+export { entrySources };
 
 /** A variable the pod receives, or a family of them known only at fetch (every key of a JSON secret). */
 export type ReceivedVariable =
   | { name: string; source: SecretSource; key?: string }
   /** Every key but `except` (renamed ones, listed separately) becomes prefix + key. */
-  | { prefix: string; source: SecretSource; except: string[] };
+  | { prefix: string; source: SecretSource; except: string[] }
+  /** Composed by a template (its text in the annotation syntax) from `sources`. */
+  | { name: string; template: string; sources: SecretSource[] };
 
 /** The variables one entry sets. The one place that knows which entry kinds set which variables. */
 export function entryVariables(entry: FetchEntry): ReceivedVariable[] {
@@ -74,12 +70,14 @@ export function entryVariables(entry: FetchEntry): ReceivedVariable[] {
       const renamed = Object.entries(rename).map(([k, name]) => ({ name, source, key: k }));
       return [...renamed, { prefix, source, except: Object.keys(rename) }];
     }
+    case "template":
+      return [{ name: entry.env, template: templateText(entry), sources: entrySources(entry) }];
     default:
       return unknownEntry(entry);
   }
 }
 
-/** A new kind of entry must say here which secrets it reads (the compiler stops at `never` until it does). */
+/** A new kind of entry must say here which variables it sets (the compiler stops at `never` until it does). */
 export function unknownEntry(entry: never): never {
   throw new Error(`unknown fetch entry kind ${JSON.stringify((entry as { kind?: unknown }).kind)}`);
 }

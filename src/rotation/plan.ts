@@ -20,6 +20,7 @@
 import { createHash } from "node:crypto";
 import type { V1LabelSelector, V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import {
+  ANNOTATIONS,
   type AnnotationName,
   annotationOf,
   INIT_CONTAINER_NAME,
@@ -30,7 +31,13 @@ import {
 } from "../spec/annotations.ts";
 import { compileInjectionSpec } from "../spec/compile.ts";
 import { InjectorConfigSchema } from "../spec/config.ts";
-import { FETCH_SPEC_ENV, FetchSpecSchema } from "../spec/fetch-spec.ts";
+import {
+  entryOptional,
+  entrySources,
+  FETCH_SPEC_ENV,
+  type FetchEntry,
+  FetchSpecSchema,
+} from "../spec/fetch-spec.ts";
 import {
   decodeVersions,
   type FetchedVersions,
@@ -189,17 +196,28 @@ function specRefs(raw: string, env: ReadonlyArray<{ name: string; value?: string
   if (!spec.success) return `${FETCH_SPEC_ENV} is not of this release`;
   const envRegion = (n: string) => env.find((e) => e.name === n)?.value;
   const defaultRegion = envRegion("AWS_REGION") ?? envRegion("AWS_DEFAULT_REGION") ?? "";
-  const refs = mergeRefs(
-    spec.data.entries
-      .filter((e) => e.source.versionId === undefined)
-      .map((e) => ({
-        secretId: e.source.secretId,
-        region: e.source.region ?? defaultRegion,
-        stage: e.source.versionStage ?? "AWSCURRENT",
-        optional: e.optional,
-      })),
-  );
+  const refs = mergeRefs(movableRefs(spec.data.entries, defaultRegion));
   if (refs.length > POD_LIMITS.refs) return `more than ${POD_LIMITS.refs} watched references`;
+  return refs;
+}
+
+/**
+ * Every secret the entries read by stage, not pinned version id, one per source: a template's
+ * placeholders each count, like any other reference.
+ */
+function movableRefs(entries: readonly FetchEntry[], defaultRegion: string): WatchedRef[] {
+  const refs: WatchedRef[] = [];
+  for (const e of entries) {
+    for (const s of entrySources(e)) {
+      if (s.versionId !== undefined) continue;
+      refs.push({
+        secretId: s.secretId,
+        region: s.region ?? defaultRegion,
+        stage: s.versionStage ?? "AWSCURRENT",
+        optional: entryOptional(e),
+      });
+    }
+  }
   return refs;
 }
 
@@ -365,10 +383,13 @@ export function controllerRevisionTemplate(data: unknown): V1PodTemplateSpec | u
   return t && typeof t === "object" && !Array.isArray(t) ? (t as V1PodTemplateSpec) : undefined;
 }
 
-/** Only what decides where secrets come from: the rest (output, wrapping) is the webhook's concern. */
+/**
+ * Only what decides where secrets come from: the rest (output, wrapping) is the webhook's concern.
+ * Every family (`env.`, `template.`, `env-from`) names secrets, so a new one is watched without
+ * being listed here.
+ */
 const REFERENCE_ANNOTATIONS: ReadonlySet<AnnotationName> = new Set([
-  "env",
-  "envFrom",
+  ...(Object.keys(ANNOTATIONS) as AnnotationName[]).filter((n) => ANNOTATIONS[n].kind !== "fixed"),
   "secrets",
   "region",
   "containers",
@@ -423,13 +444,16 @@ export function templateReferences(
     return {
       error: `its pod template's sm-injector annotations do not compile: ${compiled.errors.slice(0, 3).join("; ")}${compiled.errors.length > 3 ? ` (and ${compiled.errors.length - 3} more)` : ""}`,
     };
-  return compiled.spec.entries.map((e) => ({
-    secretId: e.source.secretId,
-    region: e.source.region ?? region ?? "",
-    stage: e.source.versionStage ?? "AWSCURRENT",
-    optional: e.optional,
-    ...(e.source.versionId !== undefined && { versionId: e.source.versionId }),
-  }));
+  // Every secret of every entry: a template's placeholders each count, like any other reference.
+  return compiled.spec.entries.flatMap((e) =>
+    entrySources(e).map((src) => ({
+      secretId: src.secretId,
+      region: src.region ?? region ?? "",
+      stage: src.versionStage ?? "AWSCURRENT",
+      optional: entryOptional(e),
+      ...(src.versionId !== undefined && { versionId: src.versionId }),
+    })),
+  );
 }
 
 /** The facts kept about a workload, from its object as read (its template is not kept). */

@@ -4,6 +4,7 @@
 // so this file is the single source of truth for the user-facing interface.
 
 import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
+import { TEMPLATE_FILTER_NAMES } from "./template-filters.ts";
 
 export const PREFIX = "sm-injector.io/";
 
@@ -15,10 +16,10 @@ export const STATUS_ANNOTATION = `${PREFIX}status`;
 
 /**
  * How an annotation key is matched (after the prefix): `fixed` is the whole key; a family is a stem
- * followed by a user-chosen suffix, `env.<VAR>` (the suffix is required: the variable) or
- * `env-from[.<label>]` (optional: it only tells several apart).
+ * followed by a user-chosen suffix, `env.<VAR>` and `template.<VAR>` (the suffix is required: the
+ * variable) or `env-from[.<label>]` (optional: it only tells several apart).
  */
-export type AnnotationKind = "fixed" | "env-family" | "env-from-family";
+export type AnnotationKind = "fixed" | "env-family" | "env-from-family" | "template-family";
 
 export interface AnnotationEntry {
   /** After the prefix: the whole key of a `fixed` annotation, the stem of a family. */
@@ -47,12 +48,21 @@ export const ANNOTATIONS = {
       "Every key of a JSON secret as one variable each, optionally with `prefix=`. The label only tells several such annotations apart.",
     example: "sm-injector.io/env-from.db: erp/production/database?prefix=DB_",
   },
+  template: {
+    key: "template",
+    kind: "template-family",
+    default: "-",
+    description: `One variable composed of text and secret values: \`\${REFERENCE}\` or \`\${REFERENCE|FILTER}\` with the \`env.\` reference syntax and FILTER one of ${TEMPLATE_FILTER_NAMES.map((f) => `\`${f}\``).join(", ")}; \`$$\` is a literal \`$\`. Never optional.`,
+    example:
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: ${…} is the template syntax
+      "sm-injector.io/template.DATABASE_URL: postgresql://${erp/production/rds#username|urlencode}:${erp/production/rds#password|urlencode}@${erp/production/rds#host}:${erp/production/rds#port}/${erp/production/rds#dbname|urlencode}",
+  },
   secrets: {
     key: "secrets",
     kind: "fixed",
     default: "-",
     description:
-      "Structured form: a YAML or JSON list of entries with `secret`, `env` or (`prefix`, `keys`, `rename`), `key`, `versionStage`, `versionId`, `region`, `optional`.",
+      "Structured form: a YAML or JSON list of entries with `secret`, `env` or (`prefix`, `keys`, `rename`), `key`, `versionStage`, `versionId`, `region`, `optional`; or `env` with `template` (and `region`).",
     example:
       "sm-injector.io/secrets: |\n  - secret: erp/production/rds\n    key: password\n    env: DB_PASSWORD",
   },
@@ -136,7 +146,7 @@ export const ANNOTATIONS = {
 
 export type AnnotationName = keyof typeof ANNOTATIONS;
 
-/** The annotations with one fixed key (every one but the `env.` and `env-from` families). */
+/** The annotations with one fixed key (every one but the `env.`, `template.` and `env-from` families). */
 export type FixedAnnotation = {
   [K in AnnotationName]: (typeof ANNOTATIONS)[K]["kind"] extends "fixed" ? K : never;
 }[AnnotationName];
@@ -154,6 +164,7 @@ const BY_FIXED_KEY: ReadonlyMap<string, FixedAnnotation> = new Map(
 
 /** Key prefixes of the families: `env.<VAR>`, and `env-from` alone or `env-from.<label>`. */
 const ENV_KEY = `${ANNOTATIONS.env.key}.`;
+const TEMPLATE_KEY = `${ANNOTATIONS.template.key}.`;
 const ENV_FROM_KEY = ANNOTATIONS.envFrom.key;
 
 /** A key as the README and messages write it: `env.<VAR>`, `env-from[.<label>]`, `format`. */
@@ -162,6 +173,7 @@ export function documentedKey(entry: AnnotationEntry): string {
     case "fixed":
       return entry.key;
     case "env-family":
+    case "template-family":
       return `${entry.key}.<VAR>`;
     case "env-from-family":
       return `${entry.key}[.<label>]`;
@@ -170,11 +182,13 @@ export function documentedKey(entry: AnnotationEntry): string {
 
 /**
  * Which annotation a key (after the prefix) is, and its suffix for a family (the variable of
- * `env.<VAR>`, the label of `env-from.<label>`, "" for `env-from` alone); undefined when unknown.
+ * `env.<VAR>` and `template.<VAR>`, the label of `env-from.<label>`, "" for `env-from` alone);
+ * undefined when unknown.
  * The status annotation is not in the table: it is written, never read.
  */
 export function annotationOf(key: string): { name: AnnotationName; suffix: string } | undefined {
   if (key.startsWith(ENV_KEY)) return { name: "env", suffix: key.slice(ENV_KEY.length) };
+  if (key.startsWith(TEMPLATE_KEY)) return { name: "template", suffix: key.slice(TEMPLATE_KEY.length) };
   if (key === ENV_FROM_KEY) return { name: "envFrom", suffix: "" };
   if (key.startsWith(`${ENV_FROM_KEY}.`))
     return { name: "envFrom", suffix: key.slice(ENV_FROM_KEY.length + 1) };
@@ -192,6 +206,7 @@ export const RESTART_ON_ROTATION_ANNOTATION = `${PREFIX}${ANNOTATIONS.restartOnR
 export const KNOWN_KEYS: readonly string[] = [
   ...Object.values(FIXED_KEYS),
   documentedKey(ANNOTATIONS.env),
+  documentedKey(ANNOTATIONS.template),
   ANNOTATIONS.envFrom.key,
   STATUS_ANNOTATION.slice(PREFIX.length),
 ];

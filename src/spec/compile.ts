@@ -34,11 +34,21 @@ import {
   VOLUME_NAME,
 } from "./annotations.ts";
 import type { InjectorConfig } from "./config.ts";
-import { type FetchEntry, MAX_FETCH_ENTRIES, type SecretSource, sourceKey } from "./fetch-spec.ts";
+import {
+  entrySources,
+  type FetchEntry,
+  MAX_FETCH_ENTRIES,
+  type SecretSource,
+  sourceKey,
+  type TemplateEntry,
+  type TemplateReference,
+  templateReferences,
+} from "./fetch-spec.ts";
 import { absoluteDirProblem } from "./paths.ts";
 import {
   checkVersionId,
   checkVersionStage,
+  type ParsedReference,
   type ParsedSecretId,
   parseReference,
   parseSecretId,
@@ -47,9 +57,13 @@ import {
 import {
   checkStructuredLimits,
   parseSimpleYamlList,
+  SECRET_REQUIRED,
+  STRUCTURED_FIELDS,
   type StructuredEntry,
   StructuredSchema,
 } from "./structured.ts";
+import { countPlaceholders, parseTemplate, templateLimitProblem } from "./template.ts";
+import type { TemplateFilter } from "./template-filters.ts";
 
 export type FileModeSetting = "auto" | 0o400 | 0o440 | 0o444;
 
@@ -196,7 +210,7 @@ function formatZodIssues(prefix: string, error: z.ZodError): string[] {
       return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: unknown field(s) ${listNames(
         i.keys.map((k) => quote(k)),
         5,
-      )} (known: secret, env, key, prefix, keys, rename, versionStage, versionId, region, optional)`;
+      )} (known: ${STRUCTURED_FIELDS.join(", ")})`;
     }
     return `${prefix}${path.startsWith("[") ? path : path ? ` ${path}` : ""}: ${i.message}`;
   });
@@ -251,10 +265,53 @@ function annotationCountProblem(count: number): string {
   return `the pod has ${formatCount(count)} ${PREFIX} annotations; the limit is ${formatCount(MAX_ANNOTATION_COUNT)} (the init container takes at most ${MAX_FETCH_ENTRIES} entries): use the structured form ${annotationName(FIXED_KEYS.secrets)} or JSON secrets read with env-from`;
 }
 
-type Draft = { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string };
+/**
+ * One entry as read from its annotation, before regions are resolved: `refs` are the secret ids
+ * it names, in the order of entrySources(entry) (one, or each placeholder of a template).
+ */
+type Draft = {
+  annotation: string;
+  entry: FetchEntry;
+  refs: readonly ParsedSecretId[];
+  explicitRegion?: string;
+};
 type FixedValues = Partial<Record<FixedAnnotation, string>>;
 
-/** Parses and validates a pod's sm-injector annotations against the pod and the operator's config. */
+/** A template as written (one-line or structured), measured and parsed after every other entry is read. */
+type PendingTemplate = {
+  /** The annotation (or structured entry) that owns the variable. */
+  annotation: string;
+  /** What messages about the text name: the annotation, or the entry's `.template` field. */
+  field: string;
+  env: string;
+  text: string;
+  explicitRegion?: string;
+};
+
+/** What the per-key stage reads: entries (drafts), templates still to parse, and the settings. */
+interface ReadAnnotations {
+  drafts: Draft[];
+  templates: PendingTemplate[];
+  fixed: FixedValues;
+}
+
+/** The settings of the output and the init container, each from its annotation or the default. */
+interface Settings {
+  format: OutputFormat;
+  outputDir: string;
+  fileName: string;
+  fileMode: FileModeSetting;
+  targets: string[];
+  wrap: string[];
+  initPosition: "first" | "last";
+  timeoutSeconds: number;
+}
+
+/**
+ * Parses and validates a pod's sm-injector annotations against the pod and the operator's config,
+ * in stages: limits (before any parsing) → per-key parse (entries, templates, settings) →
+ * cross-field checks (regions, variables, counts, the pod's own volumes and mounts) → warnings.
+ */
 export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): CompileResult {
   const annotations = pod.metadata?.annotations ?? {};
   const overLimits = checkAnnotationLimits(annotations);
@@ -263,85 +320,275 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
 
   const errors = new ProblemList();
   const warnings: string[] = [];
-  const containers = pod.spec?.containers ?? [];
+  const read = readAnnotations(annotations, errors);
+  const drafts = readEntries(read, errors);
+  const settings = readSettings(pod, read.fixed, config, errors, warnings);
+  const targetSet = new Set(settings.targets);
+  const targeted = (pod.spec?.containers ?? []).filter((c) => targetSet.has(c.name));
+  const { entries, variables } = checkEntries(drafts, read.fixed.region, targeted, settings, config, errors);
+  errors.push(...checkPodFit(pod, targeted, settings.outputDir));
+  warnings.push(...suspiciousInput(drafts, variables, targeted), ...ownPathWarnings(targeted));
 
-  const { drafts, fixed } = readAnnotations(annotations, errors);
-  if (fixed.secrets !== undefined) drafts.push(...readStructured(fixed.secrets, errors));
+  if (errors.length > 0) return { ok: false, errors: errors.list(), warnings, problemCount: errors.length };
+  return { ok: true, warnings, spec: injectionSpec(entries, variables, settings) };
+}
 
-  // Output format, location and mode.
-  let format: OutputFormat = config.defaultFormat;
-  if (fixed.format !== undefined) {
-    if ((OUTPUT_FORMATS as readonly string[]).includes(fixed.format)) format = fixed.format as OutputFormat;
-    else
-      errors.push(
-        `${annotationName(FIXED_KEYS.format)}: ${quote(fixed.format)} is not a format; use one of ${OUTPUT_FORMATS.join(", ")}`,
-      );
+function injectionSpec(entries: FetchEntry[], variables: string[], s: Settings): InjectionSpec {
+  const secretIds = new Set<string>();
+  for (const e of entries) for (const src of entrySources(e)) secretIds.add(src.secretId);
+  return {
+    entries,
+    format: s.format,
+    outputDir: s.outputDir,
+    fileName: s.fileName,
+    fileMode: s.fileMode,
+    targets: s.targets,
+    wrap: s.wrap,
+    initPosition: s.initPosition,
+    timeoutSeconds: s.timeoutSeconds,
+    variables,
+    secretIds: [...secretIds],
+  };
+}
+
+/** Every entry: the one-line forms, then the structured form, then the templates of both. */
+function readEntries(read: ReadAnnotations, errors: ProblemList): Draft[] {
+  const drafts = read.drafts;
+  const templates = read.templates;
+  if (read.fixed.secrets !== undefined) {
+    const structured = readStructured(read.fixed.secrets, errors);
+    drafts.push(...structured.drafts);
+    templates.push(...structured.templates);
   }
+  drafts.push(...readTemplates(templates, drafts.length, errors));
+  return drafts;
+}
 
-  let outputDir = config.defaultOutputDir;
-  if (fixed.outputDir !== undefined) {
-    const e = checkOutputDir(fixed.outputDir, config.allowedOutputRoots);
-    if (e) errors.push(`${annotationName(FIXED_KEYS.outputDir)}: ${e}`);
-    else outputDir = fixed.outputDir;
+/** Stage 1, per key: the one-line forms become drafts or pending templates; settings are kept for later. */
+function readAnnotations(
+  annotations: Readonly<Record<string, string>>,
+  errors: ProblemList,
+): ReadAnnotations {
+  const read: ReadAnnotations = { drafts: [], templates: [], fixed: {} };
+  for (const [fullKey, value] of Object.entries(annotations)) {
+    if (!fullKey.startsWith(PREFIX)) continue;
+    const key = fullKey.slice(PREFIX.length);
+    if (fullKey === STATUS_ANNOTATION) continue;
+    const known = annotationOf(key);
+    if (known === undefined) {
+      errors.push(`${shownKey(fullKey)}: unknown sm-injector annotation.${suggestKey(key)}`);
+      continue;
+    }
+    if (known.name === "env" || known.name === "template") {
+      if (!ENV_NAME_PATTERN.test(known.suffix)) {
+        errors.push(
+          `${shownKey(fullKey)}: ${quote(known.suffix)} is not a valid environment variable name; use letters, digits and _, not starting with a digit (e.g. ${PREFIX}${known.name}.DB_PASSWORD)`,
+        );
+      } else if (known.name === "template") {
+        const annotation = shownKey(fullKey);
+        read.templates.push({ annotation, field: annotation, env: known.suffix, text: value });
+      } else pushDraft(read.drafts, oneLineDraft(shownKey(fullKey), value, known.suffix), errors);
+    } else if (known.name === "envFrom") {
+      pushDraft(read.drafts, oneLineDraft(shownKey(fullKey), value, undefined), errors);
+    } else read.fixed[known.name] = value;
   }
+  return read;
+}
 
-  let fileName = format === "json" ? "env.json" : "env";
-  if (fixed.fileName !== undefined) {
-    if (format === "files") {
-      warnings.push(
-        `${annotationName(FIXED_KEYS.fileName)} is ignored with format files (each variable is its own file)`,
-      );
-    } else if (
-      !/^[A-Za-z0-9._-]{1,255}$/.test(fixed.fileName) ||
-      fixed.fileName === "." ||
-      fixed.fileName === ".."
-    ) {
-      errors.push(
-        `${annotationName(FIXED_KEYS.fileName)}: ${quote(fixed.fileName)} is not a plain file name (letters, digits, . _ -; no slashes)`,
-      );
-    } else fileName = fixed.fileName;
-  }
+function pushDraft(drafts: Draft[], d: Draft | { error: string }, errors: ProblemList): void {
+  if ("error" in d) errors.push(d.error);
+  else drafts.push(d);
+}
 
+/** `env.<VAR>` (variable given) or `env-from` (variable undefined): one reference. */
+function oneLineDraft(
+  annotation: string,
+  value: string,
+  variable: string | undefined,
+): Draft | { error: string } {
+  const ref = parseReference(value, { expand: variable === undefined });
+  if (!ref.ok) return { error: `${annotation}: ${ref.error}` };
+  const r = ref.value;
+  const entry: FetchEntry =
+    variable !== undefined
+      ? valueEntry(source(r), variable, r.key, r.optional)
+      : { kind: "expand", source: source(r), prefix: r.prefix ?? "", rename: {}, optional: r.optional };
+  return { annotation, refs: [r], entry };
+}
+
+/**
+ * Templates are measured before any is parsed: each within its own limits, and all their
+ * placeholders together with the other entries within what the init container takes.
+ */
+function readTemplates(
+  pending: readonly PendingTemplate[],
+  otherEntries: number,
+  errors: ProblemList,
+): Draft[] {
+  let references = otherEntries;
+  const overLimits = pending.map((t) => {
+    const problem = templateLimitProblem(t.text);
+    if (problem === undefined) references += countPlaceholders(t.text);
+    return problem;
+  });
+  // Over the limit without templates: the entry count's own message says so (checkEntryCounts).
+  const overTotal = references > MAX_FETCH_ENTRIES && otherEntries <= MAX_FETCH_ENTRIES;
+  const drafts: Draft[] = [];
+  pending.forEach((t, i) => {
+    const problem = overLimits[i];
+    if (problem !== undefined) errors.push(`${t.field}: ${problem}`);
+    else if (!overTotal) pushDraft(drafts, templateDraft(t), errors);
+  });
+  if (overTotal)
+    errors.push(
+      `the pod's entries and template placeholders name ${formatCount(references)} secret references; the init container takes at most ${MAX_FETCH_ENTRIES}: compose fewer values, or combine them into JSON secrets`,
+    );
+  return drafts;
+}
+
+function templateDraft(t: PendingTemplate): Draft | { error: string } {
+  const parsed = parseTemplate(t.text);
+  if (!parsed.ok) return { error: `${t.field}: ${parsed.error}` };
+  const refs: ParsedReference[] = [];
+  const parts: TemplateEntry["parts"] = parsed.value.map((p) => {
+    if (typeof p === "string") return p;
+    refs.push(p.ref);
+    return templateReference(p.ref, p.filter);
+  });
+  const entry: FetchEntry = { kind: "template", env: t.env, parts };
+  return t.explicitRegion === undefined
+    ? { annotation: t.annotation, refs, entry }
+    : { annotation: t.annotation, refs, entry, explicitRegion: t.explicitRegion };
+}
+
+function templateReference(r: ParsedReference, filter: TemplateFilter | undefined): TemplateReference {
+  const ref: TemplateReference = { source: source(r) };
+  if (r.key !== undefined) ref.key = r.key;
+  if (filter !== undefined) ref.filter = filter;
+  return ref;
+}
+
+/** Stage 1, settings: each from its annotation, else the operator's default; in the order users read them. */
+function readSettings(
+  pod: V1Pod,
+  fixed: FixedValues,
+  config: InjectorConfig,
+  errors: ProblemList,
+  warnings: string[],
+): Settings {
+  const format = readFormat(fixed.format, config, errors);
+  const outputDir = readOutputDir(fixed.outputDir, config, errors);
+  const fileName = readFileName(fixed.fileName, format, errors, warnings);
   const fileMode = readFileMode(fixed.fileMode, errors);
   const targets = readTargets(pod, fixed.containers, errors);
-  const targetSet = new Set(targets);
-  const wrap = readWrap(pod, fixed.wrapCommand, targetSet, format, `${outputDir}/${fileName}`, errors);
+  const wrap = readWrap(pod, fixed.wrapCommand, new Set(targets), format, `${outputDir}/${fileName}`, errors);
+  checkRestartOnRotation(fixed.restartOnRotation, errors);
+  const initPosition = readInitPosition(fixed.initPosition, errors);
+  const timeoutSeconds = readTimeout(fixed.timeout, config, errors);
+  return { format, outputDir, fileName, fileMode, targets, wrap, initPosition, timeoutSeconds };
+}
 
-  // Read by `sm-injector rotation` from the pod; checked here so that a typo is refused at apply time.
-  if (fixed.restartOnRotation !== undefined) {
-    const v = fixed.restartOnRotation.trim();
-    if (v !== "true" && v !== "false")
-      errors.push(
-        `${annotationName(FIXED_KEYS.restartOnRotation)}: ${quote(v)} is not allowed; use "true" or "false"`,
-      );
+function readFormat(value: string | undefined, config: InjectorConfig, errors: ProblemList): OutputFormat {
+  if (value === undefined) return config.defaultFormat;
+  if ((OUTPUT_FORMATS as readonly string[]).includes(value)) return value as OutputFormat;
+  errors.push(
+    `${annotationName(FIXED_KEYS.format)}: ${quote(value)} is not a format; use one of ${OUTPUT_FORMATS.join(", ")}`,
+  );
+  return config.defaultFormat;
+}
+
+function readOutputDir(value: string | undefined, config: InjectorConfig, errors: ProblemList): string {
+  if (value === undefined) return config.defaultOutputDir;
+  const e = checkOutputDir(value, config.allowedOutputRoots);
+  if (e === undefined) return value;
+  errors.push(`${annotationName(FIXED_KEYS.outputDir)}: ${e}`);
+  return config.defaultOutputDir;
+}
+
+function readFileName(
+  value: string | undefined,
+  format: OutputFormat,
+  errors: ProblemList,
+  warnings: string[],
+): string {
+  const byDefault = format === "json" ? "env.json" : "env";
+  if (value === undefined) return byDefault;
+  if (format === "files") {
+    warnings.push(
+      `${annotationName(FIXED_KEYS.fileName)} is ignored with format files (each variable is its own file)`,
+    );
+    return byDefault;
   }
-
-  let initPosition: "first" | "last" = "last";
-  if (fixed.initPosition !== undefined) {
-    const v = fixed.initPosition.trim();
-    if (v === "first" || v === "last") initPosition = v;
-    else
-      errors.push(
-        `${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`,
-      );
+  if (!/^[A-Za-z0-9._-]{1,255}$/.test(value) || value === "." || value === "..") {
+    errors.push(
+      `${annotationName(FIXED_KEYS.fileName)}: ${quote(value)} is not a plain file name (letters, digits, . _ -; no slashes)`,
+    );
+    return byDefault;
   }
+  return value;
+}
 
-  let timeoutSeconds = config.defaultTimeoutSeconds;
-  if (fixed.timeout !== undefined) {
-    const n = Number(fixed.timeout.trim());
-    if (!Number.isInteger(n) || n < 1 || n > config.maxTimeoutSeconds) {
-      errors.push(
-        `${annotationName(FIXED_KEYS.timeout)}: ${quote(fixed.timeout)} must be a whole number of seconds from 1 to ${config.maxTimeoutSeconds}`,
-      );
-    } else timeoutSeconds = n;
-  }
+/** Read by `sm-injector rotation` from the pod; checked here so that a typo is refused at apply time. */
+function checkRestartOnRotation(value: string | undefined, errors: ProblemList): void {
+  if (value === undefined) return;
+  const v = value.trim();
+  if (v !== "true" && v !== "false")
+    errors.push(
+      `${annotationName(FIXED_KEYS.restartOnRotation)}: ${quote(v)} is not allowed; use "true" or "false"`,
+    );
+}
 
-  const targeted = containers.filter((x) => targetSet.has(x.name));
+function readInitPosition(value: string | undefined, errors: ProblemList): "first" | "last" {
+  if (value === undefined) return "last";
+  const v = value.trim();
+  if (v === "first" || v === "last") return v;
+  errors.push(`${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`);
+  return "last";
+}
+
+function readTimeout(value: string | undefined, config: InjectorConfig, errors: ProblemList): number {
+  if (value === undefined) return config.defaultTimeoutSeconds;
+  const n = Number(value.trim());
+  if (Number.isInteger(n) && n >= 1 && n <= config.maxTimeoutSeconds) return n;
+  errors.push(
+    `${annotationName(FIXED_KEYS.timeout)}: ${quote(value)} must be a whole number of seconds from 1 to ${config.maxTimeoutSeconds}`,
+  );
+  return config.defaultTimeoutSeconds;
+}
+
+/** Stage 2, the entries against each other and the pod: regions, variable names, counts. */
+function checkEntries(
+  drafts: readonly Draft[],
+  regionAnnotation: string | undefined,
+  targeted: readonly V1Container[],
+  settings: Settings,
+  config: InjectorConfig,
+  errors: ProblemList,
+): { entries: FetchEntry[]; variables: string[] } {
   errors.push(...checkContainerRegions(targeted));
-  const firstTarget = containers.find((c) => c.name === targets[0]);
-  const entries = resolveRegions(drafts, fixed.region, firstTarget, config, errors);
+  const firstTarget = targeted.find((c) => c.name === settings.targets[0]);
+  const entries = resolveRegions(drafts, regionAnnotation, firstTarget, config, errors);
   const { variables, owners } = claimVariables(drafts, errors);
+  checkEntryCounts(drafts, entries, config, errors);
+  if (settings.format === "shell") {
+    // The encoder's own list: what admission refuses here, the init container refuses for env-from keys.
+    for (const v of variables) {
+      const why = shellRefusal(v);
+      if (why !== undefined)
+        errors.push(
+          `${owners.get(v)}: ${v} cannot be set by sourcing the env file (${why}); choose another variable name`,
+        );
+    }
+  }
+  return { entries, variables };
+}
 
+function checkEntryCounts(
+  drafts: readonly Draft[],
+  entries: readonly FetchEntry[],
+  config: InjectorConfig,
+  errors: ProblemList,
+): void {
   if (drafts.length === 0 && errors.length === 0) {
     errors.push(
       `the pod has the label ${PREFIX}inject=true but no secrets to fetch; add e.g. ${PREFIX}env.DATABASE_URL: erp/production/database#DATABASE_URL, or remove the label`,
@@ -352,134 +599,42 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
       `the pod asks for ${formatCount(drafts.length)} entries (one per variable or expanded secret); the init container takes at most ${MAX_FETCH_ENTRIES}: combine values into JSON secrets and read them with env-from`,
     );
   }
-  // There are never more distinct sources than entries, so count them only when that could matter.
-  if (entries.length > config.maxSecrets) {
-    const distinct = new Set(entries.map((e) => sourceKey(e.source)));
+  // There are never more distinct sources than references, so count them only when that could matter.
+  let references = 0;
+  for (const e of entries) references += e.kind === "template" ? templateReferences(e).length : 1;
+  if (references > config.maxSecrets) {
+    const distinct = new Set(entries.flatMap((e) => entrySources(e).map(sourceKey)));
     if (distinct.size > config.maxSecrets) {
       errors.push(
         `the pod references ${distinct.size} distinct secrets; this webhook allows at most ${config.maxSecrets} per pod (combine values into JSON secrets)`,
       );
     }
   }
-
-  if (format === "shell") {
-    // The encoder's own list: what admission refuses here, the init container refuses for env-from keys.
-    for (const v of variables) {
-      const why = shellRefusal(v);
-      if (why !== undefined)
-        errors.push(
-          `${owners.get(v)}: ${v} cannot be set by sourcing the env file (${why}); choose another variable name`,
-        );
-    }
-  }
-
-  warnings.push(...suspiciousInput(drafts, variables, targeted));
-  errors.push(...checkReservedVolumes(pod));
-  const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
-  const dir = canonicalPath(outputDir);
-  for (const c of targeted) {
-    if (c.volumeMounts?.length) errors.push(...checkMounts(c, outputDir, dir, volumes));
-    if ((c.env ?? []).some((e) => e.name === ENV_FILE_VAR || e.name === SECRETS_DIR_VAR)) {
-      warnings.push(
-        `container ${c.name} sets ${ENV_FILE_VAR}/${SECRETS_DIR_VAR} itself; sm-injector leaves it as is`,
-      );
-    }
-  }
-
-  if (errors.length > 0) return { ok: false, errors: errors.list(), warnings, problemCount: errors.length };
-  return {
-    ok: true,
-    warnings,
-    spec: {
-      entries,
-      format,
-      outputDir,
-      fileName,
-      fileMode,
-      targets,
-      wrap,
-      initPosition,
-      timeoutSeconds,
-      variables,
-      secretIds: [...new Set(entries.map((e) => e.source.secretId))],
-    },
-  };
 }
 
-/** The one-line forms become drafts; the settings are collected for later; unknown keys are problems. */
-function readAnnotations(
-  annotations: Readonly<Record<string, string>>,
-  errors: ProblemList,
-): { drafts: Draft[]; fixed: FixedValues } {
-  const drafts: Draft[] = [];
-  const fixed: FixedValues = {};
-  for (const [fullKey, value] of Object.entries(annotations)) {
-    if (!fullKey.startsWith(PREFIX)) continue;
-    const key = fullKey.slice(PREFIX.length);
-    if (fullKey === STATUS_ANNOTATION) continue;
-    const known = annotationOf(key);
-    if (known === undefined) {
-      errors.push(`${shownKey(fullKey)}: unknown sm-injector annotation.${suggestKey(key)}`);
-      continue;
-    }
-
-    if (known.name === "env") {
-      const variable = known.suffix;
-      if (!ENV_NAME_PATTERN.test(variable)) {
-        errors.push(
-          `${shownKey(fullKey)}: ${quote(variable)} is not a valid environment variable name; use letters, digits and _, not starting with a digit (e.g. ${PREFIX}env.DB_PASSWORD)`,
-        );
-        continue;
-      }
-      const ref = parseReference(value, { expand: false });
-      if (!ref.ok) {
-        errors.push(`${shownKey(fullKey)}: ${ref.error}`);
-        continue;
-      }
-      const r = ref.value;
-      drafts.push({
-        annotation: shownKey(fullKey),
-        parsed: r,
-        entry: valueEntry(source(r), variable, r.key, r.optional),
-      });
-      continue;
-    }
-
-    if (known.name === "envFrom") {
-      const ref = parseReference(value, { expand: true });
-      if (!ref.ok) {
-        errors.push(`${shownKey(fullKey)}: ${ref.error}`);
-        continue;
-      }
-      const r = ref.value;
-      drafts.push({
-        annotation: shownKey(fullKey),
-        parsed: r,
-        entry: {
-          kind: "expand",
-          source: source(r),
-          prefix: r.prefix ?? "",
-          rename: {},
-          optional: r.optional,
-        },
-      });
-      continue;
-    }
-
-    fixed[known.name] = value;
-  }
-  return { drafts, fixed };
+/** Stage 2, the pod: sm-injector's volume and mount must fit beside the pod's own. */
+function checkPodFit(pod: V1Pod, targeted: readonly V1Container[], outputDir: string): string[] {
+  const problems = checkReservedVolumes(pod);
+  const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
+  const dir = canonicalPath(outputDir);
+  for (const c of targeted)
+    if (c.volumeMounts?.length) problems.push(...checkMounts(c, outputDir, dir, volumes));
+  return problems;
 }
 
 /** The structured form: its value is already within the size limit, so parsing it is bounded. */
-function readStructured(text: string, errors: ProblemList): Draft[] {
+function readStructured(
+  text: string,
+  errors: ProblemList,
+): { drafts: Draft[]; templates: PendingTemplate[] } {
+  const none = { drafts: [], templates: [] };
   const name = annotationName(FIXED_KEYS.secrets);
   let doc: unknown = parseSimpleYamlList(text);
   if (doc === undefined) {
     const tooCostly = checkYamlCost(text);
     if (tooCostly) {
       errors.push(`${name} ${tooCostly}`);
-      return [];
+      return none;
     }
     try {
       doc = parseYaml(text, { maxAliasCount: 0, prettyErrors: false });
@@ -488,26 +643,29 @@ function readStructured(text: string, errors: ProblemList): Draft[] {
       errors.push(
         `${name}: is not valid YAML or JSON (${first.length > 200 ? `${first.slice(0, 199)}…` : first})`,
       );
-      return [];
+      return none;
     }
   }
   const overLimits = checkStructuredLimits(doc);
   if (overLimits.length > 0) {
     errors.push(...overLimits.map((p) => `${name}${p}`));
-    return [];
+    return none;
   }
   const parsed = StructuredSchema.safeParse(doc);
   if (!parsed.success) {
     errors.push(...formatZodIssues(name, parsed.error));
-    return [];
+    return none;
   }
   const drafts: Draft[] = [];
+  const templates: PendingTemplate[] = [];
   parsed.data.forEach((item, i) => {
-    const d = structuredEntry(`${name}[${i}]`, item);
+    const where = `${name}[${i}]`;
+    const d = item.template !== undefined ? structuredTemplate(where, item) : structuredEntry(where, item);
     if ("error" in d) errors.push(...d.error);
+    else if ("text" in d) templates.push(d);
     else drafts.push(d);
   });
-  return drafts;
+  return { drafts, templates };
 }
 
 /** Why `text` is too costly for the general YAML parser, if it is. */
@@ -661,22 +819,36 @@ function resolveRegions(
     podRegion ?? usableEnvRegion ?? (envRegion === undefined ? config.defaultRegion : undefined);
   const entries: FetchEntry[] = [];
   for (const d of drafts) {
-    const region = d.parsed.arnRegion ?? d.explicitRegion ?? fallbackRegion;
-    if (d.parsed.arnRegion && d.explicitRegion && d.parsed.arnRegion !== d.explicitRegion) {
-      errors.push(
-        `${d.annotation}: region ${d.explicitRegion} contradicts the ARN's region ${d.parsed.arnRegion}; remove region`,
-      );
-    }
-    if (region === undefined) {
-      if (envRegion === undefined)
-        errors.push(
-          `${d.annotation}: no AWS region for ${quote(d.parsed.secretId)}; set ${annotationName(FIXED_KEYS.region)}, AWS_REGION in the container's env, use an ARN, or configure the webhook's default region`,
-        );
-      continue;
-    }
-    entries.push(withRegion(d.entry, region));
+    const regions = draftRegions(d, fallbackRegion, envRegion === undefined, errors);
+    if (regions !== undefined) entries.push(withRegions(d.entry, regions));
   }
   return entries;
+}
+
+/** The region of each of a draft's references, or undefined (and the problem) when one has none. */
+function draftRegions(
+  d: Draft,
+  fallbackRegion: string | undefined,
+  reportMissing: boolean,
+  errors: ProblemList,
+): string[] | undefined {
+  const regions: string[] = [];
+  const reported = new Set<string>(); // a template may name one secret many times: one problem
+  for (const ref of d.refs) {
+    const region = ref.arnRegion ?? d.explicitRegion ?? fallbackRegion;
+    const problem =
+      ref.arnRegion && d.explicitRegion && ref.arnRegion !== d.explicitRegion
+        ? `${d.annotation}: region ${d.explicitRegion} contradicts the ARN's region ${ref.arnRegion}; remove region`
+        : region === undefined && reportMissing
+          ? `${d.annotation}: no AWS region for ${quote(ref.secretId)}; set ${annotationName(FIXED_KEYS.region)}, AWS_REGION in the container's env, use an ARN, or configure the webhook's default region`
+          : undefined;
+    if (problem !== undefined && !reported.has(problem)) {
+      reported.add(problem);
+      errors.push(problem);
+    }
+    if (region !== undefined) regions.push(region);
+  }
+  return regions.length === d.refs.length ? regions : undefined;
 }
 
 /** Variable names must be unique across every form. */
@@ -700,7 +872,7 @@ function claimVariables(
     }
   };
   for (const d of drafts) {
-    if (d.entry.kind === "value") claim(d.entry.env, d.annotation);
+    if (d.entry.kind !== "expand") claim(d.entry.env, d.annotation);
     else {
       for (const v of Object.values(d.entry.rename)) claim(v, d.annotation);
       if (d.entry.keys) {
@@ -757,18 +929,33 @@ function suspiciousInput(
     }
   }
   for (const d of drafts) {
-    if (/-[A-Za-z0-9]{6}$/.test(d.parsed.name) && !d.parsed.secretId.startsWith("arn:")) {
-      warnings.push(
-        `${d.annotation}: "${d.parsed.name}" ends with a hyphen and six characters, which Secrets Manager may read as an ARN suffix; prefer a full ARN or another name`,
-      );
+    const names = new Set(d.refs.filter((r) => !r.secretId.startsWith("arn:")).map((r) => r.name));
+    for (const name of names) {
+      if (/-[A-Za-z0-9]{6}$/.test(name))
+        warnings.push(
+          `${d.annotation}: "${name}" ends with a hyphen and six characters, which Secrets Manager may read as an ARN suffix; prefer a full ARN or another name`,
+        );
     }
-    if (d.entry.source.versionStage === "AWSPENDING") {
+    if (entrySources(d.entry).some((s) => s.versionStage === "AWSPENDING")) {
       warnings.push(
         `${d.annotation}: versionStage AWSPENDING is a rotation in progress; pods normally want AWSCURRENT`,
       );
     }
   }
   return warnings.list();
+}
+
+/** Containers that set sm-injector's own path variables keep their value. */
+function ownPathWarnings(targeted: readonly V1Container[]): string[] {
+  const warnings: string[] = [];
+  for (const c of targeted) {
+    if ((c.env ?? []).some((e) => e.name === ENV_FILE_VAR || e.name === SECRETS_DIR_VAR)) {
+      warnings.push(
+        `container ${c.name} sets ${ENV_FILE_VAR}/${SECRETS_DIR_VAR} itself; sm-injector leaves it as is`,
+      );
+    }
+  }
+  return warnings;
 }
 
 /**
@@ -874,18 +1061,26 @@ function valueEntry(
     : { kind: "value", source, env, key, optional };
 }
 
-/** The entry with its source's region set (sources are built without one). */
-function withRegion(e: FetchEntry, region: string): FetchEntry {
-  const s = e.source;
-  let src: SecretSource;
-  if (s.region !== undefined) src = { ...s, region };
-  else if (s.versionStage === undefined && s.versionId === undefined) src = { secretId: s.secretId, region };
-  else {
-    // Not `{ ...s, region }`: a spread copy that gains a key is slow on Node 20 (see withFields).
-    src = source(s);
-    src.region = region;
-  }
-  return e.kind === "value" ? valueEntry(src, e.env, e.key, e.optional) : { ...e, source: src };
+/** The source with its region set (sources are built without one). */
+function withRegion(s: SecretSource, region: string): SecretSource {
+  if (s.region !== undefined) return { ...s, region };
+  if (s.versionStage === undefined && s.versionId === undefined) return { secretId: s.secretId, region };
+  // Not `{ ...s, region }`: a spread copy that gains a key is slow on Node 20 (see withFields).
+  const src = source(s);
+  src.region = region;
+  return src;
+}
+
+/** The entry with each of its sources' region set, in the order of entrySources. */
+function withRegions(e: FetchEntry, regions: readonly string[]): FetchEntry {
+  if (e.kind === "value")
+    return valueEntry(withRegion(e.source, regions[0] as string), e.env, e.key, e.optional);
+  if (e.kind === "expand") return { ...e, source: withRegion(e.source, regions[0] as string) };
+  let i = 0;
+  const parts = e.parts.map((p) =>
+    typeof p === "string" ? p : { ...p, source: withRegion(p.source, regions[i++] as string) },
+  );
+  return { ...e, parts };
 }
 
 function splitList(v: string): string[] {
@@ -895,13 +1090,9 @@ function splitList(v: string): string[] {
     .filter((s) => s !== "");
 }
 
-function structuredEntry(
-  where: string,
-  item: StructuredEntry,
-):
-  | { annotation: string; entry: FetchEntry; parsed: ParsedSecretId; explicitRegion?: string }
-  | { error: string[] } {
+function structuredEntry(where: string, item: StructuredEntry): Draft | { error: string[] } {
   const errs: string[] = [];
+  if (item.secret === undefined) return { error: [`${where}.secret: ${SECRET_REQUIRED}`] };
   const id = parseSecretId(item.secret);
   if (!id.ok) errs.push(`${where}.secret: ${id.error}`);
   if (item.versionStage !== undefined && item.versionId !== undefined)
@@ -958,9 +1149,47 @@ function structuredEntry(
   return {
     annotation: where,
     entry,
-    parsed: id.value,
+    refs: [id.value],
     ...(item.region !== undefined && { explicitRegion: item.region }),
   };
+}
+
+/** The fields a template entry cannot have: what they say goes inside its placeholders. */
+const NOT_WITH_TEMPLATE = [
+  "secret",
+  "key",
+  "prefix",
+  "keys",
+  "rename",
+  "versionStage",
+  "versionId",
+  "optional",
+] as const;
+
+/** `{env, template, region?}`: measured and parsed later, with the one-line templates. */
+function structuredTemplate(where: string, item: StructuredEntry): PendingTemplate | { error: string[] } {
+  const errs: string[] = [];
+  const extra = NOT_WITH_TEMPLATE.filter((f) => item[f] !== undefined);
+  if (extra.length > 0)
+    errs.push(
+      `${where}: template cannot be combined with ${extra.join(", ")}; each placeholder names its own secret, key and version (\${name#key?versionStage=S}), and a template is never optional`,
+    );
+  if (item.env === undefined) errs.push(`${where}: template needs env, the variable to put it in`);
+  else if (!ENV_NAME_PATTERN.test(item.env))
+    errs.push(
+      `${where}.env: ${quote(item.env)} is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
+    );
+  if (item.region !== undefined && !REGION_PATTERN.test(item.region))
+    errs.push(`${where}.region: ${quote(item.region)} is not an AWS region (e.g. eu-west-1)`);
+  if (errs.length > 0 || item.env === undefined || item.template === undefined) return { error: errs };
+  const t: PendingTemplate = {
+    annotation: where,
+    field: `${where}.template`,
+    env: item.env,
+    text: item.template,
+  };
+  if (item.region !== undefined) t.explicitRegion = item.region;
+  return t;
 }
 
 function checkOutputDir(dir: string, roots: readonly string[]): string | undefined {

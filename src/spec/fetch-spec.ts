@@ -10,6 +10,7 @@ import { ENV_NAME_PATTERN } from "../envfile/names.ts";
 import { OUTPUT_FORMATS } from "../envfile/types.ts";
 import { TERMINATION_MESSAGE_LIMIT } from "./fetched-versions.ts";
 import { absoluteDirProblem } from "./paths.ts";
+import { TEMPLATE_FILTER_NAMES } from "./template-filters.ts";
 
 /** Environment variable that carries the compiled FetchSpec as JSON into the init container. */
 export const FETCH_SPEC_ENV = "SM_INJECTOR_SPEC";
@@ -19,6 +20,12 @@ export const FETCH_SPEC_ENV = "SM_INJECTOR_SPEC";
  * (one constant for both sides, so they can never disagree).
  */
 export const MAX_FETCH_ENTRIES = 500;
+
+/** Bytes of one template's text: a database URL with options takes a few hundred. */
+export const MAX_TEMPLATE_BYTES = 4096;
+
+/** `${…}` placeholders in one template (an RDS URL needs five). */
+export const MAX_TEMPLATE_PLACEHOLDERS = 32;
 
 /**
  * Largest serialized FetchSpec (bytes of the JSON in FETCH_SPEC_ENV). Linux refuses to exec a
@@ -75,8 +82,49 @@ export const ExpandEntrySchema = z.strictObject({
 });
 export type ExpandEntry = z.infer<typeof ExpandEntrySchema>;
 
-export const FetchEntrySchema = z.discriminatedUnion("kind", [ValueEntrySchema, ExpandEntrySchema]);
+/** One `${…}` of a template: a secret, or one JSON key of it, and the filter applied to its value. */
+export const TemplateReferenceSchema = z.strictObject({
+  source: SecretSourceSchema,
+  key: z.optional(z.string()),
+  filter: z.optional(z.enum(TEMPLATE_FILTER_NAMES)),
+});
+export type TemplateReference = z.infer<typeof TemplateReferenceSchema>;
+
+/**
+ * One variable composed from literal text and secret values, e.g. a DATABASE_URL from the parts
+ * of an RDS secret. Never optional: a URL with a part left out would be wrong, not absent.
+ */
+export const TemplateEntrySchema = z.strictObject({
+  kind: z.literal("template"),
+  env: EnvNameSchema,
+  /** Literal text (a string) and placeholders, in order. */
+  parts: z
+    .array(z.union([z.string(), TemplateReferenceSchema]))
+    .check(z.minLength(1), z.maxLength(2 * MAX_TEMPLATE_PLACEHOLDERS + 1)),
+});
+export type TemplateEntry = z.infer<typeof TemplateEntrySchema>;
+
+export const FetchEntrySchema = z.discriminatedUnion("kind", [
+  ValueEntrySchema,
+  ExpandEntrySchema,
+  TemplateEntrySchema,
+]);
 export type FetchEntry = z.infer<typeof FetchEntrySchema>;
+
+/** The placeholders of a template entry, in order. */
+export function templateReferences(entry: TemplateEntry): TemplateReference[] {
+  return entry.parts.filter((p): p is TemplateReference => typeof p !== "string");
+}
+
+/** Every secret an entry reads: its source, or each placeholder's of a template (repeats included). */
+export function entrySources(entry: FetchEntry): SecretSource[] {
+  return entry.kind === "template" ? templateReferences(entry).map((r) => r.source) : [entry.source];
+}
+
+/** Whether the pod starts without the entry's secrets (a template never does). */
+export function entryOptional(entry: FetchEntry): boolean {
+  return entry.kind !== "template" && entry.optional;
+}
 
 export const FILE_MODES = [0o400, 0o440, 0o444] as const;
 

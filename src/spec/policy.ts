@@ -21,6 +21,7 @@ import {
   quote,
 } from "./annotations.ts";
 import type { InjectionSpec } from "./compile.ts";
+import { entrySources } from "./fetch-spec.ts";
 import { REGION_PATTERN } from "./reference.ts";
 
 export const NAMESPACE_POLICY_ANNOTATION = "sm-injector.io/allowed-secrets";
@@ -195,13 +196,13 @@ export function checkSecretPolicy(
   if (policy.regions) {
     const regions = new Set(policy.regions);
     const refused = new Set<string>();
-    for (const e of spec.entries) {
-      const region = e.source.region;
-      const key = `${e.source.secretId}\n${region ?? ""}`;
+    for (const source of spec.entries.flatMap(entrySources)) {
+      const region = source.region;
+      const key = `${source.secretId}\n${region ?? ""}`;
       if ((region !== undefined && regions.has(region)) || refused.has(key)) continue;
       refused.add(key);
       errors.push(
-        `secret ${quote(e.source.secretId)} would be read in ${region === undefined ? "an unknown region" : `region ${region}`}, which namespace ${namespace} does not allow (its ${NAMESPACE_REGIONS_ANNOTATION} annotation); use an allowed region (${PREFIX}${FIXED_KEYS.region} or an ARN), or ask the platform team`,
+        `secret ${quote(source.secretId)} would be read in ${region === undefined ? "an unknown region" : `region ${region}`}, which namespace ${namespace} does not allow (its ${NAMESPACE_REGIONS_ANNOTATION} annotation); use an allowed region (${PREFIX}${FIXED_KEYS.region} or an ARN), or ask the platform team`,
       );
     }
   }

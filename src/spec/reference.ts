@@ -224,3 +224,10 @@ function decodeParam(v: string): string | undefined {
     return undefined;
   }
 }
+
+/** The version part of a reference as written: `?versionId=…`, `?versionStage=…` or nothing. */
+export function versionParam(source: { versionId?: string; versionStage?: string }): string {
+  if (source.versionId !== undefined) return `?versionId=${source.versionId}`;
+  if (source.versionStage !== undefined) return `?versionStage=${encodeURIComponent(source.versionStage)}`;
+  return "";
+}

@@ -17,10 +17,14 @@ import {
   MAX_VARIABLE_NAME_BYTES,
   utf8Bytes,
 } from "./annotations.ts";
-import { MAX_FETCH_ENTRIES } from "./fetch-spec.ts";
+import { MAX_FETCH_ENTRIES, MAX_TEMPLATE_BYTES } from "./fetch-spec.ts";
+
+/** The message for an entry with neither `secret` nor `template` (zod's, when it was required by zod). */
+export const SECRET_REQUIRED = "secret (a name or ARN) is required";
 
 export const StructuredEntrySchema = z.strictObject({
-  secret: z.string({ error: "secret (a name or ARN) is required" }).min(1, "secret must not be empty"),
+  // Required unless the entry is a template (checked by the compiler, with this message).
+  secret: z.string({ error: SECRET_REQUIRED }).min(1, "secret must not be empty").optional(),
   env: z.string().optional(),
   key: z.string().min(1, "key must not be empty").optional(),
   prefix: z.string().optional(),
@@ -30,7 +34,12 @@ export const StructuredEntrySchema = z.strictObject({
   versionId: z.string().optional(),
   region: z.string().optional(),
   optional: z.boolean().optional(),
+  /** A template (`${REFERENCE|FILTER}` …) composing `env`'s value; see src/spec/template.ts. */
+  template: z.string().optional(),
 });
+
+/** The fields an entry may have, in the schema's order (for "unknown field" messages). */
+export const STRUCTURED_FIELDS = Object.keys(StructuredEntrySchema.shape);
 export const StructuredSchema = z.array(StructuredEntrySchema, {
   error: "must be a YAML or JSON list of entries",
 });
@@ -41,6 +50,7 @@ const FIELD_LIMITS: Readonly<Record<string, number>> = {
   key: MAX_JSON_KEY_BYTES,
   env: MAX_VARIABLE_NAME_BYTES,
   prefix: MAX_VARIABLE_NAME_BYTES,
+  template: MAX_TEMPLATE_BYTES,
 };
 
 /**

@@ -52,6 +52,15 @@ async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise
   }
 }
 
+/** `npm run demo -- --example FILE` to its end: it must exit 0. */
+async function demoOfExample(file: string): Promise<{ run: DemoRun; out: string }> {
+  const run = startDemo(["--example", file]);
+  const { code } = await withDeadline(run.exited, 300_000, "the demo");
+  const out = run.stdout();
+  assert.equal(code, 0, `${run.stderr()}\n${out}`);
+  return { run, out };
+}
+
 /** The loopback ports the demo printed in step 2 (kube-apiserver, etcd, moto, webhook). */
 function printedPorts(stdout: string): number[] {
   const ports = [...stdout.matchAll(/https?:\/\/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
@@ -144,10 +153,7 @@ describe("npm run demo", () => {
   test("the command-wrap example: the wrapped command sees every variable in its environment", {
     skip: canRunPods ? false : podRunnerUnsupportedReason(),
   }, async () => {
-    const run = startDemo(["--example", "examples/command-wrap.yaml"]);
-    const { code } = await withDeadline(run.exited, 300_000, "the demo");
-    const out = run.stdout();
-    assert.equal(code, 0, `${run.stderr()}\n${out}`);
+    const { run, out } = await demoOfExample("examples/command-wrap.yaml");
     assert.match(out, /serviceaccount\/erp-gateway created .*not in the example/);
     assert.match(out, /ran `node server\.js --port 8080` as uid 1000 through the command wrap/);
     for (const [name, from] of <Array<[string, string]>>[
@@ -161,6 +167,24 @@ describe("npm run demo", () => {
       out,
       /\[8\/8\] Rotation\n.*skipped: the example does not annotate sm-injector.io\/restart-on-rotation/,
     );
+    assertNoValuePrinted(run);
+  });
+
+  test("the RDS example: the composed DATABASE_URL, and the rotation controller restarts for the templated secret", {
+    skip: canRunPods ? false : podRunnerUnsupportedReason(),
+  }, async () => {
+    const { run, out } = await demoOfExample("examples/fastapi-rds-database-url.yaml");
+    assert.match(
+      out,
+      /DATABASE_URL ← template: postgresql\+asyncpg:\/\/\$\{erp\/production\/rds#username\|urlencode\}/,
+    );
+    assert.match(out, /\.database_url +•+ +\d+ chars +✓ = template DATABASE_URL ← erp\/production\/rds\n/);
+    assert.match(out, /✓ restarting deployment\/erp-api: erp\/production\/rds AWSCURRENT/);
+    assert.match(
+      out,
+      /\.database_url +•+ +\d+ chars +✓ = template DATABASE_URL ← erp\/production\/rds \(new version\)/,
+    );
+    assert.doesNotMatch(out, /✗/);
     assertNoValuePrinted(run);
   });
 

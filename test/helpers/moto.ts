@@ -2,7 +2,7 @@
 // real AWS SDK. Used by the fetch integration tests, the e2e tests and the benchmarks.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -178,6 +178,27 @@ export function fetchEnv(endpoint: string, home: string, extra: NodeJS.ProcessEn
     else env[k] = v;
   }
   return env;
+}
+
+/**
+ * An init container's run in `dir`: a fresh output directory, a termination-log file (as the
+ * kubelet creates one) and the environment of `spec` writing there against `endpoint`.
+ */
+export async function initContainerEnv(
+  endpoint: string,
+  dir: string,
+  spec: Record<string, unknown>,
+): Promise<{ env: NodeJS.ProcessEnv; outputDir: string; terminationLog: string }> {
+  const outputDir = join(dir, "out");
+  await mkdir(outputDir, { recursive: true });
+  const terminationLog = join(dir, "termination-log");
+  await writeFile(terminationLog, "");
+  const env = fetchEnv(endpoint, dir, {
+    SM_INJECTOR_SPEC: JSON.stringify({ ...spec, outputDir }),
+    SM_INJECTOR_TERMINATION_LOG: terminationLog,
+    TMPDIR: dir,
+  });
+  return { env, outputDir, terminationLog };
 }
 
 /** Runs the real runFetch in this process with `env` as its (and the AWS SDK's) environment. */

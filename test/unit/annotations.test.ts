@@ -44,7 +44,7 @@ describe("the annotation table", () => {
       .filter((a) => a.kind === "fixed")
       .map((a) => a.key);
     assert.deepEqual(Object.values(FIXED_KEYS), fixed);
-    assert.deepEqual(KNOWN_KEYS, [...fixed, "env.<VAR>", "env-from", "status"]);
+    assert.deepEqual(KNOWN_KEYS, [...fixed, "env.<VAR>", "template.<VAR>", "env-from", "status"]);
     assert.equal(RESTART_ON_ROTATION_ANNOTATION, "sm-injector.io/restart-on-rotation");
     assert.equal(MAX_ANNOTATION_COUNT, MAX_FETCH_ENTRIES + fixed.length + 1);
   });

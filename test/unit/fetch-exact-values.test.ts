@@ -6,12 +6,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { z } from "zod";
 import { type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type FetchEntry, FetchEntrySchema, sourceKey } from "../../src/spec/fetch-spec.ts";
+import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
 
 const DB = "erp/production/database";
 
 function resolve(entries: z.input<typeof FetchEntrySchema>[], text: string, extra: object = {}) {
-  const parsed: FetchEntry[] = entries.map((e) => FetchEntrySchema.parse(e));
+  const parsed = entries.map((e) => FetchEntrySchema.parse(e) as ValueEntry | ExpandEntry);
   const fetched = new Map<string, FetchOutcome>();
   for (const e of parsed)
     fetched.set(sourceKey(e.source), {
@@ -117,7 +117,7 @@ describe("what cannot be written exactly is refused, naming the secret and the k
     const value = Buffer.concat([Buffer.from('{"K":"a'), Buffer.from([0xff]), Buffer.from('"}')]);
     const r = resolveVariables(
       parsed,
-      new Map([[sourceKey((parsed[0] as FetchEntry).source), { secretId: DB, value, binary: true }]]),
+      new Map([[sourceKey((parsed[0] as ValueEntry).source), { secretId: DB, value, binary: true }]]),
     );
     assert.deepEqual(r.vars, []);
     assert.match(r.errors[0] as string, /is not a JSON object \(it is a binary secret\)/);

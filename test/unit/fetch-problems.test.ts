@@ -24,7 +24,7 @@ import {
 } from "../../src/fetch/errors.ts";
 import { runFetch } from "../../src/fetch/index.ts";
 import { type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type FetchEntry, FetchEntrySchema, sourceKey } from "../../src/spec/fetch-spec.ts";
+import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
 import { TERMINATION_LOG_ENV } from "../../src/spec/fetched-versions.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/app";
@@ -50,7 +50,7 @@ const creds = (code: string, ctx: ProblemContext, message = "m", atDeadline = fa
   );
 
 function resolveErrors(entries: unknown[], secrets: Record<string, string | Buffer>): string[] {
-  const parsed = entries.map((e) => FetchEntrySchema.parse(e)) as FetchEntry[];
+  const parsed = entries.map((e) => FetchEntrySchema.parse(e)) as Array<ValueEntry | ExpandEntry>;
   const fetched = new Map<string, FetchOutcome>();
   for (const e of parsed) {
     const v = secrets[e.source.secretId];

@@ -5,12 +5,12 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { z } from "zod";
 import { type FetchedSecret, type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type FetchEntry, FetchEntrySchema, sourceKey } from "../../src/spec/fetch-spec.ts";
+import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
 
 type FetchEntryInput = z.input<typeof FetchEntrySchema>;
 
-function entry(e: FetchEntryInput): FetchEntry {
-  return FetchEntrySchema.parse(e);
+function entry(e: FetchEntryInput): ValueEntry | ExpandEntry {
+  return FetchEntrySchema.parse(e) as ValueEntry | ExpandEntry;
 }
 
 function secret(secretId: string, value: string | Buffer, extra: Partial<FetchedSecret> = {}): FetchedSecret {

@@ -7,7 +7,7 @@ import { oidcProviderArn, parseOidcProvider, parseRoleArn, secretGrant } from ".
 import { buildRolePolicies, checkKmsKeyArns, type RoleNeeds } from "../../src/iam/policy.ts";
 import { buildReport, type ReportOptions, reportTerraform } from "../../src/iam/report.ts";
 import { hclString, terraformLabel } from "../../src/iam/terraform.ts";
-import { entrySources, podFetchesOf } from "../../src/inject/pod-fetch.ts";
+import { entryVariables, podFetchesOf } from "../../src/inject/pod-fetch.ts";
 import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const AT = { partition: "aws" as const, account: "111122223333" };
@@ -418,8 +418,8 @@ describe("iam-policy: roles from manifests, through the webhook's decision", () 
       "arn:aws:secretsmanager:eu-west-1:111122223333:secret:erp/a-??????",
     ]);
   });
-  test("every kind of fetch entry must say which secrets it reads", () => {
-    assert.throws(() => entrySources({ kind: "template" } as never), /unknown fetch entry kind "template"/);
+  test("every kind of fetch entry must say which variables it sets", () => {
+    assert.throws(() => entryVariables({ kind: "future" } as never), /unknown fetch entry kind "future"/);
   });
 });
 

@@ -28,6 +28,7 @@ import {
   workloadFacts,
 } from "../../src/rotation/plan.ts";
 import { encodeVersions, type VersionRecord, versionKey } from "../../src/spec/fetched-versions.ts";
+import { fetchFinished } from "../helpers/pod-status.ts";
 
 const DB = { secretId: "erp/production/database", region: "eu-west-1", stage: "AWSCURRENT" };
 const JWT = { secretId: "erp/staging/jwt/secret_key", region: "eu-west-1", stage: "AWSCURRENT" };
@@ -78,19 +79,7 @@ function pod(opts: {
     },
     status: {
       initContainerStatuses: [
-        {
-          name: "sm-injector-fetch",
-          image: "x",
-          imageID: "",
-          ready: false,
-          restartCount: 0,
-          state: {
-            terminated: {
-              exitCode: opts.exit ?? 0,
-              message: opts.message ?? encodeVersions(opts.records ?? []),
-            },
-          },
-        },
+        fetchFinished(opts.message ?? encodeVersions(opts.records ?? []), opts.exit ?? 0),
       ],
     },
   };

@@ -17,7 +17,7 @@ test("the warm-up pod compiles to a spec with every form of reference", () => {
   assert.ok(result.ok, result.ok ? "" : result.errors.join("\n"));
   assert.equal(result.spec.entries.length, 42);
   assert.ok(result.spec.entries.some((e) => e.kind === "expand" && e.keys !== undefined));
-  assert.ok(result.spec.entries.some((e) => e.source.versionStage === "AWSPREVIOUS"));
+  assert.ok(result.spec.entries.some((e) => "source" in e && e.source.versionStage === "AWSPREVIOUS"));
 });
 
 test("its structured annotation goes through the YAML parser, not the plain-form fast path", () => {
