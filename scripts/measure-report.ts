@@ -6,7 +6,7 @@
 //   node --import tsx scripts/measure-report.ts [deployments=200] [secrets=50] [runs=3]
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { encodeVersions } from "../src/spec/fetched-versions.ts";
+import { encodeVersions } from "../src/contract/fetched-versions.ts";
 import { createDeploymentPod } from "../test/e2e/harness/controllers.ts";
 import { INIT_CONTAINER, INJECT_LABEL, startE2E } from "../test/e2e/harness/env.ts";
 import { completedInitStatus } from "../test/helpers/forged.ts";

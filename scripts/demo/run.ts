@@ -42,7 +42,7 @@ import {
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { RESTART_ON_ROTATION_ANNOTATION } from "../../src/spec/annotations.ts";
+import { RESTART_ON_ROTATION_ANNOTATION } from "../../src/contract/annotations.ts";
 import { createDeploymentPod } from "../../test/e2e/harness/controllers.ts";
 import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
 import {

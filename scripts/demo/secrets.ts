@@ -3,7 +3,7 @@
 // random for each run, contain what breaks naive env files (quotes, `$`, backslashes, spaces), carry
 // the marker SMDEMO (so a test can prove none is ever printed), and are never shown.
 import { createHash, randomBytes } from "node:crypto";
-import { urlencode } from "../../src/spec/template-filters.ts";
+import { urlencode } from "../../src/contract/template-filters.ts";
 
 export interface SeededSecret {
   name: string;

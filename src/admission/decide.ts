@@ -7,15 +7,15 @@
 // for the caller's look-ups, and it never throws: an exception becomes an "error" denial.
 import type { V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
+import { INJECT_LABEL } from "../contract/annotations.ts";
+import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "../contract/compile.ts";
+import type { InjectorConfig } from "../contract/config.ts";
+import { FETCH_SPEC_ENV, MAX_FETCH_SPEC_BYTES } from "../contract/fetch-spec.ts";
+import { checkSecretPolicy, type SecretPolicy } from "../contract/policy.ts";
 import { needsServiceAccountLookup, type ServiceAccountIdentity } from "../mutate/identity.ts";
 import { patchJson } from "../mutate/patch.ts";
 import { isInjected, type MutationResult, mutatePod } from "../mutate/pod.ts";
 import { keepApiServerAdditions, keepIncomingOrder, stripInjection, stripObjects } from "../mutate/strip.ts";
-import { INJECT_LABEL } from "../spec/annotations.ts";
-import { type CompileResult, compileInjectionSpec, type InjectionSpec } from "../spec/compile.ts";
-import type { InjectorConfig } from "../spec/config.ts";
-import { FETCH_SPEC_ENV, MAX_FETCH_SPEC_BYTES } from "../spec/fetch-spec.ts";
-import { checkSecretPolicy, type SecretPolicy } from "../spec/policy.ts";
 import { DENIALS, type DenialCode } from "./denials.ts";
 import { boundWarnings, cleanText, denialMessage, describeException, plainMessage } from "./messages.ts";
 

@@ -2,9 +2,9 @@
 // (decide.ts), which `sm-injector inject` calls too. HTTP and TLS live in src/webhook; the only I/O
 // (reading the pod's ServiceAccount and Namespace) is passed in.
 import { z } from "zod";
+import type { InjectorConfig } from "../contract/config.ts";
+import type { SecretPolicy } from "../contract/policy.ts";
 import type { ServiceAccountIdentity } from "../mutate/identity.ts";
-import type { InjectorConfig } from "../spec/config.ts";
-import type { SecretPolicy } from "../spec/policy.ts";
 import { type DecisionContext, decideInjection, type InjectionDecision, internalError } from "./decide.ts";
 import type { DenialCode } from "./denials.ts";
 import { cleanText } from "./messages.ts";

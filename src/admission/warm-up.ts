@@ -3,8 +3,8 @@
 // in flow style costs ~120 ms of CPU in a fresh process and ~20 ms once the code is compiled, and
 // the API server's admission timeout is shared by every webhook. Pure: no I/O.
 import type { V1Pod } from "@kubernetes/client-node";
-import { compileInjectionSpec } from "../spec/compile.ts";
-import type { InjectorConfig } from "../spec/config.ts";
+import { compileInjectionSpec } from "../contract/compile.ts";
+import type { InjectorConfig } from "../contract/config.ts";
 
 export function warmUpPod(i: number): V1Pod {
   const entries = Array.from(

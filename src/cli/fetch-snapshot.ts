@@ -20,8 +20,8 @@ import { resolve } from "node:path";
 import { Readable } from "node:stream";
 import { startupSnapshot } from "node:v8";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { FetchSpecSchema } from "../contract/fetch-spec.ts";
 import { runFetch } from "../fetch/index.ts";
-import { FetchSpecSchema } from "../spec/fetch-spec.ts";
 
 /** Whether argv asks for the init container's `fetch` (not `fetch --help`, which the CLI answers). */
 function isFetchRun(argv: readonly string[]): boolean {

@@ -2,8 +2,8 @@
 // file or stdin, judged with the webhook's decision under the options that change it.
 import { readFile } from "node:fs/promises";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { InjectorConfigSchema } from "../contract/config.ts";
 import { type PodFetch, podFetchesOf } from "../inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../spec/config.ts";
 import { DEFAULT_IMAGE, readStdin } from "./inject.ts";
 
 /** Webhook options that change which pods are refused or what they fetch. */

@@ -2,9 +2,9 @@
 // Read-only: Kubernetes list/get, AWS DescribeSecret; never GetSecretValue.
 import { pino } from "pino";
 import { z } from "zod";
+import { INJECT_LABEL } from "../contract/annotations.ts";
 import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import { OUTPUT_FORMATS } from "../report/render.ts";
-import { INJECT_LABEL } from "../spec/annotations.ts";
 import { type FlagValues, flag, flagHelp, kubeconfigFlag, parseFlags, wholeNumber } from "./flags.ts";
 
 /** Every flag of `sm-injector report`: parsing, messages and --help come from this table. */

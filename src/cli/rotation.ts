@@ -1,10 +1,10 @@
 // `sm-injector rotation`: the rotation controller (src/rotation/controller.ts) on a timer, or once.
 import { type Logger, pino } from "pino";
 import { z } from "zod";
+import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../contract/annotations.ts";
 import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
 import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
-import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../spec/annotations.ts";
 import {
   type FlagValues,
   flag,

@@ -144,7 +144,7 @@ async function kubernetesDeps(
 ): Promise<{ deps: ReviewDeps; namespaceExists: (ns: string) => Promise<boolean> }> {
   const { cachedLookup, InvalidNameError, kubernetesReaders } = await import("../kube/lookups.ts");
   const { serviceAccountIdentity } = await import("../mutate/identity.ts");
-  const { namespacePolicy } = await import("../spec/policy.ts");
+  const { namespacePolicy } = await import("../contract/policy.ts");
   const readers = await kubernetesReaders(config.kubeconfig);
   const ttlMs = config.serviceaccountCacheSeconds * 1000;
   const serviceAccounts = cachedLookup(

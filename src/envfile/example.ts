@@ -2,9 +2,10 @@
 // the Secrets Manager reference it comes from as a comment. Read by python-dotenv (and so
 // pydantic-settings' env_file) and Node's parser: `NAME=` is the empty string to both, and a line
 // starting with `#` is a comment to both. Pure; it never holds a value.
+
+import type { SecretSource } from "../contract/fetch-spec.ts";
+import { versionParam } from "../contract/reference.ts";
 import type { ReceivedVariable } from "../inject/pod-fetch.ts";
-import type { SecretSource } from "../spec/fetch-spec.ts";
-import { versionParam } from "../spec/reference.ts";
 
 export type ExampleVariable = ReceivedVariable;
 

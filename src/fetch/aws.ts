@@ -14,7 +14,7 @@ import {
   type SecretValueEntry,
 } from "@aws-sdk/client-secrets-manager";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import type { SecretSource } from "../spec/fetch-spec.ts";
+import type { SecretSource } from "../contract/fetch-spec.ts";
 import { AwsCallError, EMPTY_CODE } from "./errors.ts";
 import { type FetchedSecret, hasLoneSurrogate } from "./resolve.ts";
 import { classify, DEFAULT_RETRY, type RetryPolicy, withRetries } from "./retry.ts";

@@ -4,7 +4,7 @@
 // is stable (tests assert it, the README lists it, checked by test/unit/readme.test.ts); the prose
 // can improve freely. Never a value: a parser's message, which quotes the text it failed on, is never
 // used (see classify in retry.ts), and the text that comes from AWS or Node is cleaned and capped here.
-import type { SecretSource } from "../spec/fetch-spec.ts";
+import type { SecretSource } from "../contract/fetch-spec.ts";
 import { describeSource } from "./resolve.ts";
 
 /** Every problem code, what it means (the README's troubleshooting table), and the exit status. */

@@ -9,14 +9,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { type Logger, pino } from "pino";
 import {
-  EncodeError,
-  type EnvVar,
-  render,
-  renderFiles,
-  shellRefusal,
-  shellRefusalMessage,
-} from "../envfile/index.ts";
-import {
   describeIssue,
   entrySources,
   FETCH_SPEC_ENV,
@@ -24,14 +16,22 @@ import {
   FetchSpecSchema,
   type SecretSource,
   sourceKey,
-} from "../spec/fetch-spec.ts";
+} from "../contract/fetch-spec.ts";
 import {
   DEFAULT_TERMINATION_LOG,
   encodeVersions,
   TERMINATION_LOG_ENV,
   type VersionRecord,
-} from "../spec/fetched-versions.ts";
-import { outputPath } from "../spec/paths.ts";
+} from "../contract/fetched-versions.ts";
+import { outputPath } from "../contract/paths.ts";
+import {
+  EncodeError,
+  type EnvVar,
+  render,
+  renderFiles,
+  shellRefusal,
+  shellRefusalMessage,
+} from "../envfile/index.ts";
 import { type BatchResult, planCalls, SecretFetcher } from "./aws.ts";
 import { forEachBounded } from "./bounded.ts";
 import {

@@ -2,7 +2,6 @@
 // Messages name the secret and the key, never a value: not even a JSON parser's message, which
 // quotes the text it failed on.
 import { isUtf8 } from "node:buffer";
-import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
 import {
   type ExpandEntry,
   type FetchEntry,
@@ -11,8 +10,9 @@ import {
   type TemplateEntry,
   type TemplateReference,
   type ValueEntry,
-} from "../spec/fetch-spec.ts";
-import { type FilterInput, TEMPLATE_FILTERS } from "../spec/template-filters.ts";
+} from "../contract/fetch-spec.ts";
+import { type FilterInput, TEMPLATE_FILTERS } from "../contract/template-filters.ts";
+import { type EnvVar, isValidEnvName } from "../envfile/index.ts";
 import { problem } from "./errors.ts";
 import { type JsonMember, type JsonObjectMembers, parseJsonObjectMembers } from "./json-members.ts";
 

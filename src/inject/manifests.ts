@@ -5,9 +5,9 @@ import { createTwoFilesPatch } from "diff";
 import { parseAllDocuments, stringify } from "yaml";
 import { type DecisionContext, decideInjection, type InjectionDecision } from "../admission/decide.ts";
 import type { DenialCode } from "../admission/denials.ts";
+import type { InjectorConfig } from "../contract/config.ts";
+import { namespacePolicy } from "../contract/policy.ts";
 import { serviceAccountIdentity } from "../mutate/identity.ts";
-import type { InjectorConfig } from "../spec/config.ts";
-import { namespacePolicy } from "../spec/policy.ts";
 import { editDocument } from "./yaml-edit.ts";
 
 type Obj = Record<string, unknown>;

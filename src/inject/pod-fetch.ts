@@ -8,8 +8,8 @@ import {
   INJECT_LABEL,
   RESTART_ON_ROTATION_ANNOTATION,
   VOLUME_NAME,
-} from "../spec/annotations.ts";
-import type { InjectorConfig } from "../spec/config.ts";
+} from "../contract/annotations.ts";
+import type { InjectorConfig } from "../contract/config.ts";
 import {
   entrySources,
   FETCH_SPEC_ENV,
@@ -17,8 +17,8 @@ import {
   type FetchSpec,
   FetchSpecSchema,
   type SecretSource,
-} from "../spec/fetch-spec.ts";
-import { templateText } from "../spec/template.ts";
+} from "../contract/fetch-spec.ts";
+import { templateText } from "../contract/template.ts";
 import { type DecidedPod, decideManifestPods } from "./manifests.ts";
 
 /** The AWS identity the init container fetches with. */

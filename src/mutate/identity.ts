@@ -1,7 +1,7 @@
 // The AWS identity hand-off: the init container must fetch as the app does (IRSA or EKS Pod
 // Identity), never with the node's role. Pure.
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import { AWS_TOKEN_VOLUME_NAME, OWN_TOKEN_DIR } from "../spec/annotations.ts";
+import { AWS_TOKEN_VOLUME_NAME, OWN_TOKEN_DIR } from "../contract/annotations.ts";
 import { clonePlain, withFields } from "./clone.ts";
 
 /** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */

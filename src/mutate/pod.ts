@@ -7,12 +7,12 @@ import {
   SECRETS_DIR_VAR,
   STATUS_ANNOTATION,
   VOLUME_NAME,
-} from "../spec/annotations.ts";
-import type { InjectionSpec } from "../spec/compile.ts";
-import type { InjectorConfig } from "../spec/config.ts";
-import { FETCH_SPEC_ENV, type FetchSpecInput } from "../spec/fetch-spec.ts";
-import { TERMINATION_MESSAGE_LIMIT, terminationMessageLimit } from "../spec/fetched-versions.ts";
-import { outputPath } from "../spec/paths.ts";
+} from "../contract/annotations.ts";
+import type { InjectionSpec } from "../contract/compile.ts";
+import type { InjectorConfig } from "../contract/config.ts";
+import { FETCH_SPEC_ENV, type FetchSpecInput } from "../contract/fetch-spec.ts";
+import { TERMINATION_MESSAGE_LIMIT, terminationMessageLimit } from "../contract/fetched-versions.ts";
+import { outputPath } from "../contract/paths.ts";
 import { clonePlain, withFields } from "./clone.ts";
 import {
   clientSettingsEnv,

@@ -16,9 +16,9 @@ import {
   SECRETS_DIR_VAR,
   STATUS_ANNOTATION,
   VOLUME_NAME,
-} from "../spec/annotations.ts";
-import type { InjectionSpec } from "../spec/compile.ts";
-import { outputPath } from "../spec/paths.ts";
+} from "../contract/annotations.ts";
+import type { InjectionSpec } from "../contract/compile.ts";
+import { outputPath } from "../contract/paths.ts";
 import { withFields } from "./clone.ts";
 import { WRAP_SHELL, wrapperScript } from "./pod.ts";
 

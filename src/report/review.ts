@@ -7,6 +7,8 @@
 // recorded versions count only once the pod is verified to belong to the workload (verifyPod:
 // owner, ReplicaSet/ControllerRevision/Job, selector, template), and only for the references of the
 // workload's TEMPLATE; anything else a pod names is left out.
+
+import { versionKey } from "../contract/fetched-versions.ts";
 import { forEachBounded } from "../fetch/bounded.ts";
 import {
   errorCode,
@@ -27,7 +29,6 @@ import {
   templateReferences,
   type WatchedRef,
 } from "../rotation/plan.ts";
-import { versionKey } from "../spec/fetched-versions.ts";
 import { MAX_SECRET_AGE_ANNOTATION, namespaceMaxSecretAge, secretAgeSeconds } from "./max-age.ts";
 import { formatAge } from "./render.ts";
 

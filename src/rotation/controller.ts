@@ -27,9 +27,9 @@ import type {
   V1PodTemplateSpec,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { INJECT_LABEL } from "../contract/annotations.ts";
+import { versionKey } from "../contract/fetched-versions.ts";
 import { forEachBounded } from "../fetch/bounded.ts";
-import { INJECT_LABEL } from "../spec/annotations.ts";
-import { versionKey } from "../spec/fetched-versions.ts";
 import {
   type Change,
   CONTROLLER_REVISION_HASH_LABEL,

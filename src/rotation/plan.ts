@@ -28,24 +28,24 @@ import {
   PREFIX,
   RESTART_ON_ROTATION_ANNOTATION,
   STATUS_ANNOTATION,
-} from "../spec/annotations.ts";
-import { compileInjectionSpec } from "../spec/compile.ts";
-import { InjectorConfigSchema } from "../spec/config.ts";
+} from "../contract/annotations.ts";
+import { compileInjectionSpec } from "../contract/compile.ts";
+import { InjectorConfigSchema } from "../contract/config.ts";
 import {
   entryOptional,
   entrySources,
   FETCH_SPEC_ENV,
   type FetchEntry,
   FetchSpecSchema,
-} from "../spec/fetch-spec.ts";
+} from "../contract/fetch-spec.ts";
 import {
   decodeVersions,
   type FetchedVersions,
   TERMINATION_MESSAGE_LIMIT,
   versionKey,
   versionsDigest,
-} from "../spec/fetched-versions.ts";
-import { REGION_PATTERN } from "../spec/reference.ts";
+} from "../contract/fetched-versions.ts";
+import { REGION_PATTERN } from "../contract/reference.ts";
 
 /** Prefix of what this controller writes on pod templates (and nothing else). */
 export const ROTATION_PREFIX = "rotation.sm-injector.io/";

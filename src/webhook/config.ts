@@ -17,7 +17,7 @@ import {
   type InjectorConfig,
   InjectorConfigSchema,
   Quantity,
-} from "../spec/config.ts";
+} from "../contract/config.ts";
 
 const S = InjectorConfigSchema.shape;
 const R = DEFAULT_INIT_RESOURCES;

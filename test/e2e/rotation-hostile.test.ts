@@ -20,7 +20,7 @@ import type {
   V1ReplicaSet,
   V1StatefulSet,
 } from "@kubernetes/client-node";
-import { encodeVersions, type VersionRecord } from "../../src/spec/fetched-versions.ts";
+import { encodeVersions, type VersionRecord } from "../../src/contract/fetched-versions.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { createDeploymentPod } from "./harness/controllers.ts";
 import { INIT_CONTAINER, INJECT_LABEL, useE2E } from "./harness/env.ts";

@@ -20,7 +20,7 @@ import {
   type V1Pod,
   type V1PodTemplateSpec,
 } from "@kubernetes/client-node";
-import { decodeVersions } from "../../src/spec/fetched-versions.ts";
+import { decodeVersions } from "../../src/contract/fetched-versions.ts";
 import { renderChart } from "../helpers/tools.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { createDeploymentPod } from "./harness/controllers.ts";

@@ -2,7 +2,7 @@
 // can send), through buildServer().inject():
 //   node --import tsx test/helpers/measure-metrics-flood.ts [N]
 import { pino } from "pino";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { buildServer } from "../../src/webhook/server.ts";
 import { admissionReview } from "./webhook.ts";
 

@@ -5,7 +5,7 @@
 //   node --import tsx test/helpers/measure-template-admission.ts
 import type { V1Pod } from "@kubernetes/client-node";
 import { reviewPod } from "../../src/admission/review.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const RDS = "erp/production/rds";

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
-import type { FetchSpecInput, SecretSource } from "../../src/spec/fetch-spec.ts";
+import type { FetchSpecInput, SecretSource } from "../../src/contract/fetch-spec.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
 import { fetchEnv, type Moto, runFetchInProcess, startMoto } from "../helpers/moto.ts";
 import { sourceWithShell } from "../helpers/roundtrip.ts";

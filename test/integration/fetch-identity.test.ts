@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
-import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
+import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
 import {
   fetchEnv,

@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DeleteSecretCommand, UpdateSecretVersionStageCommand } from "@aws-sdk/client-secrets-manager";
-import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
-import { decodeVersions, versionsDigest } from "../../src/spec/fetched-versions.ts";
+import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
+import { decodeVersions, versionsDigest } from "../../src/contract/fetched-versions.ts";
 import { fetchEnv, type Moto, runFetchCli, runFetchInProcess, startMoto } from "../helpers/moto.ts";
 import {
   parseWithNodeEnvFile,

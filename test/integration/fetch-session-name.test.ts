@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
+import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
 import { fetchEnv, type Moto, startMoto } from "../helpers/moto.ts";
 import { CLI } from "../helpers/webhook.ts";
 

@@ -14,7 +14,7 @@ import {
   shippedEntrypoint,
   snapshotUsable,
 } from "../../scripts/build.mjs";
-import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
+import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
 import { fetchEnv, type Moto, runFetchCli, startMoto } from "../helpers/moto.ts";
 import { REPO_ROOT } from "../helpers/webhook.ts";
 

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { decodeVersions } from "../../src/contract/fetched-versions.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { decodeVersions } from "../../src/spec/fetched-versions.ts";
 import { initContainerEnv, type Moto, runFetchInProcess, startMoto } from "../helpers/moto.ts";
 import { parseWithPythonDotenv, sourceWithShell } from "../helpers/roundtrip.ts";
 

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
-import type { FetchSpecInput } from "../../src/spec/fetch-spec.ts";
+import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
 import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
 import { type FetchRun, fetchEnv, type Moto, runFetchCli, startMoto } from "../helpers/moto.ts";
 import { sourceWithShell } from "../helpers/roundtrip.ts";

@@ -23,9 +23,9 @@ import { DescribeSecretCommand, SecretsManagerClient } from "@aws-sdk/client-sec
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { reviewPod } from "../../src/admission/review.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { type RotationDeps, rotationCycle } from "../../src/rotation/controller.ts";
 import type { Workload } from "../../src/rotation/plan.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
 import { initContainerEnv, type Moto, startMoto } from "../helpers/moto.ts";
 import { fetchFinished } from "../helpers/pod-status.ts";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });

@@ -14,10 +14,10 @@ import {
   MAX_YAML_BYTES,
   ProblemList,
   quote,
-} from "../../src/spec/annotations.ts";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { FetchSpecSchema, MAX_FETCH_ENTRIES, MAX_FETCH_SPEC_BYTES } from "../../src/spec/fetch-spec.ts";
+} from "../../src/contract/annotations.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { FetchSpecSchema, MAX_FETCH_ENTRIES, MAX_FETCH_SPEC_BYTES } from "../../src/contract/fetch-spec.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 

@@ -13,8 +13,8 @@ import {
   MAX_ANNOTATION_COUNT,
   PREFIX,
   RESTART_ON_ROTATION_ANNOTATION,
-} from "../../src/spec/annotations.ts";
-import { MAX_FETCH_ENTRIES } from "../../src/spec/fetch-spec.ts";
+} from "../../src/contract/annotations.ts";
+import { MAX_FETCH_ENTRIES } from "../../src/contract/fetch-spec.ts";
 
 describe("the annotation table", () => {
   for (const [name, entry] of Object.entries(ANNOTATIONS) as [

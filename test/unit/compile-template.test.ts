@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod } from "@kubernetes/client-node";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { MAX_FETCH_ENTRIES } from "../../src/spec/fetch-spec.ts";
-import { checkSecretPolicy, namespacePolicy } from "../../src/spec/policy.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { MAX_FETCH_ENTRIES } from "../../src/contract/fetch-spec.ts";
+import { checkSecretPolicy, namespacePolicy } from "../../src/contract/policy.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const RDS = "erp/production/rds";

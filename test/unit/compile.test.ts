@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod } from "@kubernetes/client-node";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 

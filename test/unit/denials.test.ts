@@ -7,8 +7,8 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import { DENIAL_CODES, DENIALS, type DenialCode } from "../../src/admission/denials.ts";
 import type { ReviewDeps } from "../../src/admission/review.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { parseSecretPolicy } from "../../src/spec/policy.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { parseSecretPolicy } from "../../src/contract/policy.ts";
 import { buildServer } from "../../src/webhook/server.ts";
 import { admissionReview } from "../helpers/webhook.ts";
 

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parseEnv } from "node:util";
 import { envExample } from "../../src/cli/dotenv.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { podFetchesOf } from "../../src/inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 import { parseWithPythonDotenv, run } from "../helpers/roundtrip.ts";
 
 const config = InjectorConfigSchema.parse({ image: "sm-injector:test", defaultRegion: "eu-west-1" });

@@ -6,9 +6,9 @@ import fc from "fast-check";
 import fastJsonPatch from "fast-json-patch";
 import { parse as parseYaml } from "yaml";
 import { isPodShape, PodShape } from "../../src/admission/review.ts";
+import { parseSimpleYamlList } from "../../src/contract/structured.ts";
 import { clonePlain, withFields } from "../../src/mutate/clone.ts";
 import { patchJson } from "../../src/mutate/patch.ts";
-import { parseSimpleYamlList } from "../../src/spec/structured.ts";
 
 const RUNS = 2000;
 

@@ -5,8 +5,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { z } from "zod";
+import {
+  type ExpandEntry,
+  FetchEntrySchema,
+  sourceKey,
+  type ValueEntry,
+} from "../../src/contract/fetch-spec.ts";
 import { type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
 
 const DB = "erp/production/database";
 

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
+import type { SecretSource } from "../../src/contract/fetch-spec.ts";
 import { BATCH_LIMIT, batchable, planCalls } from "../../src/fetch/aws.ts";
-import type { SecretSource } from "../../src/spec/fetch-spec.ts";
 
 const ids = (xs: readonly SecretSource[]) => xs.map((s) => s.secretId);
 

@@ -8,6 +8,13 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
 import {
+  type ExpandEntry,
+  FetchEntrySchema,
+  sourceKey,
+  type ValueEntry,
+} from "../../src/contract/fetch-spec.ts";
+import { TERMINATION_LOG_ENV } from "../../src/contract/fetched-versions.ts";
+import {
   AwsCallError,
   callErrorLine,
   credentialsErrorLine,
@@ -24,8 +31,6 @@ import {
 } from "../../src/fetch/errors.ts";
 import { runFetch } from "../../src/fetch/index.ts";
 import { type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
-import { TERMINATION_LOG_ENV } from "../../src/spec/fetched-versions.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/app";
 const ctxOf = (env: NodeJS.ProcessEnv): ProblemContext => ({

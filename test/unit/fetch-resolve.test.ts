@@ -4,8 +4,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { z } from "zod";
+import {
+  type ExpandEntry,
+  FetchEntrySchema,
+  sourceKey,
+  type ValueEntry,
+} from "../../src/contract/fetch-spec.ts";
 import { type FetchedSecret, type FetchOutcome, resolveVariables } from "../../src/fetch/resolve.ts";
-import { type ExpandEntry, FetchEntrySchema, sourceKey, type ValueEntry } from "../../src/spec/fetch-spec.ts";
 
 type FetchEntryInput = z.input<typeof FetchEntrySchema>;
 

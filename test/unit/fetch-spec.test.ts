@@ -1,7 +1,7 @@
 // The init container's reading of SM_INJECTOR_SPEC (zod/mini, no locale): every refusal is worded.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { describeIssue, FetchSpecSchema } from "../../src/spec/fetch-spec.ts";
+import { describeIssue, FetchSpecSchema } from "../../src/contract/fetch-spec.ts";
 
 const valid = {
   version: 1,
@@ -53,7 +53,7 @@ test("outputDir follows the same rule as the output-dir annotation and the webho
 
 test("the webhook's spec: batch only with --batch-get-secret-value, messageBytes only below 4096", async () => {
   const { buildFetchSpec } = await import("../../src/mutate/pod.ts");
-  const { InjectorConfigSchema } = await import("../../src/spec/config.ts");
+  const { InjectorConfigSchema } = await import("../../src/contract/config.ts");
   const { loadWebhookConfig } = await import("../../src/webhook/config.ts");
   const flags = (extra: string[]) =>
     loadWebhookConfig(["--tls-cert-file=c", "--tls-key-file=k", "--image=i", ...extra], {}).injector;

@@ -8,7 +8,7 @@ import {
   TERMINATION_MESSAGE_LIMIT,
   type VersionRecord,
   versionsDigest,
-} from "../../src/spec/fetched-versions.ts";
+} from "../../src/contract/fetched-versions.ts";
 
 const record = fc.record({
   secretId: fc.string({ minLength: 1, maxLength: 80 }),

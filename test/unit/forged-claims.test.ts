@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { type AdmissionRequest, reviewPod } from "../../src/admission/review.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { parseSecretPolicy } from "../../src/spec/policy.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { parseSecretPolicy } from "../../src/contract/policy.ts";
 import { forgedFetchSpec } from "../helpers/forged.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
 

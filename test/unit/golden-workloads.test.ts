@@ -7,8 +7,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const dir = join(import.meta.dirname, "..", "golden");
 type Obj = Record<string, unknown> & { metadata?: Record<string, unknown>; spec?: Record<string, unknown> };

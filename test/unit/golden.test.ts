@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { parseAllDocuments, stringify } from "yaml";
 import { reviewPod } from "../../src/admission/review.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { namespacePolicy } from "../../src/contract/policy.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
 import { serviceAccountIdentity } from "../../src/mutate/identity.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { namespacePolicy } from "../../src/spec/policy.ts";
 import { applyPatch } from "../helpers/json-patch.ts";
 
 const dir = join(import.meta.dirname, "..", "golden");

@@ -3,12 +3,12 @@
 // test/integration/iam-policy.test.ts.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { oidcProviderArn, parseOidcProvider, parseRoleArn, secretGrant } from "../../src/iam/arn.ts";
 import { buildRolePolicies, checkKmsKeyArns, type RoleNeeds } from "../../src/iam/policy.ts";
 import { buildReport, type ReportOptions, reportTerraform } from "../../src/iam/report.ts";
 import { hclString, terraformLabel } from "../../src/iam/terraform.ts";
 import { entryVariables, podFetchesOf } from "../../src/inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const AT = { partition: "aws" as const, account: "111122223333" };
 const ROLE = "arn:aws:iam::111122223333:role/erp-api";

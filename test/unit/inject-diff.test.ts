@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import { parseDocument, stringify } from "yaml";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
 import { editDocument } from "../../src/inject/yaml-edit.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const config = InjectorConfigSchema.parse({ image: "ghcr.io/sm-injector/sm-injector:test" });
 

@@ -6,8 +6,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseAllDocuments } from "yaml";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const examples = join(root, "examples");

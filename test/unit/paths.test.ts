@@ -2,10 +2,10 @@
 // roots, and the spec the init container reads all accept and refuse the same paths.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { FetchSpecSchema } from "../../src/spec/fetch-spec.ts";
-import { absoluteDirProblem, outputPath } from "../../src/spec/paths.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { FetchSpecSchema } from "../../src/contract/fetch-spec.ts";
+import { absoluteDirProblem, outputPath } from "../../src/contract/paths.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const DIRS = [

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { MAX_POLICY_PATTERN_CHARS, MAX_POLICY_PATTERNS } from "../../src/spec/annotations.ts";
-import type { FetchEntry } from "../../src/spec/fetch-spec.ts";
+import { MAX_POLICY_PATTERN_CHARS, MAX_POLICY_PATTERNS } from "../../src/contract/annotations.ts";
+import type { FetchEntry } from "../../src/contract/fetch-spec.ts";
 import {
   checkSecretPolicy,
   globMatch,
@@ -13,7 +13,7 @@ import {
   NAMESPACE_REGIONS_ANNOTATION,
   namespacePolicy,
   parseSecretPolicy,
-} from "../../src/spec/policy.ts";
+} from "../../src/contract/policy.ts";
 
 const ACCOUNT = "123456789012";
 const OTHER = "999999999999";

@@ -1,13 +1,13 @@
 // The README is the front door: its annotation table must be the contract in
-// src/spec/annotations.ts, its denial table the codes in src/admission/denials.ts, and every flag it
+// src/contract/annotations.ts, its denial table the codes in src/admission/denials.ts, and every flag it
 // names must exist.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { DENIALS } from "../../src/admission/denials.ts";
+import { ANNOTATIONS, documentedKey } from "../../src/contract/annotations.ts";
 import { FETCH_PROBLEMS } from "../../src/fetch/errors.ts";
-import { ANNOTATIONS, documentedKey } from "../../src/spec/annotations.ts";
 import { WEBHOOK_FLAGS } from "../../src/webhook/config.ts";
 
 const readme = readFileSync(join(import.meta.dirname, "..", "..", "README.md"), "utf8");
@@ -38,7 +38,7 @@ test("the README's annotation table is exactly the contract", () => {
   assert.deepEqual(
     tableRows("annotations-table"),
     expected,
-    "regenerate the table from src/spec/annotations.ts",
+    "regenerate the table from src/contract/annotations.ts",
   );
 });
 

@@ -6,11 +6,11 @@ import { describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import fc from "fast-check";
 import { decideInjection } from "../../src/admission/decide.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import type { ServiceAccountIdentity } from "../../src/mutate/identity.ts";
 import { mutatePod } from "../../src/mutate/pod.ts";
 import { stripInjection, stripObjects } from "../../src/mutate/strip.ts";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const config = InjectorConfigSchema.parse({ image: "img:1", defaultRegion: "eu-west-1" });
 const ROLE = "arn:aws:iam::123456789012:role/app";

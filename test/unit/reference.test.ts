@@ -1,7 +1,7 @@
 // The one-line reference syntax, and every refusal message a user can meet in it.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { parseReference, parseSecretId } from "../../src/spec/reference.ts";
+import { parseReference, parseSecretId } from "../../src/contract/reference.ts";
 
 const ok = (raw: string, expand = false) => {
   const r = parseReference(raw, { expand });

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
+import { encodeVersions } from "../../src/contract/fetched-versions.ts";
 import { namespaceMaxSecretAge, parseMaxSecretAge, secretAgeSeconds } from "../../src/report/max-age.ts";
 import { formatAge, renderReview, table } from "../../src/report/render.ts";
 import { maxAgeWarnings, type Review, type SecretReview } from "../../src/report/review.ts";
@@ -19,7 +20,6 @@ import {
   verifyMembership,
   workloadFacts,
 } from "../../src/rotation/plan.ts";
-import { encodeVersions } from "../../src/spec/fetched-versions.ts";
 import { completedInitStatus, forgedFetchSpec } from "../helpers/forged.ts";
 
 describe("sm-injector.io/max-secret-age", () => {

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { pino } from "pino";
+import { encodeVersions } from "../../src/contract/fetched-versions.ts";
 import { type RotationDeps, rotationCycle } from "../../src/rotation/controller.ts";
 import { RESTARTED_FOR_ANNOTATION, type Workload } from "../../src/rotation/plan.ts";
-import { encodeVersions } from "../../src/spec/fetched-versions.ts";
 
 const REGION = "eu-west-1";
 const NS = "erp";

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod } from "@kubernetes/client-node";
+import { encodeVersions, type VersionRecord, versionKey } from "../../src/contract/fetched-versions.ts";
 import {
   changesFor,
   claimsOutsideTemplate,
@@ -27,7 +28,6 @@ import {
   type WorkloadFacts,
   workloadFacts,
 } from "../../src/rotation/plan.ts";
-import { encodeVersions, type VersionRecord, versionKey } from "../../src/spec/fetched-versions.ts";
 import { fetchFinished } from "../helpers/pod-status.ts";
 
 const DB = { secretId: "erp/production/database", region: "eu-west-1", stage: "AWSCURRENT" };

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
-import { libpqQuote, urlencode } from "../../src/spec/template-filters.ts";
+import { libpqQuote, urlencode } from "../../src/contract/template-filters.ts";
 import { run } from "../helpers/roundtrip.ts";
 
 const PARSE = `

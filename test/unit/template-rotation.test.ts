@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { encodeVersions, versionKey } from "../../src/contract/fetched-versions.ts";
 import { injectManifests } from "../../src/inject/manifests.ts";
 import {
   changesFor,
@@ -17,8 +19,6 @@ import {
   type Workload,
   workloadFacts,
 } from "../../src/rotation/plan.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { encodeVersions, versionKey } from "../../src/spec/fetched-versions.ts";
 import { fetchFinished } from "../helpers/pod-status.ts";
 
 const RDS = "erp/production/rds";

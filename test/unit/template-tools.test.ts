@@ -4,9 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { envExample } from "../../src/cli/dotenv.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { buildReport } from "../../src/iam/report.ts";
 import { podFetchesOf } from "../../src/inject/pod-fetch.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
 
 const config = InjectorConfigSchema.parse({ image: "sm-injector:test", defaultRegion: "eu-west-1" });
 const MANIFEST = `

@@ -4,9 +4,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { MAX_TEMPLATE_BYTES, MAX_TEMPLATE_PLACEHOLDERS } from "../../src/spec/fetch-spec.ts";
-import { countPlaceholders, parseTemplate, templateLimitProblem } from "../../src/spec/template.ts";
-import { jsonText, libpqQuote, TEMPLATE_FILTERS, urlencode } from "../../src/spec/template-filters.ts";
+import { MAX_TEMPLATE_BYTES, MAX_TEMPLATE_PLACEHOLDERS } from "../../src/contract/fetch-spec.ts";
+import { countPlaceholders, parseTemplate, templateLimitProblem } from "../../src/contract/template.ts";
+import { jsonText, libpqQuote, TEMPLATE_FILTERS, urlencode } from "../../src/contract/template-filters.ts";
 
 const parsed = (text: string) => {
   const r = parseTemplate(text);

@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { warmUpDecision, warmUpPod } from "../../src/admission/warm-up.ts";
-import { MAX_YAML_BYTES } from "../../src/spec/annotations.ts";
-import { compileInjectionSpec } from "../../src/spec/compile.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
-import { parseSimpleYamlList } from "../../src/spec/structured.ts";
+import { MAX_YAML_BYTES } from "../../src/contract/annotations.ts";
+import { compileInjectionSpec } from "../../src/contract/compile.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
+import { parseSimpleYamlList } from "../../src/contract/structured.ts";
 
 const config = InjectorConfigSchema.parse({ image: "registry.example.com/sm-injector:test" });
 

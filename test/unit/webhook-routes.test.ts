@@ -12,7 +12,7 @@ import {
 } from "../../src/admission/responses.ts";
 import type { ReviewDeps } from "../../src/admission/review.ts";
 import { warmUpDecision } from "../../src/admission/warm-up.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { buildServer } from "../../src/webhook/server.ts";
 import { admissionReview } from "../helpers/webhook.ts";
 

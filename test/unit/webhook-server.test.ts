@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import { describe, test } from "node:test";
 import { pino } from "pino";
 import type { ReviewDeps } from "../../src/admission/review.ts";
-import { InjectorConfigSchema } from "../../src/spec/config.ts";
+import { InjectorConfigSchema } from "../../src/contract/config.ts";
 import { loadWebhookConfig } from "../../src/webhook/config.ts";
 import { countJsonValues } from "../../src/webhook/json-cost.ts";
 import { buildServer } from "../../src/webhook/server.ts";

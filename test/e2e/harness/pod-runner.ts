@@ -32,7 +32,7 @@ import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { CoreV1Api, V1Container, V1EnvVar, V1Pod, V1Volume } from "@kubernetes/client-node";
-import { terminationMessageLimit } from "../../../src/spec/fetched-versions.ts";
+import { terminationMessageLimit } from "../../../src/contract/fetched-versions.ts";
 
 /** What a container image contributes: its ENTRYPOINT/CMD/ENV/WORKDIR/USER, and files (host binds). */
 export interface ImageConfig {

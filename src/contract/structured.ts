@@ -34,7 +34,7 @@ export const StructuredEntrySchema = z.strictObject({
   versionId: z.string().optional(),
   region: z.string().optional(),
   optional: z.boolean().optional(),
-  /** A template (`${REFERENCE|FILTER}` …) composing `env`'s value; see src/spec/template.ts. */
+  /** A template (`${REFERENCE|FILTER}` …) composing `env`'s value; see src/contract/template.ts. */
   template: z.string().optional(),
 });
 
