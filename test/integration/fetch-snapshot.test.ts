@@ -98,6 +98,16 @@ describe("the start-up snapshot as built", () => {
   });
 });
 
+const specFor = (out: string, entries: FetchSpecInput["entries"]): FetchSpecInput => ({
+  version: 1,
+  format: "shell",
+  outputDir: out,
+  fileName: "env",
+  fileMode: 0o400,
+  timeoutSeconds: 20,
+  entries,
+});
+
 /**
  * A stand-in for `node` that runs it as on another build machine: its own UTS namespace with host
  * name `host`, and the kernel release the UNAME26 personality reports (2.6.x) instead of this one's.
@@ -160,15 +170,7 @@ describe("the snapshot holds none of the build machine's uname", {
 
   test("the SDK's User-Agent names the kernel fetch runs on, not the build's", async () => {
     const out = await mkdtemp(join(dir, "out-"));
-    const spec: FetchSpecInput = {
-      version: 1,
-      format: "shell",
-      outputDir: out,
-      fileName: "env",
-      fileMode: 0o400,
-      timeoutSeconds: 20,
-      entries: [{ kind: "value", source: { secretId: "erp/ua" }, env: "UA" }],
-    };
+    const spec = specFor(out, [{ kind: "value", source: { secretId: "erp/ua" }, env: "UA" }]);
     const env = fetchEnv(proxy.endpoint, dir, { SM_INJECTOR_SPEC: JSON.stringify(spec) });
     const command = [process.execPath, "--snapshot-blob", blobPath, join(DIST, "sm-injector.mjs"), "fetch"];
     const r = await runFetchCli(env, { command });
@@ -204,16 +206,6 @@ describe("fetch from the snapshot against moto", () => {
   after(async () => {
     await moto?.stop();
     if (home) await rm(home, { recursive: true, force: true });
-  });
-
-  const specFor = (out: string, entries: FetchSpecInput["entries"]): FetchSpecInput => ({
-    version: 1,
-    format: "shell",
-    outputDir: out,
-    fileName: "env",
-    fileMode: 0o400,
-    timeoutSeconds: 20,
-    entries,
   });
 
   async function both(entries: FetchSpecInput["entries"]) {
