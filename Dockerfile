@@ -2,6 +2,7 @@
 # sm-injector: one image for the webhook (`webhook`) and the injected init container (`fetch`).
 #
 #   docker build -t sm-injector:dev .
+#   docker build --target entry-snapshot -t sm-injector:dev .   # fails unless the blob fits (below)
 #   bash scripts/build-images.sh sm-injector   # offline: buildah, local base, amd64 + arm64
 #
 # Two images from one Dockerfile, by target: the default (the last stage, entry-plain) starts the
@@ -11,7 +12,8 @@
 # entry-snapshot is for builds whose blob was made by the runtime image's own node binary (scripts/
 # build-images.sh checks that and selects it for amd64), and the stage itself refuses, at build time,
 # a blob the runtime's node cannot start. (The blob of the build stage below is made by the node:*
-# image's node, which need not be the runtime's: a public build stays plain unless asked.)
+# image's node on the build platform, which need not be the runtime's, and never is for another
+# arch: a public build stays plain unless asked, and a multi-arch one can only be plain.)
 # (A stage chosen by `--target`, not by an ARG in FROM: buildah 1.28 resolves `FROM entry-${ARG}`
 # only when the ARG is passed, not from its default.)
 #
