@@ -19,7 +19,9 @@
 #                        scripts/build-peers.sh) in images shaped like their upstream Dockerfiles, for
 #                        the image-size comparison (bench/images.ts)
 # arm64 needs no emulation: mmdebstrap's extract variant runs no package scripts and the Dockerfile's
-# runtime stage only copies files.
+# runtime stage only copies files. The amd64 image starts from the start-up snapshot (the
+# Dockerfile's entry-snapshot target; its one RUN checks the blob with the image's node, natively),
+# the arm64 one plainly (entry-plain).
 #
 # Env:  SM_INJECTOR_CACHE             cache root (default: $HOME/.cache/sm-injector)
 #       SM_INJECTOR_IMAGE_ARCHES      default "amd64 arm64"
@@ -234,22 +236,42 @@ build_node_base() {
 
 # The bundle (dist/) for arch $1, as the build context that replaces the Dockerfile's build stage
 # (`--build-context build=DIR`: docker buildx and buildah both let a named context stand in for a
-# stage), so the offline build needs neither the node:* build image nor npm ci. A startup snapshot
-# blob is tied to the Node version and the CPU architecture it was made on: only the build
-# machine's arch gets it (see the report of issue 15 for arm64).
+# stage), so the offline build needs neither the node:* build image nor npm ci. The start-up
+# snapshot blob stays only when the image's node starts from it (snapshot_fits).
 bundle_context() {
-  local arch="$1" host_arch
+  local arch="$1"
   local ctx="${WORK}/bundle-${arch}"
-  host_arch="$(dpkg --print-architecture)"
   rm -rf "${ctx}"
   mkdir -p "${ctx}/src"
   cp -a "${REPO_ROOT}/dist" "${ctx}/src/dist"
-  if [[ "${arch}" != "${host_arch}" ]]; then find "${ctx}/src/dist" -name '*.blob' -delete; fi
+  if ! snapshot_fits "${arch}" "${ctx}/src/dist"; then find "${ctx}/src/dist" -name '*.blob' -delete; fi
   printf '%s\n' "${ctx}"
 }
 
+# Whether the node binary the image of arch $1 ships (the one fetch_node puts into its base) starts
+# from the blob in bundle directory $2: a blob works only with the very node build that made it
+# (else Node exits 14 before any JavaScript runs). Checked by running that binary, so only for the
+# build machine's arch: arm64 would need emulation (and the blob an arm64 build), so it starts plainly.
+snapshot_fits() {
+  local arch="$1" dist="$2" node_dir out
+  [[ -f "${dist}/fetch.snapshot.blob" && "${arch}" == "$(dpkg --print-architecture)" ]] || return 1
+  node_dir="${WORK}/node-check-${arch}"
+  fetch_node "${arch}" "${node_dir}"
+  out="$(env -i "${node_dir}/bin/node" --snapshot-blob "${dist}/fetch.snapshot.blob" "${dist}/sm-injector.mjs" version 2>&1)" || true
+  rm -rf "${node_dir}"
+  if [[ "${out}" != "${VERSION}" ]]; then
+    log "sm-injector ${arch}: the image's Node.js ${NODE_VERSION} does not start from dist/fetch.snapshot.blob (${out:0:200}): plain start"
+    return 1
+  fi
+}
+
+# The Dockerfile's target for bundle directory $1: the snapshot entry when it kept the blob.
+entry_target() {
+  if [[ -f "$1/src/dist/fetch.snapshot.blob" ]]; then echo entry-snapshot; else echo entry-plain; fi
+}
+
 build_sm_injector_arch() {
-  local arch="$1" key="$2" ctx
+  local arch="$1" key="$2" ctx target
   local archive="${OUT}/sm-injector-${arch}.oci.tar"
   if is_current "${archive}" "${key}-${arch}"; then
     log "sm-injector ${arch}: cached"
@@ -258,7 +280,9 @@ build_sm_injector_arch() {
   fi
   log "sm-injector ${arch}: buildah bud of the Dockerfile on ${NODE_BASE}-${arch}…"
   ctx="$(bundle_context "${arch}")"
-  bud --platform "linux/${arch}" -f "${REPO_ROOT}/Dockerfile" \
+  target="$(entry_target "${ctx}")"
+  log "sm-injector ${arch}: ${target}"
+  bud --platform "linux/${arch}" -f "${REPO_ROOT}/Dockerfile" --target "${target}" \
     --build-arg "RUNTIME_IMAGE=${NODE_BASE}-${arch}" --build-context "build=${ctx}" \
     -t "${IMAGE_NAME}-${arch}" "${REPO_ROOT}"
   export_archive "${IMAGE_NAME}-${arch}" "${archive}" "${IMAGE_NAME}" "${key}-${arch}"
@@ -314,7 +338,7 @@ build_sm_injector() {
   local key arch
   [[ -f "${REPO_ROOT}/dist/sm-injector.mjs" ]] || die "dist/ is missing: run \`npm run build\` first"
   for arch in "${ARCHES[@]}"; do build_node_base "${arch}"; done
-  key="$(key_of sm-injector "$(declare -f build_sm_injector build_sm_injector_arch build_sm_injector_index bundle_context)" "$(cat "${OUT}"/node-base-*.oci.tar.key)" "$(cat "${REPO_ROOT}/Dockerfile")" \
+  key="$(key_of sm-injector "$(declare -f build_sm_injector build_sm_injector_arch build_sm_injector_index bundle_context snapshot_fits entry_target)" "$(cat "${OUT}"/node-base-*.oci.tar.key)" "$(cat "${REPO_ROOT}/Dockerfile")" \
     "$(cd "${REPO_ROOT}" && find dist -type f -print0 | sort -z | xargs -0 sha256sum)")"
   for arch in "${ARCHES[@]}"; do build_sm_injector_arch "${arch}" "${key}"; done
   build_sm_injector_index "${key}"

@@ -14,6 +14,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -48,10 +49,14 @@ export const SNAPSHOT_BLOB = "fetch.snapshot.blob";
 const ENTRY = "sm-injector.mjs";
 
 // Node's snapshot builder cannot serialize the HTTP parser or the HTTP/2 session bindings, which
-// these modules create when loaded: in the snapshot bundle each becomes an object whose members
-// load the real module on first use (at run time). Constants (http2.constants, read when the SDK's
-// modules load) are copied in as they are.
-const LAZY_BUILTIN = /^(node:)?(http|https|http2)$/;
+// these modules create when loaded; and `os` reads the build machine's uname (kernel release, arch)
+// when it loads and keeps it, so a snapshot holding it would report the build host's kernel (in
+// the SDK's User-Agent) on every node (fs/promises loads `os` inside Node). In the snapshot bundle
+// each becomes an object whose members load the real module on first use (at run time). Constants
+// (http2.constants, os.EOL, read when the SDK's modules load) are copied in as they are.
+const LAZY_BUILTIN = /^(node:)?(http|https|http2|os|fs\/promises)$/;
+// Loaded while the snapshot is built, these would put host state into it: the build fails instead.
+const BUILD_TIME_FORBIDDEN = new Set(["os", "fs/promises"]);
 const requireBuiltin = createRequire(import.meta.url);
 const lazyBuiltins = {
   name: "lazy-builtins",
@@ -71,11 +76,16 @@ const lazyBuiltins = {
           ? `exports[${JSON.stringify(k)}] = ${JSON.stringify(real[k])};`
           : `Object.defineProperty(exports, ${JSON.stringify(k)}, { enumerable: true, get: () => load()[${JSON.stringify(k)}] });`,
       );
+      const guard = BUILD_TIME_FORBIDDEN.has(args.path)
+        ? `if (require("node:v8").startupSnapshot.isBuildingSnapshot()) throw new Error("node:${args.path} used while building the snapshot: the blob would hold the build machine's values");`
+        : "";
       return {
         loader: "js",
-        contents: [`let m;`, `const load = () => (m ??= require("node:${args.path}"));`, ...members].join(
-          "\n",
-        ),
+        contents: [
+          `let m;`,
+          `const load = () => { ${guard} return (m ??= require("node:${args.path}")); };`,
+          ...members,
+        ].join("\n"),
       };
     });
   },
@@ -165,6 +175,22 @@ async function claimWorkDir(dir) {
 }
 
 /**
+ * Fails when the blob holds this machine's kernel release or host name (a module that read them
+ * while the snapshot was built; the builder runs on this machine). Values too short to tell apart
+ * from other bytes are not looked for.
+ */
+function assertNoHostValues(blob) {
+  for (const [what, value] of [
+    ["kernel release", os.release()],
+    ["host name", os.hostname()],
+  ])
+    if (value.length >= 6 && blob.includes(value))
+      throw new Error(
+        `the snapshot holds this machine's ${what} (${value}): a module read it while the snapshot was built; defer that module (LAZY_BUILTIN) or its read`,
+      );
+}
+
+/**
  * Builds `outdir`/fetch.snapshot.blob with `node`, from its own CommonJS bundle (in a temporary
  * directory: the image needs the blob only). The builder runs with an empty environment (no AWS_*,
  * no HOME) in an empty directory, so nothing of this machine can be read into the blob.
@@ -203,6 +229,7 @@ export async function buildFetchSnapshot(outdir, node = process.execPath) {
           .slice(-20)
           .join("\n")}`,
       );
+    assertNoHostValues(await readFile(path.join(work, SNAPSHOT_BLOB)));
     const blob = path.resolve(outdir, SNAPSHOT_BLOB);
     await copyFile(path.join(work, SNAPSHOT_BLOB), blob);
     return blob;

@@ -60,6 +60,14 @@ async function warmUp(): Promise<void> {
     useDualstackEndpoint: false,
     defaultsMode: "standard",
     userAgentAppId: "warm-up",
+    // The default provider reads os.platform() and os.release(): loaded at build time, `os` would
+    // keep the build machine's uname in the blob (scripts/build.mjs defers it, and fails the build if
+    // it is used here). The run-time client builds its User-Agent from the host it runs on.
+    defaultUserAgentProvider: async () => [["warm-up"]],
+    // Else the SDK looks for a service endpoint in the AWS config file (through fs/promises, which
+    // loads `os` too); the endpoint rules still run.
+    ignoreConfiguredEndpointUrls: true,
+    disableClockSkewCorrection: false,
     authSchemePreference: [],
     // Signed as of 1970-01-01: the signer caches the key it derives under the signing date, which
     // then holds no build date.

@@ -17,7 +17,19 @@ import { getFreePort } from "./harness/ports.ts";
 
 const execFileAsync = promisify(execFile);
 const VERSION = JSON.parse(readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")).version as string;
-const ENTRYPOINT = ["/nodejs/bin/node", "/app/sm-injector.mjs"];
+const PLAIN_ENTRYPOINT = ["/nodejs/bin/node", "/app/sm-injector.mjs"];
+const SNAPSHOT_ENTRYPOINT = [
+  "/nodejs/bin/node",
+  "--snapshot-blob",
+  "/app/fetch.snapshot.blob",
+  "/app/sm-injector.mjs",
+];
+// The image of the build machine's arch starts from the start-up snapshot (scripts/build-images.sh
+// checked the blob with the image's own node); the other, which no build step can run without
+// emulation, starts plainly and carries no blob.
+const HOST_ARCH = process.arch === "arm64" ? "arm64" : "amd64";
+const entrypointOf = (arch: string) => (arch === HOST_ARCH ? SNAPSHOT_ENTRYPOINT : PLAIN_ENTRYPOINT);
+const ENTRYPOINT = entrypointOf("amd64");
 // ELF e_machine of the node binary each platform must carry.
 const ELF_MACHINE: Record<string, number> = { amd64: 0x3e, arm64: 0xb7 };
 
@@ -187,12 +199,13 @@ describe("the sm-injector image (scripts/build-images.sh)", { skip }, () => {
   });
 
   for (const arch of ["amd64", "arm64"]) {
-    test(`${arch}: config: nonroot 65532, our CLI as entrypoint, node on PATH, its own platform`, () => {
+    const how = arch === HOST_ARCH ? "from the start-up snapshot" : "plainly (no blob)";
+    test(`${arch}: config: nonroot 65532, our CLI as entrypoint (${how}), node on PATH, its own platform`, () => {
       const c = configs.get(arch) as ImageConfig;
       assert.equal(c.architecture, arch);
       assert.equal(c.os, "linux");
       assert.equal(c.config.User, "65532:65532");
-      assert.deepEqual(c.config.Entrypoint, ENTRYPOINT);
+      assert.deepEqual(c.config.Entrypoint, entrypointOf(arch));
       assert.deepEqual(c.config.Cmd, ["help"]);
       assert.equal(c.config.WorkingDir, "/app");
       assert.ok(c.config.Env?.includes("NODE_ENV=production"));
@@ -225,10 +238,15 @@ describe("the sm-injector image (scripts/build-images.sh)", { skip }, () => {
       ];
       for (const p of paths)
         for (const re of forbidden) assert.doesNotMatch(p, re, `${arch}: ${p} does not belong in the image`);
-      // The app directory is the bundle and nothing else.
-      const dist = new Set(walk(path.join(REPO_ROOT, "dist")).filter((p) => !p.endsWith(".blob")));
-      const app = walk(path.join(dir, "app")).filter((p) => !p.endsWith(".blob"));
-      assert.deepEqual(app.sort(), [...dist].sort(), `${arch}: /app is exactly dist/`);
+      // The app directory is the bundle and nothing else; the blob only where the entrypoint reads it.
+      const withBlob = arch === HOST_ARCH;
+      const dist = walk(path.join(REPO_ROOT, "dist")).filter((p) => withBlob || !p.endsWith(".blob"));
+      const app = walk(path.join(dir, "app"));
+      assert.deepEqual(
+        app.sort(),
+        dist.sort(),
+        `${arch}: /app is exactly dist/${withBlob ? "" : " but the blob"}`,
+      );
       // Only the nonroot user's home belongs to it; everything else is root's and not world-writable
       // (but /tmp).
       for (const p of paths) {
@@ -260,6 +278,22 @@ describe("the sm-injector image (scripts/build-images.sh)", { skip }, () => {
     assert.equal(whoami.stdout.trim(), "65532 /app production");
     const noShell = await runInImage(bundle, ["/bin/sh", "-c", "true"]);
     assert.notEqual(noShell.status, 0, "no /bin/sh to run");
+  });
+
+  test("amd64: the blob is dist/'s, and `fetch` through the entrypoint starts from it in the image (no spec: a coded refusal, not exit 14)", async () => {
+    const bundle = path.dirname(rootfs.get("amd64") as string);
+    const sha = (f: string) => createHash("sha256").update(readFileSync(f)).digest("hex");
+    assert.equal(
+      sha(path.join(rootfs.get("amd64") as string, "app/fetch.snapshot.blob")),
+      sha(path.join(REPO_ROOT, "dist/fetch.snapshot.blob")),
+    );
+    // The image's own entrypoint, as the injected init container (args ["fetch"]) runs it. Its node
+    // is the one that built the blob: Node exits 14 on a blob of any other build.
+    const entrypoint = configs.get("amd64")?.config.Entrypoint ?? [];
+    assert.ok(entrypoint.includes("--snapshot-blob"), entrypoint.join(" "));
+    const fetch = await runInImage(bundle, [...entrypoint, "fetch"]);
+    assert.equal(fetch.status, 2, `${fetch.stderr}${fetch.stdout}`);
+    assert.match(fetch.stderr, /^sm-injector fetch: SM_INJECTOR_SPEC is not set: .*\[spec-missing\]$/m);
   });
 });
 

@@ -37,6 +37,8 @@ export interface FaultProxy {
   readonly connections: number;
   /** Access key ids that signed requests (from Authorization: … Credential=AKID/…), in order. */
   accessKeys: string[];
+  /** User-Agent headers of the requests, in order. */
+  userAgents: string[];
   reset(): void;
   close(): Promise<void>;
 }
@@ -112,12 +114,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return connections;
     },
     accessKeys: [],
+    userAgents: [],
     reset() {
       queued.clear();
       persistent.clear();
       counts.clear();
       self.delayMs = 0;
       self.accessKeys.length = 0;
+      self.userAgents.length = 0;
       maxInFlight = inFlight;
       connections = 0;
     },
@@ -138,6 +142,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       counts.set(op, (counts.get(op) ?? 0) + 1);
       const akid = /Credential=([^/,\s]+)\//.exec(String(req.headers.authorization ?? ""))?.[1];
       if (akid) self.accessKeys.push(akid);
+      self.userAgents.push(String(req.headers["user-agent"] ?? ""));
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       let counted = true;

@@ -4,8 +4,9 @@
 // moto, and that a missing blob or one from another Node build falls back to the plain start.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { randomBytes } from "node:crypto";
+import { chmod, cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { hostname, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -15,6 +16,7 @@ import {
   snapshotUsable,
 } from "../../scripts/build.mjs";
 import type { FetchSpecInput } from "../../src/contract/fetch-spec.ts";
+import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
 import { fetchEnv, type Moto, runFetchCli, startMoto } from "../helpers/moto.ts";
 import { REPO_ROOT } from "../helpers/webhook.ts";
 
@@ -96,6 +98,89 @@ describe("the start-up snapshot as built", () => {
   });
 });
 
+const specFor = (out: string, entries: FetchSpecInput["entries"]): FetchSpecInput => ({
+  version: 1,
+  format: "shell",
+  outputDir: out,
+  fileName: "env",
+  fileMode: 0o400,
+  timeoutSeconds: 20,
+  entries,
+});
+
+/**
+ * A stand-in for `node` that runs it as on another build machine: its own UTS namespace with host
+ * name `host`, and the kernel release the UNAME26 personality reports (2.6.x) instead of this one's.
+ */
+async function nodeOnAnotherHost(dir: string, host: string): Promise<string> {
+  const wrapper = join(dir, "node-on-another-host");
+  await writeFile(
+    wrapper,
+    [
+      "#!/bin/sh",
+      // The builder's environment has no PATH: every program by its path.
+      `exec /usr/bin/unshare -u /bin/sh -c '/usr/bin/hostname "$0" && exec /usr/bin/setarch "$(/usr/bin/uname -m)" --uname-2.6 "$@"' ${host} ${process.execPath} "$@"`,
+      "",
+    ].join("\n"),
+  );
+  await chmod(wrapper, 0o755);
+  return wrapper;
+}
+
+describe("the snapshot holds none of the build machine's uname", {
+  skip: process.getuid?.() === 0 ? false : "needs root (unshare -u)",
+}, () => {
+  let dir = "";
+  let blob = Buffer.alloc(0);
+  let blobPath = "";
+  let moto: Moto;
+  let proxy: FaultProxy;
+  const buildHost = `sm-build-${randomBytes(6).toString("hex")}`;
+  let buildRelease = "";
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "sm-injector-snapshot-host-"));
+    const node = await nodeOnAnotherHost(dir, buildHost);
+    // The stand-in does show the builder another host (else this test could not fail).
+    const seen = spawnSync(node, ["-p", "require('os').release() + ' ' + require('os').hostname()"], {
+      env: {},
+      encoding: "utf8",
+    });
+    assert.equal(seen.status, 0, seen.stderr);
+    [buildRelease = ""] = seen.stdout.trim().split(" ");
+    assert.equal(seen.stdout.trim(), `${buildRelease} ${buildHost}`);
+    assert.match(buildRelease, /^2\.6\.\d+/);
+    assert.notEqual(buildRelease, release());
+    blobPath = await buildFetchSnapshot(dir, node);
+    blob = await readFile(blobPath);
+    moto = await startMoto();
+    proxy = await startFaultProxy(moto.endpoint);
+    await moto.createSecret("erp/ua", "v");
+  });
+  after(async () => {
+    await proxy?.close();
+    await moto?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("neither its kernel release nor its host name is in the blob", () => {
+    assert.equal(blob.indexOf(buildRelease), -1, `the blob holds the build's kernel release ${buildRelease}`);
+    assert.equal(blob.indexOf(buildHost), -1, `the blob holds the build's host name ${buildHost}`);
+  });
+
+  test("the SDK's User-Agent names the kernel fetch runs on, not the build's", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    const spec = specFor(out, [{ kind: "value", source: { secretId: "erp/ua" }, env: "UA" }]);
+    const env = fetchEnv(proxy.endpoint, dir, { SM_INJECTOR_SPEC: JSON.stringify(spec) });
+    const command = [process.execPath, "--snapshot-blob", blobPath, join(DIST, "sm-injector.mjs"), "fetch"];
+    const r = await runFetchCli(env, { command });
+    assert.equal(r.code, 0, r.stderr);
+    const ua = proxy.userAgents.at(-1) ?? "";
+    assert.ok(ua.includes(`os/linux#${release()}`), `User-Agent: ${ua}`);
+    assert.ok(!ua.includes(buildRelease), `User-Agent: ${ua}`);
+  });
+});
+
 describe("fetch from the snapshot against moto", () => {
   let moto: Moto;
   let home = "";
@@ -121,16 +206,6 @@ describe("fetch from the snapshot against moto", () => {
   after(async () => {
     await moto?.stop();
     if (home) await rm(home, { recursive: true, force: true });
-  });
-
-  const specFor = (out: string, entries: FetchSpecInput["entries"]): FetchSpecInput => ({
-    version: 1,
-    format: "shell",
-    outputDir: out,
-    fileName: "env",
-    fileMode: 0o400,
-    timeoutSeconds: 20,
-    entries,
   });
 
   async function both(entries: FetchSpecInput["entries"]) {

@@ -857,3 +857,15 @@ describe("webhook connection limits and client-certificate authentication", () =
     assert.match(both.stderr, /not both/);
   });
 });
+
+test("the webhook and rotation containers start the CLI plainly (the entry-plain ENTRYPOINT), not from the image's fetch snapshot", async () => {
+  // The Dockerfile's entry-plain stage's ENTRYPOINT: the chart must start the very same command.
+  const dockerfile = await readFile(path.join(REPO_ROOT, "Dockerfile"), "utf8");
+  const plain = /^FROM runtime AS entry-plain\n(?:.*\n)*?ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  assert.ok(plain, "no ENTRYPOINT in the Dockerfile's entry-plain stage");
+  const o = await renderChart({ "rotation.enabled": true });
+  for (const name of ["sm-injector", "sm-injector-rotation"]) {
+    const c = find(o, "Deployment", name).spec.template.spec.containers[0];
+    assert.deepEqual(c.command, JSON.parse(plain), `${name}: command`);
+  }
+});

@@ -87,8 +87,20 @@ function parseDockerfile(text: string): Stage[] {
 describe("Dockerfile", async () => {
   const stages = parseDockerfile(await read("Dockerfile"));
   const build = stages[0] as Stage;
-  const runtime = stages.at(-1) as Stage;
+  const named = (name: string) => {
+    const s = stages.find((x) => x.name === name);
+    assert.ok(s, `no stage ${name}`);
+    return s;
+  };
+  // The runtime, and the two ways to start it: the default target (the last stage) and
+  // `--target entry-snapshot`.
+  const runtime = named("runtime");
+  const entryPlain = named("entry-plain");
+  const entrySnapshot = named("entry-snapshot");
+  const snapshotCheck = named("snapshot-check");
   const of = (s: Stage, cmd: string) => s.instructions.filter((i) => i.cmd === cmd).map((i) => i.args);
+  const node = runtime.from.includes("distroless") ? "/nodejs/bin/node" : "node";
+  const SNAPSHOT = "/app/fetch.snapshot.blob";
 
   test("multi-stage: a build stage on the pinned Node major runs npm ci and npm run build", () => {
     assert.ok(stages.length >= 2, "at least a build and a runtime stage");
@@ -111,32 +123,65 @@ describe("Dockerfile", async () => {
       `the pinned Node major (scripts/versions.env): ${runtime.from}`,
     );
     assert.deepEqual(of(runtime, "RUN"), [], "the runtime stage runs nothing (distroless has no shell)");
+    assert.deepEqual(of(entryPlain, "RUN"), []);
+    assert.deepEqual(of(entrySnapshot, "RUN"), []);
+    // The one RUN, in exec form, in a stage of its own on the runtime: the runtime's node started from
+    // the blob, so that a blob of another node build (exit 14) fails the build, not every pod start.
+    assert.equal(snapshotCheck.from, "runtime");
+    assert.deepEqual(
+      of(snapshotCheck, "RUN").map((r) => JSON.parse(r)),
+      [[node, "--snapshot-blob", SNAPSHOT, "/app/sm-injector.mjs", "version"]],
+    );
   });
 
-  test("runtime: only the bundle (dist/: entry + chunks) is copied (no node_modules), non-root 65532, node + bundle entrypoint", () => {
+  test("entry stages: the default (last) starts plainly; entry-snapshot from the blob it copies; both on the runtime", () => {
+    assert.equal(stages.at(-1), entryPlain, "the default target is the plain start");
+    for (const s of [entryPlain, entrySnapshot]) {
+      assert.equal(s.from, "runtime");
+      assert.deepEqual(of(s, "CMD"), ['["help"]'], `${s.name}: CMD after its ENTRYPOINT (which resets it)`);
+    }
+    assert.deepEqual(JSON.parse(of(entryPlain, "ENTRYPOINT").at(-1) ?? "null"), [
+      node,
+      "/app/sm-injector.mjs",
+    ]);
+    assert.deepEqual(JSON.parse(of(entrySnapshot, "ENTRYPOINT").at(-1) ?? "null"), [
+      node,
+      "--snapshot-blob",
+      SNAPSHOT,
+      "/app/sm-injector.mjs",
+    ]);
+    // The blob comes from the checked stage (which makes the check run first).
+    assert.deepEqual(of(snapshotCheck, "COPY"), [`--from=${build.name} /src/dist/fetch.snapshot.blob /app/`]);
+    assert.deepEqual(of(entrySnapshot, "COPY"), ["--from=snapshot-check /app/fetch.snapshot.blob /app/"]);
+    assert.deepEqual(of(entryPlain, "COPY"), []);
+  });
+
+  test("runtime: only the bundle (dist/: entry + chunks, no blob) is copied (no node_modules), non-root 65532", () => {
     const copies = of(runtime, "COPY");
     assert.ok(copies.length > 0);
     for (const c of copies) {
-      assert.match(c, new RegExp(`^--from=${build.name}\\s+\\S*/dist/?\\s+/app/?$`), c);
-      assert.doesNotMatch(c, /node_modules/);
+      assert.match(c, new RegExp(`^--from=${build.name}\\s+/src/dist/(\\S+)\\s+/app/\\1?$`), c);
+      assert.doesNotMatch(c, /node_modules|\.blob/);
     }
     assert.deepEqual(of(runtime, "ADD"), []);
     const user = of(runtime, "USER").at(-1);
     assert.match(user ?? "", /^65532(:65532)?$/, "numeric non-root USER (kubelet can verify runAsNonRoot)");
-    const entrypoint = JSON.parse(of(runtime, "ENTRYPOINT").at(-1) ?? "null");
-    assert.ok(Array.isArray(entrypoint), "exec-form ENTRYPOINT (no shell)");
-    const node = runtime.from.includes("distroless") ? "/nodejs/bin/node" : "node";
-    assert.deepEqual(entrypoint, [node, "/app/sm-injector.mjs"]);
+    assert.deepEqual(of(runtime, "ENTRYPOINT"), [], "each entry stage sets its own");
     // The chart's `helm test` pod runs `node -e`: node must be on PATH in the image.
     if (runtime.from.includes("distroless")) {
       assert.match(of(runtime, "ENV").join(" "), /PATH=\/nodejs\/bin:/);
     }
   });
 
-  test("the chart relies on that entrypoint: args start with the subcommand", async () => {
+  test("the chart's webhook starts plainly whatever the image's entrypoint: command + args starting with the subcommand", async () => {
     const objs = await renderChart();
     const dep = objs.find((o) => o.kind === "Deployment");
-    assert.equal(dep?.spec.template.spec.containers[0].command, undefined, "the image's ENTRYPOINT is used");
+    const plain = JSON.parse(of(entryPlain, "ENTRYPOINT").at(-1) ?? "null");
+    assert.deepEqual(
+      dep?.spec.template.spec.containers[0].command,
+      plain,
+      "the plain start, not the snapshot",
+    );
     assert.equal(dep?.spec.template.spec.containers[0].args[0], "webhook");
     const testPod = objs.find((o) => o.kind === "Pod");
     assert.deepEqual(testPod?.spec.containers[0].command, ["node", "-e"]);

@@ -177,3 +177,13 @@ The webhook's V8 heap flags (NODE_OPTIONS), from webhook.maxHeapMiB and webhook.
 {{- with .Values.webhook.maxSemiSpaceMiB }}{{ $flags = append $flags (printf "--max-semi-space-size=%d" (int .)) }}{{ end -}}
 {{- join " " $flags -}}
 {{- end -}}
+
+{{/*
+How the long-running containers (webhook, rotation) start the CLI: plainly, whatever the image's
+ENTRYPOINT (the Dockerfile's entry-snapshot target starts from the init container's start-up
+snapshot, which gains a long-running process nothing and costs the webhook ~8 MiB RSS). The
+injected init container keeps the ENTRYPOINT.
+*/}}
+{{- define "sm-injector.plainCommand" -}}
+["/nodejs/bin/node", "/app/sm-injector.mjs"]
+{{- end -}}
