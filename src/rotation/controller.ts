@@ -691,6 +691,140 @@ export interface ReviewReads {
   ): Promise<void>;
 }
 
+type K8s = typeof import("@kubernetes/client-node");
+type AppsApi = import("@kubernetes/client-node").AppsV1Api;
+type BatchApi = import("@kubernetes/client-node").BatchV1Api;
+
+/** A read that answers undefined for a 404 (the object is gone: a fact, not an error). */
+async function orUndefined<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (e) {
+    if ((e as { code?: number }).code === 404) return undefined;
+    throw e;
+  }
+}
+
+function controllerOf(m: { ownerReferences?: V1OwnerReference[] } | undefined): OwnerRef | undefined {
+  const o = m?.ownerReferences?.find((r) => r.controller);
+  return o && { apiVersion: o.apiVersion, kind: o.kind, name: o.name, uid: o.uid };
+}
+
+/** DescribeSecret through one SDK client per region (never GetSecretValue). */
+function secretDescriptions() {
+  const clients = new Map<string, SecretsManagerClient>();
+  const client = (region: string) => {
+    let c = clients.get(region);
+    if (!c) {
+      c = new SecretsManagerClient(region ? { region } : {});
+      clients.set(region, c);
+    }
+    return c;
+  };
+  const describe = async (region: string, secretId: string): Promise<SecretDescription> => {
+    const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
+    return {
+      versionStages: out.VersionIdsToStages ?? {},
+      rotationEnabled: out.RotationEnabled === true,
+      lastRotatedDate: out.LastRotatedDate,
+      lastChangedDate: out.LastChangedDate,
+      nextRotationDate: out.NextRotationDate,
+      createdDate: out.CreatedDate,
+    };
+  };
+  const close = () => {
+    for (const c of clients.values()) c.destroy();
+  };
+  return { describe, close };
+}
+
+/** Every workload kind the review reads, page by page, in the shape the planner takes. */
+async function* listedWorkloadPages(
+  kc: KubeConfig,
+  namespace: string | undefined,
+  pageSize: number,
+): AsyncGenerator<ListedWorkload[]> {
+  for (const r of WORKLOAD_RESOURCES)
+    for await (const page of listPages<AnyWorkload>(kc, r.group, r.resource, namespace, {}, pageSize))
+      yield page.map((o) => ({
+        kind: r.kind,
+        namespace: o.metadata?.namespace ?? "",
+        name: o.metadata?.name ?? "",
+        uid: o.metadata?.uid ?? "",
+        selector: o.spec?.selector,
+        template: workloadTemplate(o),
+      }));
+}
+
+/** The objects a pod's claim is verified through: its Job, ReplicaSet, ControllerRevision, workload. */
+function ownerReads(apps: AppsApi, batch: BatchApi) {
+  const readers = {
+    Deployment: (namespace: string, name: string) => apps.readNamespacedDeployment({ namespace, name }),
+    StatefulSet: (namespace: string, name: string) => apps.readNamespacedStatefulSet({ namespace, name }),
+    DaemonSet: (namespace: string, name: string) => apps.readNamespacedDaemonSet({ namespace, name }),
+    CronJob: (namespace: string, name: string) => batch.readNamespacedCronJob({ namespace, name }),
+  };
+  return {
+    job: (namespace: string, name: string) =>
+      orUndefined(async () => {
+        const job = await batch.readNamespacedJob({ namespace, name });
+        return {
+          uid: job.metadata?.uid ?? "",
+          controller: controllerOf(job.metadata),
+          labels: job.metadata?.labels ?? {},
+          template: job.spec?.template,
+          selector: job.spec?.selector,
+        };
+      }),
+    replicaSet: (namespace: string, name: string) =>
+      orUndefined(async () => {
+        const rs = await apps.readNamespacedReplicaSet({ namespace, name });
+        return {
+          uid: rs.metadata?.uid ?? "",
+          controller: controllerOf(rs.metadata),
+          labels: rs.spec?.template?.metadata?.labels ?? {},
+          template: rs.spec?.template,
+        };
+      }),
+    controllerRevision: (namespace: string, name: string) =>
+      orUndefined(async () => {
+        const cr = await apps.readNamespacedControllerRevision({ namespace, name });
+        return {
+          uid: cr.metadata?.uid ?? "",
+          controller: controllerOf(cr.metadata),
+          labels: cr.metadata?.labels ?? {},
+          template: controllerRevisionTemplate(cr.data),
+        };
+      }),
+    workload: (kind: keyof typeof readers, namespace: string, name: string) =>
+      orUndefined(async () => {
+        const obj = (await readers[kind](namespace, name)) as AnyWorkload;
+        return {
+          uid: obj.metadata?.uid ?? "",
+          selector: obj.spec?.selector,
+          template: workloadTemplate(obj),
+        };
+      }),
+  };
+}
+
+/** `kubectl rollout restart` by hand: the workload's pod template gets the annotations. */
+async function stampTemplate(
+  k8s: K8s,
+  apps: AppsApi,
+  w: Pick<Workload, "kind" | "namespace" | "name" | "uid">,
+  annotations: Record<string, string>,
+): Promise<void> {
+  // metadata.uid makes the patch conditional: it fails if the object was replaced meanwhile.
+  const body = { metadata: { uid: w.uid }, spec: { template: { metadata: { annotations } } } };
+  const options = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
+  const args = { namespace: w.namespace, name: w.name, body, fieldManager: "sm-injector-rotation" };
+  if (w.kind === "Deployment") await apps.patchNamespacedDeployment(args, options);
+  else if (w.kind === "StatefulSet") await apps.patchNamespacedStatefulSet(args, options);
+  else if (w.kind === "DaemonSet") await apps.patchNamespacedDaemonSet(args, options);
+  else throw new Error(`a ${w.kind} is never restarted`);
+}
+
 /** Real dependencies: @kubernetes/client-node and the AWS SDK. */
 export async function realDeps(opts: {
   kubeconfig?: string;
@@ -706,126 +840,20 @@ export async function realDeps(opts: {
   const batch = kc.makeApiClient(k8s.BatchV1Api);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
-  const clients = new Map<string, SecretsManagerClient>();
-  const client = (region: string) => {
-    let c = clients.get(region);
-    if (!c) {
-      c = new SecretsManagerClient(region ? { region } : {});
-      clients.set(region, c);
-    }
-    return c;
-  };
-  const notFound = (e: unknown) => (e as { code?: number }).code === 404;
-  const orUndefined = async <T>(read: () => Promise<T>): Promise<T | undefined> => {
-    try {
-      return await read();
-    } catch (e) {
-      if (notFound(e)) return undefined;
-      throw e;
-    }
-  };
-  const controllerOf = (m: { ownerReferences?: V1OwnerReference[] } | undefined): OwnerRef | undefined => {
-    const o = m?.ownerReferences?.find((r) => r.controller);
-    return o && { apiVersion: o.apiVersion, kind: o.kind, name: o.name, uid: o.uid };
-  };
-  const readers = {
-    Deployment: (namespace: string, name: string) => apps.readNamespacedDeployment({ namespace, name }),
-    StatefulSet: (namespace: string, name: string) => apps.readNamespacedStatefulSet({ namespace, name }),
-    DaemonSet: (namespace: string, name: string) => apps.readNamespacedDaemonSet({ namespace, name }),
-    CronJob: (namespace: string, name: string) => batch.readNamespacedCronJob({ namespace, name }),
-  };
-  const describe = async (region: string, secretId: string): Promise<SecretDescription> => {
-    const out = await client(region).send(new DescribeSecretCommand({ SecretId: secretId }));
-    return {
-      versionStages: out.VersionIdsToStages ?? {},
-      rotationEnabled: out.RotationEnabled === true,
-      lastRotatedDate: out.LastRotatedDate,
-      lastChangedDate: out.LastChangedDate,
-      nextRotationDate: out.NextRotationDate,
-      createdDate: out.CreatedDate,
-    };
-  };
+  const secrets = secretDescriptions();
   return {
     log: opts.log,
     podPages: () => podPages(kc, opts.namespace, pageSize),
-    async *workloadPages() {
-      for (const r of WORKLOAD_RESOURCES)
-        for await (const page of listPages<AnyWorkload>(
-          kc,
-          r.group,
-          r.resource,
-          opts.namespace,
-          {},
-          pageSize,
-        ))
-          yield page.map((o) => ({
-            kind: r.kind,
-            namespace: o.metadata?.namespace ?? "",
-            name: o.metadata?.name ?? "",
-            uid: o.metadata?.uid ?? "",
-            selector: o.spec?.selector,
-            template: workloadTemplate(o),
-          }));
-    },
-    job: (namespace, name) =>
-      orUndefined(async () => {
-        const job = await batch.readNamespacedJob({ namespace, name });
-        return {
-          uid: job.metadata?.uid ?? "",
-          controller: controllerOf(job.metadata),
-          labels: job.metadata?.labels ?? {},
-          template: job.spec?.template,
-          selector: job.spec?.selector,
-        };
-      }),
-    describeSecret: describe,
+    workloadPages: () => listedWorkloadPages(kc, opts.namespace, pageSize),
+    ...ownerReads(apps, batch),
+    describeSecret: secrets.describe,
     warnWorkload: (w, warning) => warnWorkload(core, w, warning),
     async namespaceAnnotations(name) {
       const ns = await orUndefined(() => core.readNamespace({ name }));
       return ns?.metadata?.annotations ?? {};
     },
-    replicaSet: (namespace, name) =>
-      orUndefined(async () => {
-        const rs = await apps.readNamespacedReplicaSet({ namespace, name });
-        return {
-          uid: rs.metadata?.uid ?? "",
-          controller: controllerOf(rs.metadata),
-          labels: rs.spec?.template?.metadata?.labels ?? {},
-          template: rs.spec?.template,
-        };
-      }),
-    controllerRevision: (namespace, name) =>
-      orUndefined(async () => {
-        const cr = await apps.readNamespacedControllerRevision({ namespace, name });
-        return {
-          uid: cr.metadata?.uid ?? "",
-          controller: controllerOf(cr.metadata),
-          labels: cr.metadata?.labels ?? {},
-          template: controllerRevisionTemplate(cr.data),
-        };
-      }),
-    workload: (kind, namespace, name) =>
-      orUndefined(async () => {
-        const obj = (await readers[kind](namespace, name)) as AnyWorkload;
-        return {
-          uid: obj.metadata?.uid ?? "",
-          selector: obj.spec?.selector,
-          template: workloadTemplate(obj),
-        };
-      }),
-    async stampTemplate(w, annotations) {
-      // metadata.uid makes the patch conditional: it fails if the object was replaced meanwhile.
-      const body = { metadata: { uid: w.uid }, spec: { template: { metadata: { annotations } } } };
-      const options = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
-      const args = { namespace: w.namespace, name: w.name, body, fieldManager: "sm-injector-rotation" };
-      if (w.kind === "Deployment") await apps.patchNamespacedDeployment(args, options);
-      else if (w.kind === "StatefulSet") await apps.patchNamespacedStatefulSet(args, options);
-      else if (w.kind === "DaemonSet") await apps.patchNamespacedDaemonSet(args, options);
-      else throw new Error(`a ${w.kind} is never restarted`);
-    },
-    versionStages: async (region, secretId) => (await describe(region, secretId)).versionStages,
-    close() {
-      for (const c of clients.values()) c.destroy();
-    },
+    stampTemplate: (w, annotations) => stampTemplate(k8s, apps, w, annotations),
+    versionStages: async (region, secretId) => (await secrets.describe(region, secretId)).versionStages,
+    close: secrets.close,
   };
 }
