@@ -28,6 +28,9 @@ export const common = {
   outExtension: { ".js": ".mjs" },
   platform: "node",
   format: "esm",
+  // Node's own `punycode` is deprecated (DEP0040, a warning on stderr of every command that loads the
+  // Kubernetes client, through whatwg-url and tr46); the userland package with the same API replaces it.
+  alias: { punycode: "punycode/" },
   // The image's Node (the pinned major, scripts/versions.env): nothing it runs natively is lowered.
   target: `node${PINNED_NODE_MAJOR}`,
   minifySyntax: true,

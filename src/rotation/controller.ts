@@ -825,6 +825,21 @@ async function stampTemplate(
   else throw new Error(`a ${w.kind} is never restarted`);
 }
 
+/** The kubeconfig, or an error that names the file (the library's own is a TypeError on an empty file). */
+function loadKubeConfig(k8s: K8s, file: string | undefined): KubeConfig {
+  const kc = new k8s.KubeConfig();
+  try {
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromDefault();
+    if (!kc.getCurrentCluster()) throw new Error("it names no current cluster");
+  } catch (e) {
+    const where = file ?? "the default kubeconfig (in-cluster, KUBECONFIG, ~/.kube/config)";
+    const why = e instanceof TypeError ? "it is not a kubeconfig" : (e as Error).message.split("\n")[0];
+    throw new Error(`cannot use ${where}: ${why} (check --kubeconfig)`);
+  }
+  return kc;
+}
+
 /** Real dependencies: @kubernetes/client-node and the AWS SDK. */
 export async function realDeps(opts: {
   kubeconfig?: string;
@@ -833,9 +848,7 @@ export async function realDeps(opts: {
   log: Logger;
 }): Promise<RotationDeps & ReviewReads & { close(): void }> {
   const k8s = await import("@kubernetes/client-node");
-  const kc = new k8s.KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
+  const kc = loadKubeConfig(k8s, opts.kubeconfig);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const batch = kc.makeApiClient(k8s.BatchV1Api);
   const core = kc.makeApiClient(k8s.CoreV1Api);
