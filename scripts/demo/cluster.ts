@@ -1,0 +1,100 @@
+/**
+ * The demo's cluster: the real one-node cluster of the e2e tests (test/e2e/harness/real-node.ts),
+ * the images built offline (scripts/build-images.sh) and imported into its containerd, and the chart
+ * installed with helm from the project image.
+ */
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { promisify } from "node:util";
+import { REPO_ROOT } from "../../test/e2e/harness/controlplane.ts";
+import { isAlive, readNodeLock } from "../../test/e2e/harness/real-node.ts";
+import { CHART_DIR, runHelm } from "../../test/helpers/tools.ts";
+
+const execFileAsync = promisify(execFile);
+
+export interface DemoImage {
+  name: string;
+  archive: string;
+}
+export interface DemoImages {
+  sminjector: DemoImage;
+  standin: DemoImage;
+  app: DemoImage;
+}
+
+const ARCHIVES: Record<keyof DemoImages, string> = {
+  sminjector: "sm-injector-amd64.oci.tar",
+  standin: "standin-amd64.oci.tar",
+  app: "app-amd64.oci.tar",
+};
+
+/** The project image, the stand-in and the example app: built offline once, then cached (seconds). */
+export async function buildImages(): Promise<DemoImages> {
+  const { stdout } = await execFileAsync(
+    "bash",
+    [path.join(REPO_ROOT, "scripts", "build-images.sh"), "sm-injector", "standin", "app"],
+    { maxBuffer: 16 * 1024 * 1024, cwd: REPO_ROOT },
+  );
+  const found = new Map<string, DemoImage>();
+  for (const l of stdout.split("\n")) {
+    const [name, archive] = l.trim().split(/\s+/);
+    if (name && archive) found.set(path.basename(archive), { name, archive });
+  }
+  const pick = (k: keyof DemoImages) => {
+    const image = found.get(ARCHIVES[k]);
+    if (!image) throw new Error(`scripts/build-images.sh printed no ${ARCHIVES[k]}`);
+    return image;
+  };
+  return { sminjector: pick("sminjector"), standin: pick("standin"), app: pick("app") };
+}
+
+/**
+ * One real node per machine: while another live process holds it (a test run, another demo), wait
+ * for it, saying so every half minute. A lock left by a dead process is cleaned up by startRealNode.
+ */
+export async function waitForFreeNode(say: (line: string) => void, timeoutMs = 30 * 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastSaid = 0;
+  for (;;) {
+    const held = readNodeLock();
+    if (!held || !isAlive(held.pid) || held.pid === process.pid) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `the real node of process ${held.pid} is still running; stop it: npm run cluster -- down`,
+      );
+    if (Date.now() - lastSaid > 30_000) {
+      say(`another real node runs on this machine (process ${held.pid}): waiting for it to stop…`);
+      lastSaid = Date.now();
+    }
+    await delay(2000);
+  }
+}
+
+/** `helm install` of charts/sm-injector with the project image (never pulled), waiting for its pods. */
+export async function installChart(
+  kubeconfig: string,
+  image: string,
+  namespace: string,
+  region: string,
+): Promise<string> {
+  const at = image.lastIndexOf(":");
+  const r = await runHelm(
+    [
+      "install",
+      "sm-injector",
+      CHART_DIR,
+      "--namespace",
+      namespace,
+      "--create-namespace",
+      "--set",
+      `image.repository=${image.slice(0, at)},image.tag=${image.slice(at + 1)},image.pullPolicy=Never,injector.defaults.region=${region}`,
+      "--wait",
+      "--timeout",
+      "180s",
+    ],
+    { env: { KUBECONFIG: kubeconfig } },
+  );
+  if (r.code !== 0) throw new Error(`helm install failed:\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
