@@ -27,6 +27,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import {
   AdmissionregistrationV1Api,
+  AppsV1Api,
   CoreV1Api,
   type KubernetesObject,
   KubernetesObjectApi,
@@ -461,7 +462,7 @@ async function showCluster(images: DemoImages): Promise<{ moto: Moto; defaultReg
   for (const c of hooks.items)
     for (const w of c.webhooks ?? [])
       line(
-        `MutatingWebhookConfiguration ${bold(c.metadata?.name ?? "")}: ${w.name}, failurePolicy ${w.failurePolicy}, ` +
+        `MutatingWebhookConfiguration ${bold(c.metadata?.name ?? "")} from the Helm chart: ${w.name}, failurePolicy ${w.failurePolicy}, ` +
           `timeout ${w.timeoutSeconds} s, reinvocation ${w.reinvocationPolicy}, via Service ${w.clientConfig.service?.namespace}/${w.clientConfig.service?.name}`,
       );
   line(`${OK} ready ${took()}`);
@@ -742,6 +743,29 @@ async function showInit(n: RealNode, pod: V1Pod): Promise<string> {
   return log + (t?.message ?? "");
 }
 
+/** The pod's own init containers (not sm-injector's, not sidecars): ran to exit 0; what they printed. */
+async function showOtherInits(pod: V1Pod): Promise<string> {
+  let texts = "";
+  for (const c of pod.spec?.initContainers ?? []) {
+    if (c.name === INIT_CONTAINER || c.restartPolicy === "Always") continue;
+    const t = pod.status?.initContainerStatuses?.find((s) => s.name === c.name)?.state?.terminated;
+    line(
+      `pod/${pod.metadata?.name} init container ${bold(c.name)}: ${t?.exitCode === 0 ? green("exit 0") : red(`exit ${t?.exitCode}`)}, after ${INIT_CONTAINER}`,
+    );
+    const log = await core()
+      .readNamespacedPodLog({
+        namespace: pod.metadata?.namespace as string,
+        name: pod.metadata?.name as string,
+        container: c.name,
+      })
+      .catch(() => "");
+    texts += log;
+    const standin = log.split("\n").find((l) => l.startsWith("stand-in for "));
+    if (standin) line(dim(`  ${standin}`));
+  }
+  return texts;
+}
+
 /**
  * Step 7's report for one pod: the example app answers GET /settings over the pod network (hashes,
  * checked against `known`); the stand-ins' logs show the argv they were given; native sidecars run.
@@ -753,7 +777,11 @@ async function showApp(n: RealNode, pod: V1Pod, known: Map<string, string>): Pro
   let texts = "";
   let seen = 0;
   let wrong = 0;
+  line(
+    `pod/${name} init containers, in order: ${(pod.spec?.initContainers ?? []).map((c) => `${c.name}${c.restartPolicy === "Always" ? " (native sidecar)" : ""}`).join(", ")}`,
+  );
   const sidecars = (pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === "Always");
+  texts += await showOtherInits(pod);
   for (const c of [...sidecars, ...(pod.spec?.containers ?? [])]) {
     const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
     const running = statuses.find((s) => s.name === c.name)?.state?.running !== undefined;
@@ -854,6 +882,14 @@ async function showRotation(ctx: {
   line(
     `${OK} restarting ${String(restart.kind).toLowerCase()}/${restart.name}: ${(restart.changes as string[]).join("; ")} ` +
       dim(`(stale: ${(restart.stalePods as string[]).join(", ")})`),
+  );
+  const deployment = await ctx.node.kubeConfig
+    .makeApiClient(AppsV1Api)
+    .readNamespacedDeployment({ namespace: ctx.workload.namespace, name: ctx.workload.name });
+  const stamped = deployment.spec?.template.metadata?.annotations ?? {};
+  line(
+    `${OK} its pod template now has rotation.sm-injector.io/restarted-at: ${stamped["rotation.sm-injector.io/restarted-at"]} ` +
+      dim("(as `kubectl rollout restart` does)"),
   );
   line(dim("the Deployment controller rolls it (its strategy paces the rollout); the new pods:"));
   const want = (ctx.workload.doc.spec as { replicas?: number }).replicas ?? 1;
