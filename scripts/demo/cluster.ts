@@ -5,10 +5,8 @@
  */
 import { execFile } from "node:child_process";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { REPO_ROOT } from "../../test/e2e/harness/controlplane.ts";
-import { isAlive, readNodeLock } from "../../test/e2e/harness/real-node.ts";
 import { CHART_DIR, runHelm } from "../../test/helpers/tools.ts";
 
 const execFileAsync = promisify(execFile);
@@ -47,28 +45,6 @@ export async function buildImages(): Promise<DemoImages> {
     return image;
   };
   return { sminjector: pick("sminjector"), standin: pick("standin"), app: pick("app") };
-}
-
-/**
- * One real node per machine: while another live process holds it (a test run, another demo), wait
- * for it, saying so every half minute. A lock left by a dead process is cleaned up by startRealNode.
- */
-export async function waitForFreeNode(say: (line: string) => void, timeoutMs = 30 * 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastSaid = 0;
-  for (;;) {
-    const held = readNodeLock();
-    if (!held || !isAlive(held.pid) || held.pid === process.pid) return;
-    if (Date.now() > deadline)
-      throw new Error(
-        `the real node of process ${held.pid} is still running; stop it: npm run cluster -- down`,
-      );
-    if (Date.now() - lastSaid > 30_000) {
-      say(`another real node runs on this machine (process ${held.pid}): waiting for it to stop…`);
-      lastSaid = Date.now();
-    }
-    await delay(2000);
-  }
 }
 
 /** `helm install` of charts/sm-injector with the project image (never pulled), waiting for its pods. */

@@ -38,6 +38,7 @@ import {
 import { parseAllDocuments } from "yaml";
 import { RESTART_ON_ROTATION_ANNOTATION } from "../../src/spec/annotations.ts";
 import { ensureBinaries, REPO_ROOT, readPinnedVersions } from "../../test/e2e/harness/controlplane.ts";
+import { waitForFreeNode } from "../../test/e2e/harness/e2e-cluster.ts";
 import { apiError, DEFAULT_REGION, INIT_CONTAINER, INJECT_LABEL } from "../../test/e2e/harness/env.ts";
 import { leaveSignalsToCaller } from "../../test/e2e/harness/process.ts";
 import {
@@ -51,7 +52,7 @@ import { POD_GATEWAY } from "../../test/e2e/harness/real-node-config.ts";
 import { type Moto, startMoto } from "../../test/helpers/moto.ts";
 import { CLI } from "../../test/helpers/webhook.ts";
 import { PINNED_NODE_VERSION, refuseUnpinnedNode } from "../pinned-node.mjs";
-import { buildImages, type DemoImages, installChart, waitForFreeNode } from "./cluster.ts";
+import { buildImages, type DemoImages, installChart } from "./cluster.ts";
 import { maskedSecrets, rotated, type SeededSecret, secretsFor } from "./secrets.ts";
 import { describeSubstitution, substituteImages } from "./standin.ts";
 
@@ -428,11 +429,22 @@ async function showBinaries(): Promise<DemoImages> {
   return images;
 }
 
+/** The real node, once no other process holds it (another may take it between our look and our start). */
+async function startFreeNode(): Promise<RealNode> {
+  for (;;) {
+    await waitForFreeNode((l) => line(yellow(l)));
+    try {
+      return await startRealNode({ progress: (l) => line(dim(l)) });
+    } catch (e) {
+      if (!/a real node is already running/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
 /** Step 2: the real node, the images in its containerd, moto for the pods, the chart installed with helm. */
 async function showCluster(images: DemoImages): Promise<{ moto: Moto; defaultRegion: string }> {
   step(2, "A real one-node cluster, moto, and the chart installed with helm");
-  await waitForFreeNode((l) => line(yellow(l)));
-  node = await startRealNode({ progress: (l) => line(dim(l)) });
+  node = await startFreeNode();
   const n = node;
   for (const i of Object.values(images)) await n.importImage(i.archive, i.name);
   line(

@@ -11,10 +11,11 @@
  *    (for kind, the `kind` Docker network's gateway). What the tests created is theirs to delete.
  */
 import { execFile } from "node:child_process";
+import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ensureBinaries } from "./controlplane.ts";
-import { busyboxImage, type RealNode, useRealNode } from "./real-node.ts";
+import { busyboxImage, isAlive, type RealNode, readNodeLock, useRealNode } from "./real-node.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -106,6 +107,28 @@ function kubeconfigCluster(s: ClusterSettings): E2ECluster {
 }
 
 /**
+ * One real node per machine: while another live process holds it (a test run, another demo), wait
+ * for it, saying so every half minute. A lock left by a dead process is cleaned up by startRealNode.
+ */
+export async function waitForFreeNode(say: (line: string) => void, timeoutMs = 30 * 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastSaid = 0;
+  for (;;) {
+    const held = readNodeLock();
+    if (!held || !isAlive(held.pid) || held.pid === process.pid) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `the real node of process ${held.pid} is still running; stop it: npm run cluster -- down`,
+      );
+    if (Date.now() - lastSaid > 30_000) {
+      say(`another real node runs on this machine (process ${held.pid}): waiting for it to stop…`);
+      lastSaid = Date.now();
+    }
+    await delay(2000);
+  }
+}
+
+/**
  * The test file's cluster: set up in `before` (then `setup`), released in `after` (the local node is
  * stopped and must leave nothing; on a kubeconfig cluster, `teardown` deletes what the tests made).
  */
@@ -116,6 +139,7 @@ export function useE2ECluster(
   const settings = clusterSettings();
   let cluster: E2ECluster | undefined;
   if (settings.kind === "local") {
+    hooks.before(() => waitForFreeNode((l) => process.stderr.write(`[e2e-cluster] ${l}\n`)));
     const node = useRealNode(hooks, {
       setup: async (n) => {
         cluster = localCluster(n);
