@@ -128,6 +128,7 @@ class DemoError extends Error {}
 const scratch = mkdtempSync(path.join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "sm-injector-demo-"));
 chmodSync(scratch, 0o755);
 let node: RealNode | undefined;
+let nodeStarting: Promise<RealNode> | undefined;
 let moto: Moto | undefined;
 const RELEASE_NS = "sm-injector";
 const core = () => (node as RealNode).kubeConfig.makeApiClient(CoreV1Api);
@@ -149,7 +150,8 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
       `\n${yellow(`${signal}: stopping`)} the pods, the node, the control plane and moto… (again to force)\n`,
     );
     // An orderly stop (waits for every process to exit), bounded; then the exit hooks finish the job.
-    const force = setTimeout(() => process.exit(SIGNAL_EXIT[signal]), 15_000);
+    // (The node's teardown deletes its pods through the API first: seconds, more on a busy machine.)
+    const force = setTimeout(() => process.exit(SIGNAL_EXIT[signal]), 90_000);
     force.unref();
     cleanup()
       .catch((e: unknown) => process.stderr.write(`cleanup: ${String(e)}\n`))
@@ -164,7 +166,9 @@ function cleanup(): Promise<void> {
     const t0 = performance.now();
     // The node deletes every pod through the API first (the kubelet tears sandboxes down), then
     // stops its daemons by PID and cleans the host; what it could not remove is said.
-    const left = await node?.stop();
+    // A node still starting is stopped once started (a failed start stops itself).
+    const started = node ?? (await nodeStarting?.catch(() => undefined));
+    const left = await started?.stop();
     if (left && Object.values(left).some((x) => x.length > 0))
       say(`${red("left behind")}: ${JSON.stringify(left)}\n`);
     await moto?.stop();
@@ -434,7 +438,8 @@ async function startFreeNode(): Promise<RealNode> {
   for (;;) {
     await waitForFreeNode((l) => line(yellow(l)));
     try {
-      return await startRealNode({ progress: (l) => line(dim(l)) });
+      nodeStarting = startRealNode({ progress: (l) => line(dim(l)) });
+      return await nodeStarting;
     } catch (e) {
       if (!/a real node is already running/.test((e as Error).message)) throw e;
     }
