@@ -224,6 +224,21 @@ describe("npm run demo", () => {
     assertNoValuePrinted(run);
   });
 
+  test("the RDS example: the composed DATABASE_URL, and the rotation controller restarts for the templated secret", {
+    skip: cannotRunNode,
+  }, async () => {
+    const { run, out } = await demoOfExample("examples/fastapi-rds-database-url.yaml");
+    assert.match(
+      out,
+      /DATABASE_URL ← template: postgresql\+asyncpg:\/\/\$\{erp\/production\/rds#username\|urlencode\}/,
+    );
+    assert.match(out, /\.DATABASE_URL +•+ +✓ = template DATABASE_URL ← erp\/production\/rds\n/);
+    assert.match(out, /✓ restarting deployment\/erp-api: erp\/production\/rds AWSCURRENT/);
+    assert.match(out, /\.DATABASE_URL +•+ +✓ = template DATABASE_URL ← erp\/production\/rds \(new version\)/);
+    assert.doesNotMatch(out, /✗/);
+    assertNoValuePrinted(run);
+  });
+
   test("Ctrl-C (SIGINT) while everything runs: it stops the node's processes and removes its files", {
     skip: cannotRunNode,
   }, async () => {
