@@ -446,12 +446,26 @@ async function startFreeNode(): Promise<RealNode> {
   }
 }
 
+/**
+ * The images into the node's containerd. The image cache is shared by every checkout on the machine:
+ * another one's build may replace an archive between our build and our import; then build again.
+ */
+async function importImages(n: RealNode, images: DemoImages): Promise<void> {
+  try {
+    for (const i of Object.values(images)) await n.importImage(i.archive, i.name);
+  } catch (e) {
+    if (!/no such file or directory/.test(String((e as Error).message))) throw e;
+    line(dim("an image archive was replaced meanwhile (another checkout's build): building again"));
+    for (const i of Object.values(await buildImages())) await n.importImage(i.archive, i.name);
+  }
+}
+
 /** Step 2: the real node, the images in its containerd, moto for the pods, the chart installed with helm. */
 async function showCluster(images: DemoImages): Promise<{ moto: Moto; defaultRegion: string }> {
   step(2, "A real one-node cluster, moto, and the chart installed with helm");
   node = await startFreeNode();
   const n = node;
-  for (const i of Object.values(images)) await n.importImage(i.archive, i.name);
+  await importImages(n, images);
   line(
     `images imported into containerd: ${Object.values(images)
       .map((i) => i.name)
@@ -767,7 +781,7 @@ async function showOtherInits(pod: V1Pod): Promise<string> {
     if (c.name === INIT_CONTAINER || c.restartPolicy === "Always") continue;
     const t = pod.status?.initContainerStatuses?.find((s) => s.name === c.name)?.state?.terminated;
     line(
-      `pod/${pod.metadata?.name} init container ${bold(c.name)}: ${t?.exitCode === 0 ? green("exit 0") : red(`exit ${t?.exitCode}`)}, after ${INIT_CONTAINER}`,
+      `pod/${pod.metadata?.name} init container ${bold(c.name)}: ${t?.exitCode === 0 ? green("exit 0") : red(`exit ${t?.exitCode}`)}`,
     );
     const log = await core()
       .readNamespacedPodLog({
