@@ -4,6 +4,7 @@
  * installed with helm from the project image.
  */
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { REPO_ROOT } from "../../test/e2e/harness/controlplane.ts";
@@ -45,6 +46,44 @@ export async function buildImages(): Promise<DemoImages> {
     return image;
   };
   return { sminjector: pick("sminjector"), standin: pick("standin"), app: pick("app") };
+}
+
+/**
+ * The images as this checkout built them, copied to `dir`. The image cache is shared by every
+ * checkout on the machine and keyed by what went in (dist/ included): another checkout's build
+ * replaces an archive in place, even between our build and our import. So: build, copy under the
+ * cache's lock, build again; the copy is ours when the second build left the archive's key as it was
+ * (a foreign archive would have been rebuilt, changing its key).
+ */
+export async function ownImages(dir: string, say: (line: string) => void): Promise<DemoImages> {
+  for (let attempt = 1; ; attempt++) {
+    const built = await buildImages();
+    const keys = await copyUnderLock(built, dir);
+    const again = await buildImages();
+    const now = await Promise.all(
+      Object.values(again).map((i) => readFile(`${i.archive}.key`, "utf8").catch(() => "")),
+    );
+    if (now.join() === keys.join())
+      return Object.fromEntries(
+        Object.entries(built).map(([k, i]) => [
+          k,
+          { name: i.name, archive: path.join(dir, path.basename(i.archive)) },
+        ]),
+      ) as unknown as DemoImages;
+    if (attempt === 5) throw new Error("another checkout keeps rebuilding the shared image cache; try again");
+    say("another checkout rebuilt the shared image cache meanwhile: building again");
+  }
+}
+
+/** Copies each archive to `dir` holding the cache's lock (scripts/build-images.sh takes it to build); returns their keys. */
+async function copyUnderLock(images: DemoImages, dir: string): Promise<string[]> {
+  const lock = path.join(path.dirname(images.sminjector.archive), ".lock");
+  const script = Object.values(images)
+    .map((_, i) => `cat "$${2 * i + 1}.key"; printf '\\0'; cp "$${2 * i + 1}" "$${2 * i + 2}"`)
+    .join("; ");
+  const args = Object.values(images).flatMap((i) => [i.archive, path.join(dir, path.basename(i.archive))]);
+  const { stdout } = await execFileAsync("flock", [lock, "sh", "-c", `set -e; ${script}`, "sh", ...args]);
+  return stdout.split("\0").slice(0, -1);
 }
 
 /** `helm install` of charts/sm-injector with the project image (never pulled), waiting for its pods. */

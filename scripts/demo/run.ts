@@ -52,7 +52,7 @@ import { POD_GATEWAY } from "../../test/e2e/harness/real-node-config.ts";
 import { type Moto, startMoto } from "../../test/helpers/moto.ts";
 import { CLI } from "../../test/helpers/webhook.ts";
 import { PINNED_NODE_VERSION, refuseUnpinnedNode } from "../pinned-node.mjs";
-import { buildImages, type DemoImages, installChart } from "./cluster.ts";
+import { type DemoImages, installChart, ownImages } from "./cluster.ts";
 import { maskedSecrets, rotated, type SeededSecret, secretsFor } from "./secrets.ts";
 import { describeSubstitution, substituteImages } from "./standin.ts";
 
@@ -426,9 +426,11 @@ async function showBinaries(): Promise<DemoImages> {
   line(dim("built from Go modules on the first run (progress below), then cached"));
   const binDir = await ensureBinaries(["control-plane", "node"]);
   line(`${OK} ${binDir}`);
-  const images = await buildImages();
+  const images = await ownImages(scratch, (l) => line(dim(l)));
   for (const i of Object.values(images)) line(`${OK} ${i.name} ${dim(i.archive)}`);
-  line(dim("images built offline by scripts/build-images.sh (no registry), then cached"));
+  line(
+    dim("images built offline by scripts/build-images.sh (no registry), then cached; copied for this run"),
+  );
   line(`${OK} ${took()}`);
   return images;
 }
@@ -446,26 +448,12 @@ async function startFreeNode(): Promise<RealNode> {
   }
 }
 
-/**
- * The images into the node's containerd. The image cache is shared by every checkout on the machine:
- * another one's build may replace an archive between our build and our import; then build again.
- */
-async function importImages(n: RealNode, images: DemoImages): Promise<void> {
-  try {
-    for (const i of Object.values(images)) await n.importImage(i.archive, i.name);
-  } catch (e) {
-    if (!/no such file or directory/.test(String((e as Error).message))) throw e;
-    line(dim("an image archive was replaced meanwhile (another checkout's build): building again"));
-    for (const i of Object.values(await buildImages())) await n.importImage(i.archive, i.name);
-  }
-}
-
 /** Step 2: the real node, the images in its containerd, moto for the pods, the chart installed with helm. */
 async function showCluster(images: DemoImages): Promise<{ moto: Moto; defaultRegion: string }> {
   step(2, "A real one-node cluster, moto, and the chart installed with helm");
   node = await startFreeNode();
   const n = node;
-  await importImages(n, images);
+  for (const i of Object.values(images)) await n.importImage(i.archive, i.name);
   line(
     `images imported into containerd: ${Object.values(images)
       .map((i) => i.name)
@@ -591,6 +579,16 @@ function stuck(pod: V1Pod): string | undefined {
   return undefined;
 }
 
+/** A controller that could not create a pod (the webhook refused it: FailedCreate) fails the demo with why. */
+async function refusedCreation(namespace: string): Promise<void> {
+  const events = (await core().listNamespacedEvent({ namespace })).items;
+  const failed = events.find((e) => e.reason === "FailedCreate");
+  if (failed)
+    throw new DemoError(
+      `${failed.involvedObject.kind?.toLowerCase()}/${failed.involvedObject.name} could not create its pods: ${failed.message}`,
+    );
+}
+
 /**
  * Waits until `want` pods of the workload are Ready (and, with `notIn`, none of those is one of them),
  * printing each pod's time from creation (as seen here) to Ready.
@@ -622,6 +620,7 @@ async function waitForReadyPods(
           );
         }
       }
+      if (pods.length === 0) await refusedCreation(workload.namespace);
       ready = pods.filter((p) => !notIn.has(p.metadata?.uid as string) && isPodReady(p));
       const old = pods.filter((p) => notIn.has(p.metadata?.uid as string));
       return ready.length >= want && old.length === 0;
