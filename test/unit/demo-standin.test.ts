@@ -67,7 +67,8 @@ test("images the node lacks: the example app for its uvicorn command, the stand-
   assert.deepEqual(sidecar?.command, ["/standin"]);
   assert.deepEqual(sidecar?.args, ["/usr/local/bin/pilot-agent", "proxy"]);
   assert.equal(sidecar?.restartPolicy, "Always", "a native sidecar stays one");
-  const env = (c: V1Container | undefined) => Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value]));
+  const env = (c: V1Container | undefined) =>
+    Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value]));
   assert.deepEqual(env(sidecar), {
     SM_INJECTOR_STANDIN_FOR: "docker.io/istio/proxyv2:1.28.1",
     SM_INJECTOR_STANDIN_KEEP_RUNNING: "true",
