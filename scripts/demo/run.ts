@@ -363,19 +363,8 @@ async function main(): Promise<number> {
   const { moto, defaultRegion } = await showCluster(images);
   const n = node as RealNode;
 
-  // 3. Secrets.
   const regions = regionsOf(workload.template, defaultRegion);
-  step(3, `Secrets in Secrets Manager (moto), region ${regions.join(" and ")}`);
-  const secrets: SeededSecret[] = secretsFor();
-  const rows: string[][] = [];
-  for (const s of secrets) {
-    let version = "";
-    for (const region of regions) version = (await moto.createSecret(s.name, s.value, { region })).versionId;
-    rows.push([s.name, dim(`version ${version.slice(0, 8)}…`), s.describe]);
-  }
-  table(rows);
-  line(dim("values are random for this run and never printed; they contain quotes, $ and backslashes"));
-  line(`${OK} stored with the AWS SDK ${took()}`);
+  const secrets = await showSecrets(moto, regions);
 
   // 4. Apply the example.
   const template = await applyExample(n, docs, workload, images, `http://${POD_GATEWAY}:${moto.port}`);
@@ -414,6 +403,22 @@ async function main(): Promise<number> {
   if (leaks.length > 0) throw new DemoError(`a secret value appears in ${[...new Set(leaks)].join(", ")}`);
   say(`\n${OK} No secret value in ${[...new Set(places.map(([w]) => w))].join(", ")}.\n`);
   return finish(opts.keep, t0);
+}
+
+/** Step 3: the example secrets in moto, in every region the pod may read from (values never printed). */
+async function showSecrets(moto: Moto, regions: string[]): Promise<SeededSecret[]> {
+  step(3, `Secrets in Secrets Manager (moto), region ${regions.join(" and ")}`);
+  const secrets: SeededSecret[] = secretsFor();
+  const rows: string[][] = [];
+  for (const s of secrets) {
+    let version = "";
+    for (const region of regions) version = (await moto.createSecret(s.name, s.value, { region })).versionId;
+    rows.push([s.name, dim(`version ${version.slice(0, 8)}…`), s.describe]);
+  }
+  table(rows);
+  line(dim("values are random for this run and never printed; they contain quotes, $ and backslashes"));
+  line(`${OK} stored with the AWS SDK ${took()}`);
+  return secrets;
 }
 
 /** Step 1: the cluster's binaries (Go modules, Debian packages) and the images (built offline). */
