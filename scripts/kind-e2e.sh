@@ -15,7 +15,10 @@
 #      a memory-backed volume, and that no value appears in the pod spec;
 #   7. checks failing closed: an opted-in pod naming a missing secret never runs; with the webhook
 #      scaled to zero, pods that did not opt in are still created and opted-in ones are refused;
-#   8. deletes the cluster (KEEP_CLUSTER=1 keeps it for debugging).
+#   8. runs the e2e suite CI runs on the local node (E2E_SUITE) on this cluster, with the same code
+#      (SM_INJECTOR_E2E_CLUSTER=kubeconfig; KIND_E2E_SUITE=0 skips it): needs the pinned Node,
+#      moto_server and the image tools of scripts/build-images.sh on this machine;
+#   9. deletes the cluster (KEEP_CLUSTER=1 keeps it for debugging).
 #
 # Needs: docker, kind, kubectl; helm (HELM, else helm on PATH, else the pinned one is built with Go).
 # Env:   KIND_CLUSTER_NAME (default sm-injector-e2e), KIND_NODE_IMAGE, KEEP_CLUSTER=1,
@@ -33,6 +36,8 @@ NS=sm-injector
 APP_NS=erp
 ROLE_ARN="arn:aws:iam::123456789012:role/erp-api"
 MOTO_URL="http://moto.moto.svc.cluster.local:5000"
+# The e2e test files that take their cluster from test/e2e/harness/e2e-cluster.ts (step 8).
+E2E_SUITE=(test/e2e/real-node-helm.test.ts)
 # The seeded values, with characters that a naive env file would mangle. (No "$(" or "$$": the
 # Job passes them as Kubernetes env values, which expand those.)
 # shellcheck disable=SC2016
@@ -329,5 +334,25 @@ fi
 grep -q "inject.sm-injector.io" "${WORK}/refused.txt" || die "unexpected refusal: $(cat "${WORK}/refused.txt")"
 kubectl -n "${NS}" scale deploy/sm-injector --replicas=2
 kubectl -n "${NS}" rollout status deploy/sm-injector --timeout=180s
+
+# --- 8. the e2e suite CI runs on the local node, on this cluster -----------------------------------
+# Same test files, same assertions: test/e2e/harness/e2e-cluster.ts takes the cluster from
+# KUBECONFIG, loads images with `kind load image-archive` (instead of `ctr images import`) and gives
+# the pods the kind network's gateway as the host's address (moto runs on this host). The suite
+# installs its own release, so this script's goes first.
+if [[ "${KIND_E2E_SUITE:-1}" == 1 ]]; then
+  log "the shared e2e suite (${E2E_SUITE[*]}) on ${CLUSTER}"
+  "${HELM}" uninstall sm-injector --namespace "${NS}" --wait
+  kubectl delete namespace "${NS}" "${APP_NS}" --wait=true --timeout=180s
+  host_address="$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' |
+    tr ' ' '\n' | grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$' || true)"
+  [[ -n "${host_address}" ]] || die "the kind Docker network has no IPv4 gateway (docker network inspect kind)"
+  (
+    cd "${ROOT}"
+    export SM_INJECTOR_E2E_CLUSTER=kubeconfig SM_INJECTOR_E2E_HOST_ADDRESS="${host_address}"
+    export SM_INJECTOR_E2E_LOAD_IMAGE="kind load image-archive --name ${CLUSTER}"
+    node --import tsx --test --test-reporter=spec "${E2E_SUITE[@]}"
+  ) || die "the shared e2e suite failed on ${CLUSTER}"
+fi
 
 log "PASSED"

@@ -10,15 +10,8 @@ import { after, before, describe, test } from "node:test";
 import { AppsV1Api, CoreV1Api, PolicyV1Api, type V1Pod } from "@kubernetes/client-node";
 import { type Moto, startMoto } from "../helpers/moto.ts";
 import { CHART_DIR, runHelm } from "../helpers/tools.ts";
-import {
-  busyboxImage,
-  createNamespace,
-  isPodReady,
-  type RealNode,
-  useRealNode,
-  waitUntil,
-} from "./harness/real-node.ts";
-import { POD_GATEWAY } from "./harness/real-node-config.ts";
+import { type E2ECluster, useE2ECluster } from "./harness/e2e-cluster.ts";
+import { createNamespace, isPodReady, waitUntil } from "./harness/real-node.ts";
 import { projectImage } from "./harness/real-node-images.ts";
 
 const image = await projectImage();
@@ -34,16 +27,17 @@ let secretValue: string;
 let secretVersion: string;
 let BUSYBOX: string;
 
-async function setUp(n: RealNode): Promise<void> {
+let motoForPods: string;
+
+async function setUp(c: E2ECluster): Promise<void> {
   if (typeof image === "string") return;
-  core = n.kubeConfig.makeApiClient(CoreV1Api);
-  apps = n.kubeConfig.makeApiClient(AppsV1Api);
-  await n.importImage(image.archive, image.name);
-  const busybox = busyboxImage(n.binDir);
-  BUSYBOX = busybox.name;
-  await n.importImage(busybox.archive, busybox.name);
-  // The pods reach moto at their gateway: it listens on every address.
+  core = c.kubeConfig.makeApiClient(CoreV1Api);
+  apps = c.kubeConfig.makeApiClient(AppsV1Api);
+  await c.loadImage(image.archive, image.name);
+  BUSYBOX = await c.loadBusybox();
+  // The pods reach moto at the host's address on their network: it listens on every address.
   moto = await startMoto({ listenHost: "0.0.0.0" });
+  motoForPods = `http://${c.hostAddressForPods}:${moto.port}`;
   secretValue = `s3cr3t-${process.pid}-'"$(not a command)`;
   secretVersion = (await moto.createSecret(SECRET, secretValue)).versionId;
   await createNamespace(core, APP_NS);
@@ -69,7 +63,7 @@ function optedInPod(name: string, secret: string): V1Pod {
           name: "app",
           image: BUSYBOX,
           imagePullPolicy: "Never",
-          env: [{ name: "AWS_ENDPOINT_URL", value: `http://${POD_GATEWAY}:${moto.port}` }],
+          env: [{ name: "AWS_ENDPOINT_URL", value: motoForPods }],
           command: [
             "sh",
             "-c",
@@ -81,8 +75,18 @@ function optedInPod(name: string, secret: string): V1Pod {
   };
 }
 
-describe("the chart on the real node", { skip: typeof image === "string" ? image : false }, () => {
-  const node = useRealNode({ before, after }, { setup: setUp });
+/** On a cluster the tests do not own (kind): the release and the namespaces, deleted. */
+async function removeWhatTheTestsMade(c: E2ECluster): Promise<void> {
+  await runHelm(["uninstall", "sm-injector", "--namespace", RELEASE_NS, "--wait"], {
+    env: { KUBECONFIG: c.kubeconfigPath },
+  });
+  for (const name of [APP_NS, RELEASE_NS]) await core.deleteNamespace({ name }).catch(() => undefined);
+}
+
+describe("the chart on the e2e cluster (the real node, or kind)", {
+  skip: typeof image === "string" ? image : false,
+}, () => {
+  const node = useE2ECluster({ before, after }, { setup: setUp, teardown: removeWhatTheTestsMade });
   after(() => moto?.stop());
 
   test("helm installs the webhook: 2 replicas of the project image Ready, PDB healthy, TLS generated", async () => {

@@ -20,11 +20,17 @@ const SCRIPT = path.join(ROOT, "scripts", "kind-e2e.sh");
  */
 const STUB = `#!/usr/bin/env bash
 tool="$(basename "$0")"
-printf '%s\\0' "$tool" "$@" >>"$STUB_LOG"; printf '\\n' >>"$STUB_LOG"
+printf '%s\\0' "$tool" "$@" >>"$STUB_LOG"
+# The e2e suite's cluster comes from the environment: recorded with its call.
+if [[ "$tool" == node ]]; then
+  printf '%s\\0' "cluster=$SM_INJECTOR_E2E_CLUSTER" "load=$SM_INJECTOR_E2E_LOAD_IMAGE" "host=$SM_INJECTOR_E2E_HOST_ADDRESS" >>"$STUB_LOG"
+fi
+printf '\\n' >>"$STUB_LOG"
 args="$*"
 if [[ "$tool" == kubectl && "$args" == *"apply -f -"* ]]; then
   n=$(ls "$STUB_DIR"/apply-*.yaml 2>/dev/null | wc -l); cat >"$STUB_DIR/apply-$n.yaml"; exit 0
 fi
+if [[ "$tool" == docker && "$args" == *"network inspect kind"* ]]; then printf '172.18.0.1 fc00:f853:ccd:e793::1 '; exit 0; fi
 [[ "$tool" != kubectl ]] && exit 0
 # The value the seed Job was given for variable $1, as Kubernetes would read it from the YAML.
 seeded() {
@@ -101,7 +107,7 @@ describe("scripts/kind-e2e.sh, dry run with stand-in tools", () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "kind-e2e-"));
     await mkdir(path.join(dir, "bin"));
-    for (const tool of ["docker", "kind", "kubectl", "helm"]) {
+    for (const tool of ["docker", "kind", "kubectl", "helm", "node"]) {
       await writeFile(path.join(dir, "bin", tool), STUB);
       await chmod(path.join(dir, "bin", tool), 0o755);
     }
@@ -123,6 +129,17 @@ describe("scripts/kind-e2e.sh, dry run with stand-in tools", () => {
       ["kubectl", ["-n", "erp", "exec", "api-1", "-c", "api"]],
       ["kubectl", ["-n", "erp", "run", "missing"]],
       ["kubectl", ["-n", "sm-injector", "scale", "deploy/sm-injector", "--replicas=0"]],
+      ["helm", ["uninstall", "sm-injector"]],
+      [
+        "node",
+        [
+          "--test",
+          "test/e2e/real-node-helm.test.ts",
+          "cluster=kubeconfig",
+          "load=kind load image-archive --name sm-injector-e2e",
+          "host=172.18.0.1",
+        ],
+      ],
       ["kind", ["delete", "cluster"]],
     ];
     let at = 0;

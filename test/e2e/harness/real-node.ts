@@ -70,6 +70,8 @@ export interface RealNode {
   processes: Record<"containerd" | "kubelet" | "controllerManager" | "scheduler", ManagedProcess>;
   /** Imports an OCI archive into the CRI's image store; returns the image names it holds. */
   importImage(archive: string, name?: string): Promise<string[]>;
+  /** The image names in the node's CRI image store (what pods can run: nothing is pulled). */
+  images(): Promise<string[]>;
   /** What this node has on the host right now (mounts, bridge, pod cgroups, container processes). */
   leftovers(): Leftovers;
   /**
@@ -499,6 +501,7 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
       paths,
       processes,
       importImage: (archive, name) => importInto(binDir, paths.containerdSocket, archive, name),
+      images: () => imageNames(binDir, paths.containerdSocket),
       leftovers: () => leftovers(runDir, paths.containerdSocket),
       stop: () => {
         stopping ??= stopNow();
