@@ -26,7 +26,6 @@ import {
 } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { type Moto, startMoto, TEST_CREDENTIALS } from "../helpers/moto.ts";
-import { CHART_DIR, runHelm } from "../helpers/tools.ts";
 import { CLI } from "../helpers/webhook.ts";
 import { REPO_ROOT } from "./harness/controlplane.ts";
 import { apiError } from "./harness/env.ts";
@@ -39,14 +38,19 @@ import {
   waitUntil,
 } from "./harness/real-node.ts";
 import { POD_GATEWAY } from "./harness/real-node-config.ts";
-import { appImage, type ImageArchive, projectImage } from "./harness/real-node-images.ts";
+import {
+  appImage,
+  type ImageArchive,
+  installChart,
+  projectImage,
+  RELEASE_NS,
+} from "./harness/real-node-images.ts";
 
 const run = promisify(execFile);
 const [injectorImage, exampleAppImage] = await Promise.all([projectImage(), appImage()]);
 const skip = [injectorImage, exampleAppImage].find((i): i is string => typeof i === "string") ?? false;
 
 const EXAMPLE = path.join(REPO_ROOT, "examples", "fastapi-env-file.yaml");
-const RELEASE_NS = "sm-injector";
 const NS = "erp";
 const APP = "erp-api";
 const DB = "erp/production/database";
@@ -62,27 +66,6 @@ let BUSYBOX: string;
 const values = { DATABASE_URL: "", JWT_SECRET_KEY: "" };
 
 const sha256 = (v: string) => `sha256:${createHash("sha256").update(v).digest("hex")}`;
-
-async function installChart(n: RealNode, image: ImageArchive): Promise<void> {
-  const [repository, tag] = [image.name.slice(0, image.name.lastIndexOf(":")), image.name.split(":").pop()];
-  const r = await runHelm(
-    [
-      "install",
-      "sm-injector",
-      CHART_DIR,
-      "--namespace",
-      RELEASE_NS,
-      "--create-namespace",
-      "--set",
-      `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never`,
-      "--wait",
-      "--timeout",
-      "180s",
-    ],
-    { env: { KUBECONFIG: n.kubeconfigPath } },
-  );
-  assert.equal(r.code, 0, r.stderr);
-}
 
 async function setUp(n: RealNode): Promise<void> {
   if (typeof injectorImage === "string" || typeof exampleAppImage === "string") return;
@@ -102,7 +85,8 @@ async function setUp(n: RealNode): Promise<void> {
   await moto.createSecret(DB, JSON.stringify({ DATABASE_URL: values.DATABASE_URL }));
   await moto.createSecret(JWT, values.JWT_SECRET_KEY);
   await createNamespace(core, NS);
-  await installChart(n, injectorImage);
+  const helm = await installChart(n.kubeconfigPath, injectorImage);
+  assert.equal(helm.code, 0, helm.stderr);
 }
 
 /**
@@ -334,14 +318,13 @@ describe("the example FastAPI Deployment on the real node", { skip }, () => {
     } finally {
       await scaleWebhook(n, 2);
     }
-    // Back: an opted-in pod is injected again.
-    const again = await core
-      .createNamespacedPod({
-        namespace: NS,
-        body: optedInPod("opted-in-again"),
-      })
-      .catch((e: { body?: string }) => assert.fail(String(e.body)));
-    assert.ok(again.spec?.initContainers?.some((c) => c.name === "sm-injector-fetch"));
+    // Back: an opted-in pod is injected again (once kube-proxy has the new endpoints: retried).
+    let again: V1Pod | undefined;
+    await waitUntil("the webhook to admit an opted-in pod again", 30_000, async () => {
+      again = await core.createNamespacedPod({ namespace: NS, body: optedInPod("opted-in-again") });
+      return true;
+    });
+    assert.ok(again?.spec?.initContainers?.some((c) => c.name === "sm-injector-fetch"));
     await core.deleteNamespacedPod({ namespace: NS, name: "opted-in-again", gracePeriodSeconds: 0 });
     await core.deleteNamespacedPod({ namespace: NS, name: "plain", gracePeriodSeconds: 0 });
   });
@@ -384,5 +367,75 @@ describe("the example FastAPI Deployment on the real node", { skip }, () => {
     for (const pod of pods) {
       assert.deepEqual(await settingsAt(`${pod.status?.podIP}:8000`), expectedHashes());
     }
+  });
+
+  test("files format with fsGroup (examples/fastapi-secrets-dir.yaml's shape): pydantic-settings secrets_dir in two containers of different users", async () => {
+    if (typeof exampleAppImage === "string") return;
+    // Prints the uid, groups, the sha256 of each setting (never a value) and each file's mode and group.
+    const program = [
+      "import hashlib, json, os",
+      "from pydantic_settings import BaseSettings, SettingsConfigDict",
+      "class Settings(BaseSettings):",
+      '    model_config = SettingsConfigDict(secrets_dir=os.environ["SM_INJECTOR_SECRETS_DIR"])',
+      "    database_url: str",
+      "    jwt_secret_key: str",
+      "s = {k: 'sha256:' + hashlib.sha256(v.encode()).hexdigest() for k, v in Settings().model_dump().items()}",
+      'd = os.environ["SM_INJECTOR_SECRETS_DIR"]',
+      "f = {n: [os.stat(os.path.join(d, n)).st_mode & 0o777, os.stat(os.path.join(d, n)).st_gid] for n in os.listdir(d)}",
+      'print(json.dumps({"uid": os.getuid(), "groups": os.getgroups(), "settings": s, "files": f}))',
+    ].join("\n");
+    const container = (name: string, uid: number) => ({
+      name,
+      image: exampleAppImage.name,
+      imagePullPolicy: "Never",
+      command: ["python3", "-c", program],
+      env: [{ name: "AWS_ENDPOINT_URL", value: `http://${POD_GATEWAY}:${moto.port}` }],
+      securityContext: { runAsUser: uid, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+    });
+    const name = "erp-files";
+    await core.createNamespacedPod({
+      namespace: NS,
+      body: {
+        metadata: {
+          name,
+          labels: { "sm-injector.io/inject": "true" },
+          annotations: {
+            "sm-injector.io/format": "files",
+            "sm-injector.io/output-dir": "/run/secrets/app",
+            "sm-injector.io/region": REGION,
+            "sm-injector.io/env.database_url": `${DB}#DATABASE_URL`,
+            "sm-injector.io/env.jwt_secret_key": JWT,
+          },
+        },
+        spec: {
+          serviceAccountName: APP,
+          restartPolicy: "Never",
+          securityContext: { runAsNonRoot: true, fsGroup: 3000, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [container("api", 1001), container("worker", 1002)],
+        },
+      },
+    });
+    let pod: V1Pod | undefined;
+    await waitUntil("the files pod to finish", 90_000, async () => {
+      pod = await core.readNamespacedPod({ namespace: NS, name });
+      return pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed";
+    });
+    assert.equal(pod?.status?.phase, "Succeeded", JSON.stringify(pod?.status?.containerStatuses));
+    for (const [c, uid] of [
+      ["api", 1001],
+      ["worker", 1002],
+    ] as const) {
+      const out = JSON.parse(await core.readNamespacedPodLog({ namespace: NS, name, container: c }));
+      assert.equal(out.uid, uid);
+      assert.ok(out.groups.includes(3000), "the pod's fsGroup is a supplementary group");
+      assert.deepEqual(out.settings, {
+        database_url: sha256(values.DATABASE_URL),
+        // pydantic-settings strips a secret file's surrounding whitespace (its own behaviour).
+        jwt_secret_key: sha256(values.JWT_SECRET_KEY.trim()),
+      });
+      // On the kubelet's tmpfs, group-readable through the pod's fsGroup only.
+      assert.deepEqual(out.files, { database_url: [0o440, 3000], jwt_secret_key: [0o440, 3000] });
+    }
+    await core.deleteNamespacedPod({ namespace: NS, name, gracePeriodSeconds: 0 });
   });
 });

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { AppsV1Api, CoreV1Api, PolicyV1Api, type V1Pod } from "@kubernetes/client-node";
 import { type Moto, startMoto } from "../helpers/moto.ts";
-import { CHART_DIR, runHelm } from "../helpers/tools.ts";
+import { runHelm } from "../helpers/tools.ts";
 import {
   busyboxImage,
   createNamespace,
@@ -19,10 +19,9 @@ import {
   waitUntil,
 } from "./harness/real-node.ts";
 import { POD_GATEWAY } from "./harness/real-node-config.ts";
-import { projectImage } from "./harness/real-node-images.ts";
+import { installChart, projectImage, RELEASE_NS } from "./harness/real-node-images.ts";
 
 const image = await projectImage();
-const RELEASE_NS = "sm-injector";
 const APP_NS = "shop";
 const ROLE_ARN = "arn:aws:iam::123456789012:role/shop-api";
 const SECRET = "erp/dev/shop/db_password";
@@ -87,24 +86,8 @@ describe("the chart on the real node", { skip: typeof image === "string" ? image
 
   test("helm installs the webhook: 2 replicas of the project image Ready, PDB healthy, TLS generated", async () => {
     if (typeof image === "string") return;
-    const [repository, tag] = [image.name.slice(0, image.name.lastIndexOf(":")), image.name.split(":").pop()];
     const t0 = performance.now();
-    const r = await runHelm(
-      [
-        "install",
-        "sm-injector",
-        CHART_DIR,
-        "--namespace",
-        RELEASE_NS,
-        "--create-namespace",
-        "--set",
-        `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never`,
-        "--wait",
-        "--timeout",
-        "180s",
-      ],
-      { env: { KUBECONFIG: node().kubeconfigPath } },
-    );
+    const r = await installChart(node().kubeconfigPath, image);
     assert.equal(r.code, 0, r.stderr);
     process.stderr.write(`helm install --wait: ${Math.round(performance.now() - t0)} ms\n`);
     const deployment = await apps.readNamespacedDeployment({ namespace: RELEASE_NS, name: "sm-injector" });

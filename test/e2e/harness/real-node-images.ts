@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { CHART_DIR, type RunResult, runHelm } from "../../helpers/tools.ts";
 import { REPO_ROOT } from "./controlplane.ts";
 
 const execFileAsync = promisify(execFile);
@@ -54,4 +55,31 @@ export function projectImage(): Promise<ImageArchive | string> {
 /** The example FastAPI app's image (images/app), or why there is none. */
 export function appImage(): Promise<ImageArchive | string> {
   return builtImage("app", "app", "sm-injector-example-app");
+}
+
+/** The release namespace the real-node tests install the chart in. */
+export const RELEASE_NS = "sm-injector";
+
+/**
+ * `helm install sm-injector` of the repository's chart with `image` (imported into the node: never
+ * pulled), waiting until the webhook's Deployment is ready; the helm result.
+ */
+export function installChart(kubeconfigPath: string, image: ImageArchive): Promise<RunResult> {
+  const [repository, tag] = [image.name.slice(0, image.name.lastIndexOf(":")), image.name.split(":").pop()];
+  return runHelm(
+    [
+      "install",
+      "sm-injector",
+      CHART_DIR,
+      "--namespace",
+      RELEASE_NS,
+      "--create-namespace",
+      "--set",
+      `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never`,
+      "--wait",
+      "--timeout",
+      "180s",
+    ],
+    { env: { KUBECONFIG: kubeconfigPath } },
+  );
 }
