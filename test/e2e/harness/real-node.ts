@@ -519,7 +519,11 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
   const paths = nodePaths(runDir);
   const keep = opts.keepRunDir ?? process.env.SM_INJECTOR_KEEP_WORKDIR === "1";
   const lock: NodeLock = { pid: process.pid, runDir, socket: paths.containerdSocket };
-  await takeNodeLock(lock, progress);
+  await takeNodeLock(lock, progress).catch(async (e) => {
+    // Nothing ran in it: a start that never got the node leaves no run directory behind.
+    if (opts.runDir === undefined) await rm(runDir, { recursive: true, force: true });
+    throw e;
+  });
   const t0 = performance.now();
   const procs: Partial<RealNode["processes"]> = {};
   let cp: ControlPlane | undefined;
