@@ -2,7 +2,8 @@
 # Builds (once) and caches the binaries of the e2e test bed from the Go module proxy:
 #   control plane: kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3);
 #   tools:          hclfmt (github.com/hashicorp/hcl/v2: the HCL parser that checks `iam-policy --output terraform`);
-#   the real node:  kubelet, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), containerd,
+#   the real node:  kubelet, kube-controller-manager, kube-scheduler, kube-proxy (k8s.io/kubernetes),
+#                   coredns (github.com/coredns/coredns: the cluster DNS), containerd,
 #                   containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2), the pause image
 #                   (build/pause/linux/pause.c of k8s.io/kubernetes, static, in a FROM-scratch OCI archive),
 #                   a busybox image (Debian's busybox-static, FROM scratch) for tests,
@@ -13,9 +14,9 @@
 # repository: the wrapper Go modules live under the cache directory.
 #
 # Usage: scripts/build-binaries.sh [TARGET ...]   (default: all)
-#   TARGET: kube-apiserver etcd helm | hclfmt | kubelet kube-controller-manager kube-scheduler containerd
-#           node-packages pause-image busybox-image | control-plane (the first three) | node (the last
-#           seven)
+#   TARGET: kube-apiserver etcd helm | hclfmt | kubelet kube-controller-manager kube-scheduler kube-proxy
+#           coredns containerd node-packages pause-image busybox-image | control-plane (the first three) |
+#           node (the last nine)
 # Env:   SM_INJECTOR_CACHE  cache root (default: $HOME/.cache/sm-injector)
 set -euo pipefail
 
@@ -52,7 +53,7 @@ BUSYBOX_IMAGE_NAME="sm-injector.local/busybox:static"
 NODE_PACKAGES=(runc containernetworking-plugins umoci skopeo buildah mmdebstrap busybox-static)
 CONTROL_PLANE_TARGETS=(kube-apiserver etcd helm)
 TOOL_TARGETS=(hclfmt)
-NODE_TARGETS=(kubelet kube-controller-manager kube-scheduler containerd node-packages pause-image busybox-image)
+NODE_TARGETS=(kubelet kube-controller-manager kube-scheduler kube-proxy coredns containerd node-packages pause-image busybox-image)
 
 targets=()
 for t in "${@:-all}"; do
@@ -60,7 +61,7 @@ for t in "${@:-all}"; do
   all) targets+=("${CONTROL_PLANE_TARGETS[@]}" "${TOOL_TARGETS[@]}" "${NODE_TARGETS[@]}") ;;
   control-plane) targets+=("${CONTROL_PLANE_TARGETS[@]}") ;;
   node) targets+=("${NODE_TARGETS[@]}") ;;
-  kube-apiserver | etcd | helm | hclfmt | kubelet | kube-controller-manager | kube-scheduler | containerd | node-packages | pause-image | busybox-image)
+  kube-apiserver | etcd | helm | hclfmt | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | coredns | containerd | node-packages | pause-image | busybox-image)
     targets+=("${t}")
     ;;
   *) die "unknown target '${t}' (expected ${CONTROL_PLANE_TARGETS[*]} ${TOOL_TARGETS[*]} ${NODE_TARGETS[*]}, control-plane, node or all)" ;;
@@ -89,6 +90,7 @@ is_ready() {
   busybox-image) [[ -s "${BUSYBOX_IMAGE}" ]] ;;
   # The binary's name carries HCL_VERSION (BIN_DIR's does not), so a new pin builds anew.
   hclfmt) [[ -x "${BIN_DIR}/hclfmt-${HCL_VERSION}" ]] ;;
+  coredns) [[ -x "${BIN_DIR}/coredns-${COREDNS_VERSION}" ]] ;;
   *) [[ -x "${BIN_DIR}/$1" ]] ;;
   esac
 }
@@ -315,6 +317,34 @@ build_hclfmt() {
   log "hclfmt ${HCL_VERSION}: built in $(elapsed $((SECONDS - start)))"
 }
 
+# build_coredns: CoreDNS with its default plugin set (plugin.cfg of the release: kubernetes, forward,
+# cache, ...), the cluster DNS of the real node. Named coredns-VERSION (BIN_DIR's name does not carry it).
+build_coredns() {
+  local out="${BIN_DIR}/coredns-${COREDNS_VERSION}"
+  if [[ -x "${out}" ]]; then
+    log "coredns ${COREDNS_VERSION}: cached"
+    return
+  fi
+  log "building coredns ${COREDNS_VERSION} with ${GO_VERSION} (first run takes a few minutes)…"
+  local start=${SECONDS}
+  local mod="${SRC_DIR}/coredns-${COREDNS_VERSION}"
+  mkdir -p "${mod}"
+  local gomod
+  gomod="$(go_mod_of "github.com/coredns/coredns@${COREDNS_VERSION}")"
+  [[ -f "${gomod}" ]] || die "could not download github.com/coredns/coredns@${COREDNS_VERSION}"
+  check_go_line "${gomod}"
+  # CoreDNS's own replace directives do not apply to a dependent module: copy them.
+  {
+    printf 'module sm-injector.local/coredns\n\ngo %s\n\nrequire github.com/coredns/coredns %s\n' \
+      "$(awk '$1 == "go" { print $2; exit }' "${gomod}")" "${COREDNS_VERSION}"
+    awk '/^replace \(/ { inblock = 1; print; next } inblock { print; if ($1 == ")") inblock = 0; next } /^replace / { print }' "${gomod}"
+  } >"${mod}/go.mod"
+  (cd "${mod}" && with_heartbeat coredns "${NICE[@]}" go build -trimpath \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=${COREDNS_VERSION}" -o "${out}.tmp" github.com/coredns/coredns)
+  mv -f "${out}.tmp" "${out}"
+  log "coredns ${COREDNS_VERSION}: built in $(elapsed $((SECONDS - start)))"
+}
+
 build_containerd() {
   if is_ready containerd; then
     log "containerd ${CONTAINERD_VERSION}: cached"
@@ -447,7 +477,7 @@ build_busybox_image() {
 kubernetes_cmds=()
 for t in "${targets[@]}"; do
   case "${t}" in
-  kube-apiserver | kubelet | kube-controller-manager | kube-scheduler) kubernetes_cmds+=("${t}") ;;
+  kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) kubernetes_cmds+=("${t}") ;;
   esac
 done
 # Packages first: the pause image needs umoci and skopeo.
@@ -458,6 +488,7 @@ for t in "${targets[@]}"; do
   etcd) build_etcd ;;
   helm) build_helm ;;
   hclfmt) build_hclfmt ;;
+  coredns) build_coredns ;;
   containerd) build_containerd ;;
   pause-image) build_pause_image ;;
   busybox-image) build_busybox_image ;;

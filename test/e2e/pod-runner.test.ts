@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { INIT_CONTAINER, INIT_IMAGE, INJECT_LABEL, useE2E } from "./harness/env.ts";
-import { IMAGE_PATH, NODE_BIND, pythonImage, sminjectorImage } from "./harness/images.ts";
+import { IMAGE_PATH, NODE_BIND, sminjectorImage } from "./harness/images.ts";
 import { type ImageConfig, type PodRun, podRunnerUnsupportedReason, runPod } from "./harness/pod-runner.ts";
 
 const unsupported = podRunnerUnsupportedReason();
@@ -208,82 +208,8 @@ describe("the pod runner: the injected init container and the app, run from the 
     }
   });
 
-  test("files format with fsGroup: pydantic-settings secrets_dir in two containers of different users", async (t) => {
-    const image = pythonImage();
-    if (typeof image === "string") {
-      t.skip(image);
-      return;
-    }
-    const program = [
-      "import json, os",
-      "from pydantic_settings import BaseSettings, SettingsConfigDict",
-      "class Settings(BaseSettings):",
-      '    model_config = SettingsConfigDict(secrets_dir=os.environ["SM_INJECTOR_SECRETS_DIR"])',
-      "    database_url: str",
-      "    jwt_secret_key: str",
-      'print(json.dumps({"uid": os.getuid(), "groups": os.getgroups(), "settings": Settings().model_dump()}))',
-    ].join("\n");
-    const container = (name: string, uid: number): V1Container => ({
-      name,
-      image: "registry.example.com/erp/fastapi:1.0.0",
-      command: ["python3", "-c", program],
-      env: [
-        { name: "AWS_ENDPOINT_URL", value: env().moto?.endpoint },
-        { name: "AWS_REGION", value: "us-east-1" },
-      ],
-      securityContext: { ...appSecurity, runAsUser: uid },
-    });
-    const pod = await createAndRead({
-      metadata: {
-        name: "erp-fastapi",
-        labels: { [INJECT_LABEL]: "true" },
-        annotations: {
-          "sm-injector.io/format": "files",
-          "sm-injector.io/output-dir": "/run/secrets/app",
-          "sm-injector.io/env.database_url": "erp/production/database#DATABASE_URL",
-          "sm-injector.io/env.jwt_secret_key": "erp/staging/jwt/secret_key",
-        },
-      },
-      spec: {
-        serviceAccountName: "erp-api",
-        securityContext: { runAsNonRoot: true, fsGroup: 3000, seccompProfile: { type: "RuntimeDefault" } },
-        containers: [container("api", 1001), container("worker", 1002)],
-      },
-    });
-
-    const run = await runPod({
-      core: env().core,
-      pod,
-      images: { ...IMAGES, "registry.example.com/erp/fastapi:1.0.0": image },
-    });
-    try {
-      assert.equal(run.phase, "Succeeded", describeRun(run));
-      const dir = run.volumeDir("sm-injector-secrets");
-      assert.deepEqual(readdirSync(dir).sort(), ["database_url", "jwt_secret_key"]);
-      // The exact bytes on disk, group-readable through the pod's fsGroup only.
-      assert.equal(readFileSync(path.join(dir, "database_url"), "utf8"), DATABASE_URL);
-      assert.equal(readFileSync(path.join(dir, "jwt_secret_key"), "utf8"), JWT_SECRET_KEY);
-      for (const f of readdirSync(dir)) {
-        const st = statSync(path.join(dir, f));
-        assert.equal(st.mode & 0o777, 0o440, f);
-        assert.equal(st.gid, 3000, f);
-      }
-      for (const [i, uid] of [1001, 1002].entries()) {
-        const out = JSON.parse(run.containers[i]?.stdout.toString("utf8") ?? "") as {
-          uid: number;
-          groups: number[];
-          settings: Record<string, string>;
-        };
-        assert.equal(out.uid, uid);
-        assert.ok(out.groups.includes(3000));
-        // pydantic-settings strips a secret file's surrounding whitespace (its own behaviour).
-        assert.deepEqual(out.settings, { database_url: DATABASE_URL, jwt_secret_key: JWT_SECRET_KEY.trim() });
-      }
-      assertNoLeak(pod, run, [DATABASE_URL, JWT_SECRET_KEY]);
-    } finally {
-      await run.cleanup();
-    }
-  });
+  // The files format with fsGroup (two containers of different users reading a secrets_dir) runs on
+  // the real node: test/e2e/real-node-app.test.ts (the kubelet's own fsGroup and tmpfs).
 
   test("a secret that does not exist: the init container fails naming it, nothing is written, the app never starts", async (t) => {
     const pod = await createAndRead({

@@ -177,6 +177,87 @@ test("a Deployment's pods are made by the real controllers and placed by the rea
   assert.ok(scheduled.length >= 2, `Scheduled events: ${scheduled.map((e) => e.message).join("; ")}`);
 });
 
+test("Services by kube-proxy and CoreDNS: a NodePort from the host; a pod finds the Service by name, SRV record and cluster IP", async () => {
+  const labels = { app: "web" };
+  await core.createNamespacedPod({
+    namespace: NAMESPACE,
+    body: {
+      metadata: { name: "web", labels },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: "main",
+            image: BUSYBOX,
+            imagePullPolicy: "Never",
+            command: [
+              "sh",
+              "-c",
+              "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www",
+            ],
+            readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+          },
+        ],
+      },
+    },
+  });
+  const svc = await core.createNamespacedService({
+    namespace: NAMESPACE,
+    body: {
+      metadata: { name: "web" },
+      spec: { type: "NodePort", selector: labels, ports: [{ name: "http", port: 80, targetPort: 8080 }] },
+    },
+  });
+  const nodePort = svc.spec?.ports?.[0]?.nodePort;
+  await waitUntil("the web pod to be Ready", 60_000, async () =>
+    isPodReady(await core.readNamespacedPod({ namespace: NAMESPACE, name: "web" })),
+  );
+  // kube-proxy's node port, from the host.
+  let body = "";
+  await waitUntil(`the node port ${nodePort}`, 30_000, async () => {
+    body = await (
+      await fetch(`http://${node().nodeIP}:${nodePort}/`, { signal: AbortSignal.timeout(2000) })
+    ).text();
+    return true;
+  });
+  assert.equal(body.trim(), "hello-from-web");
+  // From a pod: the short name through the search path, the SRV record of the named port (CoreDNS's
+  // kubernetes plugin), and the cluster IP the name resolves to (kube-proxy's rules).
+  const script = [
+    "wget -q -O - http://web/",
+    `nslookup -type=SRV _http._tcp.web.${NAMESPACE}.svc.cluster.local`,
+  ].join(" && ");
+  await core.createNamespacedPod({
+    namespace: NAMESPACE,
+    body: {
+      metadata: { name: "web-client" },
+      spec: {
+        restartPolicy: "Never",
+        containers: [
+          { name: "main", image: BUSYBOX, imagePullPolicy: "Never", command: ["sh", "-c", script] },
+        ],
+      },
+    },
+  });
+  let phase: string | undefined;
+  await waitUntil("the client pod to finish", 60_000, async () => {
+    phase = (await core.readNamespacedPod({ namespace: NAMESPACE, name: "web-client" })).status?.phase;
+    return phase === "Succeeded" || phase === "Failed";
+  });
+  const log = await core.readNamespacedPodLog({
+    namespace: NAMESPACE,
+    name: "web-client",
+    container: "main",
+  });
+  assert.equal(phase, "Succeeded", log);
+  assert.match(log, /^hello-from-web$/m);
+  assert.match(
+    log,
+    new RegExp(`_http\\._tcp\\.web\\.${NAMESPACE}\\.svc\\.cluster\\.local.*\\b80\\b`, "s"),
+    log,
+  );
+});
+
 test("teardown stops every process it started and leaves no mounts, bridge, pod cgroups or iptables chains", async () => {
   const n = node();
   const running = n.leftovers();

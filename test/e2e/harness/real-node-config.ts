@@ -32,6 +32,8 @@ export interface NodePaths {
   kubeletKubeconfig: string;
   podLogsDir: string;
   pki: string;
+  kubeProxyConfig: string;
+  corefile: string;
 }
 
 export function nodePaths(runDir: string): NodePaths {
@@ -49,6 +51,8 @@ export function nodePaths(runDir: string): NodePaths {
     kubeletKubeconfig: at("kubelet.kubeconfig"),
     podLogsDir: at("pod-logs"),
     pki: at("node-pki"),
+    kubeProxyConfig: at("kube-proxy-config.yaml"),
+    corefile: at("Corefile"),
   };
 }
 
@@ -151,7 +155,7 @@ export interface KubeletSettings {
   clientCAFile: string;
   tlsCertFile: string;
   tlsPrivateKeyFile: string;
-  /** The pods' nameserver (real-node-services.ts answers for the Services' names). */
+  /** The pods' nameserver (CoreDNS on the node's address: corefile()). */
   clusterDNS: string;
 }
 
@@ -187,7 +191,7 @@ export function kubeletConfigYaml(p: NodePaths, s: KubeletSettings): string {
     // A shared disk and memory: do not evict test pods because a neighbour filled them.
     evictionHard: { "memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%" },
     resolvConf: "/etc/resolv.conf",
-    clusterDomain: "cluster.local",
+    clusterDomain: CLUSTER_DOMAIN,
     clusterDNS: [s.clusterDNS],
     serializeImagePulls: false,
     // Status changes reach the API server sooner (tests wait on them).
@@ -197,4 +201,65 @@ export function kubeletConfigYaml(p: NodePaths, s: KubeletSettings): string {
     shutdownGracePeriod: "0s",
   };
   return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/** The cluster's DNS domain (kubelet clusterDomain, CoreDNS's kubernetes zone). */
+export const CLUSTER_DOMAIN = "cluster.local";
+
+export interface KubeProxySettings {
+  kubeconfig: string;
+  healthzPort: number;
+  metricsPort: number;
+}
+
+/**
+ * kube-proxy in iptables mode, changing nothing host-wide on a machine shared with other work: its
+ * conntrack settings are left alone (0; the defaults would set nf_conntrack_tcp_timeout_established
+ * to 1 day and close_wait to 1 h for the whole host), and node ports are served on the node's address
+ * only (localhost node ports would set net.ipv4.conf.all.route_localnet=1 and leave it so).
+ */
+export function kubeProxyConfigYaml(s: KubeProxySettings): string {
+  const config = {
+    apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
+    kind: "KubeProxyConfiguration",
+    mode: "iptables",
+    clientConnection: { kubeconfig: s.kubeconfig },
+    hostnameOverride: NODE_NAME,
+    // Traffic from outside the pods' network to a cluster IP (the API server calling a webhook's
+    // Service) is masqueraded, so that the reply comes back through the host.
+    clusterCIDR: POD_SUBNET,
+    healthzBindAddress: `127.0.0.1:${s.healthzPort}`,
+    metricsBindAddress: `127.0.0.1:${s.metricsPort}`,
+    conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: "0s", tcpCloseWaitTimeout: "0s" },
+    nodePortAddresses: ["primary"],
+    // Endpoint changes (a webhook scaled to zero, a rolling update) reach the rules at once.
+    iptables: { minSyncPeriod: "0s", syncPeriod: "30s", localhostNodePorts: false },
+  };
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+export interface CorefileSettings {
+  /** The address it serves on (the kubelet's clusterDNS). */
+  address: string;
+  kubeconfig: string;
+  /** The `ready` plugin's port on loopback (200 once the kubernetes plugin has synced). */
+  readyPort: number;
+}
+
+/**
+ * CoreDNS as the cluster DNS: the kubernetes plugin answers for the Services (and pods) of
+ * CLUSTER_DOMAIN. No forward: the pods need no other names (and the hosts reach no resolver), and no
+ * cache: a Service created after a lookup must resolve at once.
+ */
+export function corefile(s: CorefileSettings): string {
+  return `.:53 {
+    bind ${s.address}
+    errors
+    ready 127.0.0.1:${s.readyPort}
+    kubernetes ${CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {
+        kubeconfig ${s.kubeconfig}
+        pods insecure
+    }
+}
+`;
 }

@@ -25,7 +25,7 @@ export interface Leftovers {
   bridge: string[];
   cgroups: string[];
   processes: number[];
-  /** The kubelet's iptables chains ("iptables -t nat KUBE-KUBELET-CANARY"). */
+  /** The kubelet's and kube-proxy's iptables chains ("iptables -t nat KUBE-SERVICES"). */
   iptables: string[];
 }
 
@@ -114,17 +114,12 @@ export function shimsOf(socket: string): number[] {
   return pids;
 }
 
-/** The nat chains of the node's Services (real-node-services.ts: cluster IPs, no kube-proxy). */
-export const SERVICES_CHAIN = "SM-INJECTOR-SERVICES";
-export const POSTROUTING_CHAIN = "SM-INJECTOR-POSTROUTING";
-/** The chains of a node: the kubelet's (canaries, localnet firewall, iptables-mode hint) and ours. */
-const KUBELET_CHAINS = [
-  "KUBE-FIREWALL",
-  "KUBE-KUBELET-CANARY",
-  "KUBE-IPTABLES-HINT",
-  SERVICES_CHAIN,
-  POSTROUTING_CHAIN,
-];
+/**
+ * The chains of a node: the kubelet's (canaries, localnet firewall, iptables-mode hint) and
+ * kube-proxy's (KUBE-SERVICES, KUBE-SVC-…, KUBE-SEP-…, KUBE-POSTROUTING, …) all start so.
+ */
+const CHAIN_PREFIX = "KUBE-";
+const isNodeChain = (chain: string) => chain.startsWith(CHAIN_PREFIX);
 const IPTABLES = ["iptables", "ip6tables"];
 const TABLES = ["filter", "nat", "mangle"];
 
@@ -139,41 +134,39 @@ function iptablesRules(bin: string, table: string): string[] {
   }
 }
 
-/** The kubelet's chains present now, as "iptables -t TABLE CHAIN". */
-export function kubeletChains(): string[] {
+/** The node's chains present now, as "iptables -t TABLE CHAIN". */
+export function nodeChains(): string[] {
   return IPTABLES.flatMap((bin) =>
     TABLES.flatMap((table) =>
       iptablesRules(bin, table)
         .map((rule) => /^-N (\S+)$/.exec(rule)?.[1])
-        .filter((chain): chain is string => chain !== undefined && KUBELET_CHAINS.includes(chain))
+        .filter((chain): chain is string => chain !== undefined && isNodeChain(chain))
         .map((chain) => `${bin} -t ${table} ${chain}`),
     ),
   );
 }
 
-/** Deletes the jumps to the kubelet's chains, then the chains. */
-async function removeKubeletChains(): Promise<void> {
+/**
+ * Deletes the jumps from built-in (or other) chains to the node's chains, then flushes them all, then
+ * deletes them (they jump to each other: none can go while another still refers to it).
+ */
+async function removeNodeChains(): Promise<void> {
   for (const bin of IPTABLES) {
     for (const table of TABLES) {
       const rules = iptablesRules(bin, table);
+      const iptables = (...args: string[]) =>
+        execFileAsync(bin, ["-w", "-t", table, ...args]).catch(() => undefined);
       for (const rule of rules) {
         const jump = /^-A (\S+) (.*-j (\S+))$/.exec(rule);
-        if (jump?.[3] && KUBELET_CHAINS.includes(jump[3]) && !KUBELET_CHAINS.includes(jump[1] as string)) {
-          await execFileAsync(bin, [
-            "-w",
-            "-t",
-            table,
-            "-D",
-            jump[1] as string,
-            ...splitRule(jump[2] as string),
-          ]).catch(() => undefined);
+        if (jump?.[3] && isNodeChain(jump[3]) && !isNodeChain(jump[1] as string)) {
+          await iptables("-D", jump[1] as string, ...splitRule(jump[2] as string));
         }
       }
-      for (const chain of KUBELET_CHAINS) {
-        if (!rules.includes(`-N ${chain}`)) continue;
-        await execFileAsync(bin, ["-w", "-t", table, "-F", chain]).catch(() => undefined);
-        await execFileAsync(bin, ["-w", "-t", table, "-X", chain]).catch(() => undefined);
-      }
+      const chains = rules
+        .map((rule) => /^-N (\S+)$/.exec(rule)?.[1])
+        .filter((chain): chain is string => chain !== undefined && isNodeChain(chain));
+      for (const chain of chains) await iptables("-F", chain);
+      for (const chain of chains) await iptables("-X", chain);
     }
   }
 }
@@ -195,7 +188,7 @@ export function leftovers(runDir: string, socket: string): Leftovers {
     bridge: bridgeExists() ? [BRIDGE] : [],
     cgroups,
     processes: [...new Set([...cgroups.flatMap(pidsOf), ...shimsOf(socket)])],
-    iptables: kubeletChains(),
+    iptables: nodeChains(),
   };
 }
 
@@ -210,8 +203,8 @@ function kill(pid: number): void {
 /**
  * Removes what the node of `runDir` left behind, in dependency order: containers and shims
  * (SIGKILL: their daemons are gone), mounts under the run directory (lazily: a mount still busy goes
- * when its last user does; network namespaces are among them), the bridge, the kubelet's iptables
- * chains, the empty pod cgroups.
+ * when its last user does; network namespaces are among them), the bridge, the kubelet's and kube-proxy's
+ * iptables chains, the empty pod cgroups.
  * Returns what could not be removed.
  */
 export async function cleanHost(runDir: string, socket: string): Promise<Leftovers> {
@@ -221,7 +214,7 @@ export async function cleanHost(runDir: string, socket: string): Promise<Leftove
     await execFileAsync("umount", ["-l", mount]).catch(() => undefined);
   }
   if (bridgeExists()) await execFileAsync("ip", ["link", "delete", BRIDGE]).catch(() => undefined);
-  await removeKubeletChains();
+  await removeNodeChains();
   for (let attempt = 0; attempt < 10; attempt++) {
     for (const dir of podCgroups()) {
       try {

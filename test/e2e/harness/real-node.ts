@@ -1,8 +1,9 @@
 /**
  * A real one-node cluster for the e2e tests and `npm run cluster`: etcd + kube-apiserver (the
  * control-plane harness, with Node authorization and kubelet credentials), kube-controller-manager,
- * kube-scheduler, containerd + runc, a CNI bridge and a kubelet, all built from Go modules and Debian
- * packages by scripts/build-binaries.sh. Pods run for real from images imported into containerd
+ * kube-scheduler, containerd + runc, a CNI bridge, a kubelet, kube-proxy (iptables mode) and CoreDNS
+ * (the cluster DNS, a host process), all built from Go modules and Debian packages by
+ * scripts/build-binaries.sh. Pods run for real from images imported into containerd
  * (nothing is pulled: see importImage). The settings these hosts need are in real-node-config.ts;
  * what a node leaves on the host, and its removal, in real-node-host.ts.
  *
@@ -30,7 +31,9 @@ import { type ManagedProcess, spawnManaged, waitForHttp } from "./process.ts";
 import {
   cniConflist,
   containerdConfigToml,
+  corefile,
   kubeletConfigYaml,
+  kubeProxyConfigYaml,
   NODE_NAME,
   type NodePaths,
   nodeIP,
@@ -38,7 +41,6 @@ import {
   POD_GATEWAY,
 } from "./real-node-config.ts";
 import { cleanHost, describeLeftovers, isClean, type Leftovers, leftovers } from "./real-node-host.ts";
-import { type ServiceProxy, startServiceProxy } from "./real-node-services.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -67,7 +69,10 @@ export interface RealNode {
   podGateway: string;
   binDir: string;
   paths: NodePaths;
-  processes: Record<"containerd" | "kubelet" | "controllerManager" | "scheduler", ManagedProcess>;
+  processes: Record<
+    "containerd" | "kubelet" | "controllerManager" | "scheduler" | "kubeProxy" | "coredns",
+    ManagedProcess
+  >;
   /** Imports an OCI archive into the CRI's image store; returns the image names it holds. */
   importImage(archive: string, name?: string): Promise<string[]>;
   /** The image names in the node's CRI image store (what pods can run: nothing is pulled). */
@@ -109,12 +114,22 @@ export function readNodeLock(): NodeLock | undefined {
   }
 }
 
+/** How long a start waits for another live node on this machine to stop (default 15 min). */
+const LOCK_WAIT_MS = Number(process.env.SM_INJECTOR_NODE_LOCK_WAIT_S ?? 900) * 1000;
+
 /**
- * Takes the one-node-per-machine lock for this process. A lock whose process is gone is taken over
- * after cleaning up what that node left on the host.
+ * Takes the one-node-per-machine lock for this process. A node held by a live process (another test
+ * file, `npm run cluster`, a colleague's demo) is waited for, up to `waitMs`; a lock whose process is
+ * gone is taken over after cleaning up what that node left on the host.
  */
-async function takeNodeLock(lock: NodeLock, progress: (l: string) => void): Promise<void> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+async function takeNodeLock(
+  lock: NodeLock,
+  progress: (l: string) => void,
+  waitMs = LOCK_WAIT_MS,
+): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  let waiting = false;
+  for (let attempt = 0; attempt < 3; ) {
     try {
       await writeFile(NODE_LOCK, JSON.stringify(lock), { flag: "wx" });
       return;
@@ -123,16 +138,23 @@ async function takeNodeLock(lock: NodeLock, progress: (l: string) => void): Prom
     }
     const held = readNodeLock();
     if (held && isAlive(held.pid) && held.pid !== process.pid) {
-      throw new Error(
-        `a real node is already running on this machine (process ${held.pid}, run directory ${held.runDir}); ` +
-          "stop it first: npm run cluster -- down",
-      );
+      if (Date.now() > deadline) {
+        throw new Error(
+          `a real node is already running on this machine (process ${held.pid}, run directory ${held.runDir}) ` +
+            `and did not stop within ${Math.round(waitMs / 1000)} s; stop it first: npm run cluster -- down`,
+        );
+      }
+      if (!waiting) progress(`waiting for the node of process ${held.pid} (${held.runDir}) to stop…`);
+      waiting = true;
+      await delay(2000);
+      continue;
     }
     if (held) {
       progress(`cleaning up after a node whose process (${held.pid}) is gone: ${held.runDir}`);
       await cleanHost(held.runDir, held.socket);
     }
     rmSync(NODE_LOCK, { force: true });
+    attempt++;
   }
   throw new Error(`could not take ${NODE_LOCK}`);
 }
@@ -209,7 +231,7 @@ async function nodePki(dir: string, ip: string): Promise<NodePki> {
 }
 
 /** kube-apiserver flags for a cluster with a node (on top of the control-plane harness's). */
-function apiServerNodeArgs(pki: NodePki): string[] {
+function apiServerNodeArgs(pki: NodePki, ip: string): string[] {
   return [
     "--authorization-mode=Node,RBAC",
     "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,NodeRestriction,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
@@ -217,11 +239,11 @@ function apiServerNodeArgs(pki: NodePki): string[] {
     `--kubelet-client-key=${pki.apiServerKubeletClient.keyPath}`,
     `--kubelet-certificate-authority=${pki.ca.certPath}`,
     "--kubelet-preferred-address-types=InternalIP",
-    // Pods reach it at their gateway through the `kubernetes` Service (real-node-services.ts).
+    // Pods reach it through the `kubernetes` Service, whose endpoint it publishes (the lease
+    // reconciler refuses a loopback address: the node's address then).
     "--bind-address=0.0.0.0",
-    // No kube-proxy: the API server calls webhook (and aggregated API) Services at an endpoint
-    // (a pod IP on the bridge) instead of the cluster IP (cmd/kube-apiserver buildServiceResolver).
-    "--enable-aggregator-routing=true",
+    `--advertise-address=${ip}`,
+    "--endpoint-reconciler-type=lease",
   ];
 }
 
@@ -360,6 +382,55 @@ async function startControllers(
   return { controllerManager, scheduler };
 }
 
+/**
+ * The Services of the cluster, by the real components: kube-proxy (iptables mode: cluster IPs and
+ * node ports DNATed to ready endpoints, for pods and for the host, e.g. the API server calling a
+ * webhook's Service) and CoreDNS (the Services' names, on the node's address: the kubelet's
+ * clusterDNS). Both are host processes with the admin kubeconfig; ready when they have synced.
+ */
+async function startServices(
+  s: Started,
+): Promise<{ processes: Pick<RealNode["processes"], "kubeProxy" | "coredns">; ready: Promise<void> }> {
+  const { cp, binDir, paths: p } = s;
+  const [healthzPort, metricsPort, readyPort] = (await getFreePorts(3)) as [number, number, number];
+  await writeFile(
+    p.kubeProxyConfig,
+    kubeProxyConfigYaml({ kubeconfig: cp.kubeconfigPath, healthzPort, metricsPort }),
+  );
+  await writeFile(p.corefile, corefile({ address: s.ip, kubeconfig: cp.kubeconfigPath, readyPort }));
+  const kubeProxy = spawnManaged(
+    "kube-proxy",
+    path.join(binDir, "kube-proxy"),
+    [`--config=${p.kubeProxyConfig}`, "--v=1"],
+    { logPath: path.join(p.runDir, "kube-proxy.log"), cwd: p.runDir },
+  );
+  const coredns = spawnManaged("coredns", path.join(binDir, corednsBinary()), ["-conf", p.corefile], {
+    logPath: path.join(p.runDir, "coredns.log"),
+    cwd: p.runDir,
+  });
+  const ready = Promise.all([
+    waitForHttp(`http://127.0.0.1:${healthzPort}/healthz`, { process: kubeProxy, timeoutMs: s.timeoutMs }),
+    waitForHttp(`http://127.0.0.1:${readyPort}/ready`, { process: coredns, timeoutMs: s.timeoutMs }),
+  ]).then(() => undefined);
+  // Awaited later (after the kubelet): not an unhandled rejection meanwhile.
+  ready.catch(() => undefined);
+  return { processes: { kubeProxy, coredns }, ready };
+}
+
+/** The CoreDNS binary's name in the bin directory (scripts/build-binaries.sh coredns: coredns-VERSION). */
+function corednsBinary(): string {
+  const version = readPinnedVersions().COREDNS_VERSION;
+  if (!version) throw new Error("COREDNS_VERSION is missing from scripts/versions.env");
+  return `coredns-${version}`;
+}
+
+/** `kube-proxy --cleanup`: removes every iptables (and nftables) rule and chain kube-proxy made. */
+async function cleanUpKubeProxy(binDir: string, runDir: string): Promise<void> {
+  await execFileAsync(path.join(binDir, "kube-proxy"), ["--cleanup", "--v=0"], { cwd: runDir }).catch(
+    () => undefined,
+  );
+}
+
 /** The kubelet, registering NODE_NAME at the node IP; ready when healthz answers. */
 async function startKubelet(s: Started): Promise<ManagedProcess> {
   const { cp, binDir, paths: p, pki } = s;
@@ -450,12 +521,15 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
   const paths = nodePaths(runDir);
   const keep = opts.keepRunDir ?? process.env.SM_INJECTOR_KEEP_WORKDIR === "1";
   const lock: NodeLock = { pid: process.pid, runDir, socket: paths.containerdSocket };
-  await takeNodeLock(lock, progress);
+  await takeNodeLock(lock, progress).catch(async (e) => {
+    // Nothing ran in it: a start that never got the node leaves no run directory behind.
+    if (opts.runDir === undefined) await rm(runDir, { recursive: true, force: true });
+    throw e;
+  });
   const t0 = performance.now();
   const procs: Partial<RealNode["processes"]> = {};
   let cp: ControlPlane | undefined;
-  let proxy: ServiceProxy | undefined;
-  const stopNow = () => stopNode({ binDir, paths, cp, proxy, procs, keep });
+  const stopNow = () => stopNode({ binDir, paths, cp, procs, keep });
   try {
     const ip = nodeIP();
     const pki = await nodePki(path.join(runDir, "pki"), ip);
@@ -465,21 +539,24 @@ export async function startRealNode(opts: StartRealNodeOptions = {}): Promise<Re
       ca: pki.ca,
       workDir: path.join(runDir, "control-plane"),
       keepWorkDir: true,
-      extraApiServerArgs: apiServerNodeArgs(pki),
+      extraApiServerArgs: apiServerNodeArgs(pki, ip),
       timeoutMs,
     });
-    proxy = await startServiceProxy(cp.kubeConfig, cp.kubeConfig.makeApiClient(CoreV1Api), ip, {
-      ip: POD_GATEWAY,
-      port: Number(new URL(cp.apiServerUrl).port),
-    });
     const s: Started = { binDir, paths, ip, pki, cp, progress, timeoutMs };
-    progress("containerd, kube-controller-manager, kube-scheduler");
-    const [containerd, controllers] = await Promise.all([startContainerd(s), startControllers(s)]);
-    Object.assign(procs, { containerd, ...controllers });
+    progress("containerd, kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS");
+    // Each process is recorded as soon as it runs, so that a failure of another stops it too.
+    const services = await startServices(s);
+    Object.assign(procs, services.processes);
+    await Promise.all([
+      startContainerd(s).then((containerd) => Object.assign(procs, { containerd })),
+      startControllers(s).then((controllers) => Object.assign(procs, controllers)),
+    ]);
     progress(`kubelet (node ${NODE_NAME} at ${ip})`);
     procs.kubelet = await startKubelet(s);
     const core = cp.kubeConfig.makeApiClient(CoreV1Api);
     await waitForNodeReady(core, Object.values(procs), timeoutMs);
+    // kube-proxy is healthy once it has synced the rules for its Node (which the kubelet registers).
+    await services.ready;
     progress(`node Ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const processes = procs as RealNode["processes"];
     await updateNodeLock({
@@ -549,7 +626,6 @@ async function stopNode(n: {
   binDir: string;
   paths: NodePaths;
   cp: ControlPlane | undefined;
-  proxy: ServiceProxy | undefined;
   procs: Partial<RealNode["processes"]>;
   keep: boolean;
 }): Promise<Leftovers> {
@@ -564,7 +640,8 @@ async function stopNode(n: {
   await procs.kubelet?.stop();
   if (procs.containerd?.isRunning()) await deleteTasks(binDir, p.containerdSocket);
   await procs.containerd?.stop();
-  await n.proxy?.stop();
+  await Promise.all([procs.kubeProxy?.stop(), procs.coredns?.stop()]);
+  if (procs.kubeProxy) await cleanUpKubeProxy(binDir, p.runDir);
   await cp?.stop();
   const left = await cleanHost(p.runDir, p.containerdSocket);
   releaseNodeLock();
