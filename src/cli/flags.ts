@@ -230,3 +230,25 @@ export function flagHelp(table: FlagTable, opts: { env?: boolean } = {}): string
   });
   return rows.join("\n");
 }
+
+/**
+ * A long-running command's flags, or the exit code it ends with: --help printed (0), or every problem
+ * on stderr, each line prefixed with the command (2).
+ */
+export function commandFlags<T extends FlagTable>(
+  command: string,
+  table: T,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  help: () => string,
+): FlagValues<T> | number {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(help());
+    return 0;
+  }
+  const { values, problems } = parseFlags(table, argv, env);
+  if (problems.length === 0) return values;
+  const prefix = `sm-injector ${command}: `;
+  process.stderr.write(`${prefix}${problems.join("\n").split("\n").join(`\n${prefix}`)}\n`);
+  return 2;
+}

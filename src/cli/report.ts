@@ -5,7 +5,15 @@ import { z } from "zod";
 import { INJECT_LABEL } from "../contract/annotations.ts";
 import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import { OUTPUT_FORMATS } from "../report/render.ts";
-import { type FlagValues, flag, flagHelp, kubeconfigFlag, parseFlags, wholeNumber } from "./flags.ts";
+import {
+  commandFlags,
+  type FlagValues,
+  flag,
+  flagHelp,
+  kubeconfigFlag,
+  parseFlags,
+  wholeNumber,
+} from "./flags.ts";
 
 /** Every flag of `sm-injector report`: parsing, messages and --help come from this table. */
 export const REPORT_FLAGS = {
@@ -70,18 +78,8 @@ ${flagHelp(REPORT_FLAGS)}
 }
 
 export async function runReportCommand(argv: string[]): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(reportHelp());
-    return 0;
-  }
-  let config: ReportConfig;
-  try {
-    config = loadReportConfig(argv, process.env);
-  } catch (e) {
-    if (!(e instanceof ReportConfigError)) throw e;
-    process.stderr.write(`sm-injector report: ${e.message.split("\n").join("\nsm-injector report: ")}\n`);
-    return 2;
-  }
+  const config = commandFlags("report", REPORT_FLAGS, argv, process.env, reportHelp);
+  if (typeof config === "number") return config;
   const { realDeps } = await import("../rotation/controller.ts");
   const { reviewCluster } = await import("../report/review.ts");
   const { renderReview } = await import("../report/render.ts");

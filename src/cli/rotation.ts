@@ -6,6 +6,7 @@ import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
 import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
 import {
+  commandFlags,
   type FlagValues,
   flag,
   flagHelp,
@@ -124,18 +125,8 @@ ${flagHelp(ROTATION_FLAGS)}
 }
 
 export async function runRotationCommand(argv: string[]): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(rotationHelp());
-    return 0;
-  }
-  let config: RotationConfig;
-  try {
-    config = loadRotationConfig(argv, process.env);
-  } catch (e) {
-    if (!(e instanceof RotationConfigError)) throw e;
-    process.stderr.write(`sm-injector rotation: ${e.message.split("\n").join("\nsm-injector rotation: ")}\n`);
-    return 2;
-  }
+  const config = commandFlags("rotation", ROTATION_FLAGS, argv, process.env, rotationHelp);
+  if (typeof config === "number") return config;
   const log = pino({ base: { component: "rotation" }, level: config.logLevel });
   const { realDeps, rotationCycle } = await import("../rotation/controller.ts");
   const deps = await realDeps({
