@@ -5,15 +5,7 @@ import { z } from "zod";
 import { INJECT_LABEL } from "../contract/annotations.ts";
 import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
 import { OUTPUT_FORMATS } from "../report/render.ts";
-import {
-  commandFlags,
-  type FlagValues,
-  flag,
-  flagHelp,
-  kubeconfigFlag,
-  parseFlags,
-  wholeNumber,
-} from "./flags.ts";
+import { commandFlags, flag, flagHelp, kubeconfigFlag, wholeNumber } from "./flags.ts";
 
 /** Every flag of `sm-injector report`: parsing, messages and --help come from this table. */
 export const REPORT_FLAGS = {
@@ -46,17 +38,6 @@ export const REPORT_FLAGS = {
     help: "most objects per list request",
   }),
 };
-
-export type ReportConfig = FlagValues<typeof REPORT_FLAGS>;
-
-export class ReportConfigError extends Error {}
-
-/** Flags win over SM_INJECTOR_* variables; every problem is listed, naming the flag and the variable. */
-export function loadReportConfig(argv: string[], env: NodeJS.ProcessEnv): ReportConfig {
-  const { values, problems } = parseFlags(REPORT_FLAGS, argv, env);
-  if (problems.length > 0) throw new ReportConfigError(problems.join("\n"));
-  return values;
-}
 
 export function reportHelp(): string {
   return `sm-injector report [flags]
