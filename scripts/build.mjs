@@ -119,7 +119,9 @@ function assertNoEsmHttpImports(metafile) {
   for (const [file, out] of Object.entries(metafile.outputs))
     for (const i of out.imports)
       if (i.external && i.kind === "import-statement" && CJS_BUILTIN.test(i.path))
-        throw new Error(`${file} imports ${i.path} as an ES module: the commonjs-builtins plugin did not apply`);
+        throw new Error(
+          `${file} imports ${i.path} as an ES module: the commonjs-builtins plugin did not apply`,
+        );
 }
 
 const SNAPSHOT_WORK_DIR = "/tmp/sm-injector-snapshot-build";
