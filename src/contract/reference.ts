@@ -4,18 +4,25 @@
 //
 // Secrets Manager names allow only letters, digits and `/_+=.@-`, so `?`, `&` and `#` can never be
 // part of a name: the first `#` starts the JSON key (which may contain anything, `#` included) and
-// the first `?` starts the parameters. An ARN's colons are fine for the same reason.
+// the first `?` starts the parameters. An ARN's colons are fine for the same reason. The secrets an
+// AWS service creates and manages for you are named SERVICE!NAME (RDS's master user passwords:
+// `rds!db-…`, `rds!cluster-…`): no user can create such a name, but a pod reads it like any other.
 
 import { formatCount, MAX_JSON_KEY_BYTES, MAX_VARIABLE_NAME_BYTES, quote, utf8Bytes } from "./annotations.ts";
 
-export const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
-const ARN_PATTERN =
-  /^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-[a-z]|aws-eusc):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
+/** An AWS service's prefix of the secrets it manages (`rds!`), then the name's own characters. */
+const NAME_SYNTAX = "(?:[a-z][a-z0-9-]{0,63}!)?[A-Za-z0-9/_+=.@-]+";
+/** A secret name, at most 512 characters: the one definition (IAM policies and the contract use it). */
+export const SECRET_NAME_PATTERN = new RegExp(`^(?=.{1,512}$)${NAME_SYNTAX}$`, "s");
+const ARN_PATTERN = new RegExp(
+  `^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-[a-z]|aws-eusc):secretsmanager:([a-z0-9-]+):(\\d{12}):secret:((?=.{1,512}$)${NAME_SYNTAX})$`,
+  "s",
+);
+/** What a name may contain, for the error message. */
+const NAME_RULE = "letters, digits and / _ + = . @ -, after an AWS service's prefix such as rds!";
 export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const VERSION_STAGE_PATTERN = /^[A-Za-z0-9/_+=.@-]{1,256}$/;
 const VERSION_ID_PATTERN = /^[A-Za-z0-9-]{32,64}$/;
-/** The common case, checked in one go; the character-by-character search below is for the error message. */
-const NAME_CHARS = /^[A-Za-z0-9/_+=.@-]*$/;
 
 export interface ParsedSecretId {
   /** As the user wrote it: a name or an ARN. */
@@ -53,18 +60,19 @@ export function parseSecretId(raw: string): Result<ParsedSecretId> {
   }
   if (id.length > 512)
     return fail(`the secret name is ${formatCount(id.length)} characters long; Secrets Manager allows 512`);
-  if (NAME_CHARS.test(id)) return { ok: true, value: { secretId: id, name: id } };
-  const bad = [...new Set([...id].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
-  if (bad.length > 0) {
-    const shown = bad
-      .slice(0, 10)
-      .map((c) => JSON.stringify(c))
-      .join(", ");
-    return fail(
-      `${quote(id)} contains ${shown}${bad.length > 10 ? " and more" : ""}, which Secrets Manager names cannot contain (allowed: letters, digits and / _ + = . @ -)`,
-    );
-  }
-  return { ok: true, value: { secretId: id, name: id } };
+  if (SECRET_NAME_PATTERN.test(id)) return { ok: true, value: { secretId: id, name: id } };
+  const bang = id.indexOf("!");
+  const body = bang !== -1 && /^[a-z][a-z0-9-]{0,63}$/.test(id.slice(0, bang)) ? id.slice(bang + 1) : id;
+  const bad = [...new Set([...body].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
+  const shown = bad
+    .slice(0, 10)
+    .map((c) => JSON.stringify(c))
+    .join(", ");
+  return fail(
+    bad.length > 0
+      ? `${quote(id)} contains ${shown}${bad.length > 10 ? " and more" : ""}, which Secrets Manager names cannot contain (allowed: ${NAME_RULE})`
+      : `${quote(id)} is not a Secrets Manager name (allowed: ${NAME_RULE})`,
+  );
 }
 
 export function checkVersionStage(stage: string): string | undefined {

@@ -3,6 +3,8 @@
 // `?` in a Resource as wildcards, so nothing that carries them (or any character a Secrets Manager
 // name cannot have) reaches a policy. Pure.
 
+import { SECRET_NAME_PATTERN } from "../contract/reference.ts";
+
 export type Result<T> = { ok: true; value: T } | { ok: false; error: string };
 const fail = (error: string): { ok: false; error: string } => ({ ok: false, error });
 
@@ -44,10 +46,8 @@ export function partitionOfRegion(region: string): string {
   return "aws";
 }
 
-/** What Secrets Manager allows in a secret name; notably no `*` and no `?`, IAM's wildcards. */
-export const SECRET_NAME_CHARS = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const SECRET_ARN =
-  /^arn:([a-z-]+):secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
+  /^arn:([a-z-]+):secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(\d{12}):secret:(.{1,512})$/s;
 /** The hyphen and six random characters Secrets Manager appends to a secret's name in its ARN. */
 const ARN_SUFFIX = /-[A-Za-z0-9]{6}$/;
 /** IAM's pattern for that suffix: exactly six characters, so a longer sibling's name never matches. */
@@ -73,9 +73,10 @@ export function secretGrant(
   at: { partition: Partition; account: string },
 ): Result<SecretGrant> {
   if (secretId.startsWith("arn:")) return arnGrant(secretId, at.partition);
-  if (!SECRET_NAME_CHARS.test(secretId))
+  // What Secrets Manager allows in a name: notably no `*` and no `?`, IAM's wildcards.
+  if (!SECRET_NAME_PATTERN.test(secretId))
     return fail(
-      `secret name ${JSON.stringify(secretId.slice(0, 200))} has characters Secrets Manager names cannot have (allowed: letters, digits and / _ + = . @ -); IAM would read * and ? as wildcards`,
+      `secret name ${JSON.stringify(secretId.slice(0, 200))} has characters Secrets Manager names cannot have (allowed: letters, digits and / _ + = . @ -, after an AWS service's prefix such as rds!); IAM would read * and ? as wildcards`,
     );
   if (region === undefined) return fail(`no region for secret ${secretId}; pass --region`);
   const inPartition = partitionOfRegion(region);
@@ -101,6 +102,10 @@ function arnGrant(arn: string, partition: Partition): Result<SecretGrant> {
       `${JSON.stringify(arn.slice(0, 300))} is not a Secrets Manager ARN (arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME)`,
     );
   const [, arnPartition, region, account, name] = m as unknown as [string, string, string, string, string];
+  if (!SECRET_NAME_PATTERN.test(name))
+    return fail(
+      `${JSON.stringify(arn.slice(0, 300))} names a secret with characters Secrets Manager names cannot have (allowed: letters, digits and / _ + = . @ -, after an AWS service's prefix such as rds!); IAM would read * and ? as wildcards`,
+    );
   if (arnPartition !== partition)
     return fail(`${arn} is in partition ${arnPartition}, but the role is in partition ${partition}`);
   const exact = ARN_SUFFIX.test(name);

@@ -17,6 +17,8 @@ const NUMBERS = "erp/production/numbers";
 const SURROGATE = "erp/production/surrogate";
 const JWT = "erp/staging/jwt/secret_key";
 const SHELLISH = "erp/production/shellish";
+/** A secret RDS manages itself: named SERVICE!NAME, which users cannot create but pods read. */
+const RDS_MANAGED = "rds!db-1a96bebc-86c1-4982-9f9f-7d6a651d2464";
 /** A value that must never appear, in any 8-character piece, outside the output file. */
 const PLANTED = "PLANTED-7f3a-s3cr3t-v4lu3-0042";
 
@@ -35,6 +37,7 @@ before(async () => {
   );
   await moto.createSecret(SURROGATE, '{"OK":"fine","BAD":"x\\ud800y"}');
   await moto.createSecret(JWT, PLANTED);
+  await moto.createSecret(RDS_MANAGED, JSON.stringify({ username: "postgres", password: "p@ss!w0rd" }));
   await moto.createSecret(
     SHELLISH,
     JSON.stringify({ UID: "1000", RANDOM: "4", DATABASE_URL: "postgres://db" }),
@@ -111,6 +114,21 @@ function assertBoundedLines(r: FetchRun) {
 }
 
 const jwt: FetchSpecInput["entries"] = [{ kind: "value", source: { secretId: JWT }, env: "JWT_SECRET_KEY" }];
+
+describe("a secret an AWS service manages (rds!db-…)", () => {
+  test("read by name with a key, sourced by dash", async () => {
+    const r = await run([
+      { kind: "value", source: { secretId: RDS_MANAGED }, key: "password", env: "DB_PASSWORD" },
+      { kind: "value", source: { secretId: RDS_MANAGED }, key: "username", env: "DB_USER" },
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const got = await sourceWithShell("dash", r.file, ["DB_PASSWORD", "DB_USER"]);
+    assert.deepEqual(Object.fromEntries([...got].map(([k, v]) => [k, v.toString("utf8")])), {
+      DB_PASSWORD: "p@ss!w0rd",
+      DB_USER: "postgres",
+    });
+  });
+});
 
 describe("case 7: values exactly as they appear in the secret", () => {
   test("env-from of a JSON secret with numbers and an object: their exact text, sourced by dash", async () => {

@@ -53,6 +53,25 @@ describe("iam-policy: secret resources", () => {
       "arn:aws:secretsmanager:eu-west-1:111122223333:secret:erp/production/rds-??????",
     );
   });
+  test("a secret an AWS service manages (rds!db-…) is granted like any other, its prefix only in front", () => {
+    const g = secretGrant("rds!db-1a96bebc-86c1-4982-9f9f-7d6a651d2464", "eu-west-1", AT);
+    assert.ok(g.ok);
+    assert.equal(
+      g.value.resource,
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!db-1a96bebc-86c1-4982-9f9f-7d6a651d2464-??????",
+    );
+    const arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!cluster-0a1b-AbC123";
+    assert.deepEqual(secretGrant(arn, undefined, AT), {
+      ok: true,
+      value: { resource: arn, region: "eu-west-1", account: "111122223333", exact: true },
+    });
+    for (const bad of ["rds!*", "rds!db-?", "RDS!db", "!db", "a!b!c", "rds!", "erp/rds!x"])
+      assert.equal(secretGrant(bad, "eu-west-1", AT).ok, false, bad);
+    assert.equal(
+      secretGrant("arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!*", undefined, AT).ok,
+      false,
+    );
+  });
   test("names with IAM wildcards or any character Secrets Manager refuses never reach a policy", () => {
     for (const bad of [
       "erp/*",

@@ -78,6 +78,18 @@ describe("secret references", () => {
       assert.match(err(raw, expand), message));
   }
 
+  test("secrets an AWS service manages: SERVICE!NAME (RDS's master user passwords), by name or ARN", () => {
+    const name = "rds!db-1a96bebc-86c1-4982-9f9f-7d6a651d2464";
+    assert.deepEqual(ok(`${name}#password`), { secretId: name, name, key: "password", optional: false });
+    const arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-0a1b-AbCdEf`;
+    assert.equal(ok(`${arn}?versionStage=AWSPREVIOUS#username`).name, "rds!cluster-0a1b-AbCdEf");
+    // One prefix, lowercase, in front; a `!` anywhere else is refused with the rule.
+    for (const bad of ["RDS!db-1", "!db-1", "rds!", "a!b!c", "erp/rds!x", "rds!db 1"])
+      assert.match(err(bad), /Secrets Manager name|cannot contain/, bad);
+    assert.match(err("erp/rds!x"), /after an AWS service's prefix such as rds!/);
+    assert.match(err(`rds!${"a".repeat(509)}`), /513 characters long/);
+  });
+
   test("parseSecretId lists each forbidden character once", () => {
     const r = parseSecretId("a b c!!");
     assert.ok(!r.ok);
