@@ -1,8 +1,9 @@
 // The webhook side by side with hashicorp/vault-k8s's injector (built by scripts/build-peers.sh):
 // the same pod (3 containers, 10 secret references: vault's annotations for vault-k8s, ours for
-// sm-injector), the same load from this process, each webhook pinned to the same core, alternating
-// rounds; throughput (closed loop, 16 connections), p99 at a fixed 1,000/s, CPU per admission and
-// RSS after the load.
+// sm-injector), the same load from this process, each webhook pinned to the same core and this
+// process to the other, alternating rounds; throughput (closed loop, 16 connections), p99 at a fixed
+// 1,000/s (the polling generator, as the main webhook bench judges its target), CPU per admission
+// and RSS after the load.
 //
 // vault-k8s insists on an in-cluster Kubernetes client: a throwaway kube-apiserver + etcd (the e2e
 // harness) with a static bearer token, and the ServiceAccount files vault-k8s reads from their fixed
@@ -21,7 +22,15 @@ import { waitForHttp } from "../test/e2e/harness/process.ts";
 import { admissionReview } from "../test/helpers/webhook.ts";
 import { openLoop } from "./open-loop.ts";
 import { buildPeers } from "./peers.ts";
-import { type BenchWebhook, processCpuMs, realisticPod, rssKiB, startBenchWebhook } from "./webhook.ts";
+import {
+  type BenchWebhook,
+  pinning,
+  pinSelf,
+  processCpuMs,
+  realisticPod,
+  rssKiB,
+  startBenchWebhook,
+} from "./webhook.ts";
 
 const TOKEN = "sm-injector-bench-vault-k8s";
 
@@ -131,7 +140,7 @@ export interface SideBySide {
 
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-async function oneRound(wh: BenchWebhook, body: string, seconds: number, expect: string) {
+async function oneRound(wh: BenchWebhook, body: string, seconds: number, expect: string, poll: boolean) {
   const cpu0 = processCpuMs(wh.pid);
   const closed = await autocannon({
     url: `${wh.url}/mutate`,
@@ -152,6 +161,7 @@ async function oneRound(wh: BenchWebhook, body: string, seconds: number, expect:
     warmupSeconds: 1,
     maxConnections: 64,
     expect,
+    poll,
   });
   if (closed.non2xx + closed.errors > 0 || fixed.errors + fixed.non2xx > 0)
     throw new Error(
@@ -179,7 +189,10 @@ export async function benchWebhookPeers(opts: {
   const cp = await startControlPlane({
     extraApiServerArgs: [`--token-auth-file=${join(tokens, "tokens.csv")}`],
   });
-  const cpu = 1;
+  // Each webhook on the last core, this process (the load generator) on the first, as in the main
+  // webhook bench; with a core to itself the generator polls (an exact instrument, see openLoop).
+  const pin = pinning();
+  const cpu = pin?.webhookCpu ?? 1;
   const contenders = [
     {
       name: "sm-injector",
@@ -199,6 +212,7 @@ export async function benchWebhookPeers(opts: {
     cpuMsPerAdmission: [],
     rssAfterMiB: [],
   }));
+  if (pin) pinSelf(String(pin.generatorCpu));
   try {
     for (let round = 1; round <= rounds; round++)
       for (const [i, c] of contenders.entries()) {
@@ -215,7 +229,7 @@ export async function benchWebhookPeers(opts: {
             duration: 1,
             tlsOptions: { ca: wh.ca },
           } as autocannon.Options);
-          const r = await oneRound(wh, c.body, seconds, '"allowed":true');
+          const r = await oneRound(wh, c.body, seconds, '"allowed":true', pin !== undefined);
           const into = results[i] as SideBySide;
           into.requestsPerSecond.push(r.rps);
           into.p99AtFixedRateMs.push(r.p99);
@@ -226,6 +240,7 @@ export async function benchWebhookPeers(opts: {
         }
       }
   } finally {
+    if (pin) pinSelf(pin.allCpus);
     await cp.stop();
     await rm(tokens, { recursive: true, force: true });
   }

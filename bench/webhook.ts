@@ -166,7 +166,7 @@ async function measured<T>(pid: number, work: () => Promise<T>) {
  * last CPU and this process — the load generator — on the first, so that neither takes the other's
  * core. Other processes on the machine can still use both (see otherLoadPercent).
  */
-function pinning(): { webhookCpu: number; generatorCpu: number; allCpus: string } | undefined {
+export function pinning(): { webhookCpu: number; generatorCpu: number; allCpus: string } | undefined {
   const n = cpus().length;
   if (n < 2) return undefined;
   try {
@@ -177,7 +177,7 @@ function pinning(): { webhookCpu: number; generatorCpu: number; allCpus: string 
   return { webhookCpu: n - 1, generatorCpu: 0, allCpus: `0-${n - 1}` };
 }
 
-function pinSelf(cpuList: string): void {
+export function pinSelf(cpuList: string): void {
   execFileSync("taskset", ["-a", "-cp", cpuList, String(process.pid)], { stdio: "ignore" });
 }
 
@@ -255,13 +255,18 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
   };
 }
 
-/** NODE_OPTIONS of the chart's webhook container with its default values. */
+/** The node flags of the chart's webhook container with its default values (V8 flags, NODE_OPTIONS). */
 export function chartNodeOptions(): string {
   const values = parse(
     readFileSync(join(import.meta.dirname, "..", "charts", "sm-injector", "values.yaml"), "utf8"),
   );
-  const { maxHeapMiB, maxSemiSpaceMiB } = values.webhook as { maxHeapMiB: number; maxSemiSpaceMiB: number };
+  const { maxHeapMiB, maxSemiSpaceMiB, v8Flags } = values.webhook as {
+    maxHeapMiB: number;
+    maxSemiSpaceMiB: number;
+    v8Flags: string[];
+  };
   return [
+    ...v8Flags,
     ...(maxHeapMiB ? [`--max-old-space-size=${maxHeapMiB}`] : []),
     ...(maxSemiSpaceMiB ? [`--max-semi-space-size=${maxSemiSpaceMiB}`] : []),
   ].join(" ");

@@ -108,8 +108,9 @@ export const ANNOTATIONS = {
     key: "containers",
     kind: "fixed",
     default: "all containers",
-    description: "Comma-separated containers that get the volume mount and the file path variable.",
-    example: "sm-injector.io/containers: api,worker",
+    description:
+      "Comma-separated containers that get the volume mount and the file path variable; init containers too (a migration), which the fetch then runs before.",
+    example: "sm-injector.io/containers: api,migrate",
   },
   wrapCommand: {
     key: "wrap-command",
@@ -124,7 +125,7 @@ export const ANNOTATIONS = {
     kind: "fixed",
     default: "last",
     description:
-      "`last` runs the fetch after existing init containers (mesh and network init first); `first` runs it before them.",
+      "`last` runs the fetch after existing init containers (mesh and network init first), but before the first one `containers` lists; `first` runs it before them all.",
     example: "sm-injector.io/init-position: first",
   },
   timeout: {

@@ -73,10 +73,11 @@ export interface InjectionSpec {
   readonly outputDir: string;
   readonly fileName: string;
   readonly fileMode: FileModeSetting;
-  /** Containers (of spec.containers) that get the mount and the path variable. */
+  /** Containers (regular, or init containers the fetch runs before) that get the mount and the path variable. */
   readonly targets: readonly string[];
   /** Targeted containers whose command is wrapped to source the file first. */
   readonly wrap: readonly string[];
+  /** first; or last: after the init containers, but before the first targeted one. */
   readonly initPosition: "first" | "last";
   readonly timeoutSeconds: number;
   /** Variable names known at admission (expanded JSON keys are only known at fetch time). */
@@ -324,7 +325,9 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   const drafts = readEntries(read, errors);
   const settings = readSettings(pod, read.fixed, config, errors, warnings);
   const targetSet = new Set(settings.targets);
-  const targeted = (pod.spec?.containers ?? []).filter((c) => targetSet.has(c.name));
+  const targeted = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].filter((c) =>
+    targetSet.has(c.name),
+  );
   const { entries, variables } = checkEntries(drafts, read.fixed.region, targeted, settings, config, errors);
   errors.push(...checkPodFit(pod, targeted, settings.outputDir));
   warnings.push(...suspiciousInput(drafts, variables, targeted), ...ownPathWarnings(targeted));
@@ -483,7 +486,7 @@ function readSettings(
   const targets = readTargets(pod, fixed.containers, errors);
   const wrap = readWrap(pod, fixed.wrapCommand, new Set(targets), format, `${outputDir}/${fileName}`, errors);
   checkRestartOnRotation(fixed.restartOnRotation, errors);
-  const initPosition = readInitPosition(fixed.initPosition, errors);
+  const initPosition = readInitPosition(pod, fixed.initPosition, targets, errors);
   const timeoutSeconds = readTimeout(fixed.timeout, config, errors);
   return { format, outputDir, fileName, fileMode, targets, wrap, initPosition, timeoutSeconds };
 }
@@ -538,12 +541,30 @@ function checkRestartOnRotation(value: string | undefined, errors: ProblemList):
     );
 }
 
-function readInitPosition(value: string | undefined, errors: ProblemList): "first" | "last" {
+/**
+ * Where the fetch runs among the init containers: `first`, or `last` — which, when init containers
+ * read the secrets too, means just before the first of them (so mesh and network init containers
+ * still run first). Written out, `last` with a targeted init container is refused: it would run after
+ * a container that needs its file.
+ */
+function readInitPosition(
+  pod: V1Pod,
+  value: string | undefined,
+  targets: readonly string[],
+  errors: ProblemList,
+): "first" | "last" {
   if (value === undefined) return "last";
   const v = value.trim();
-  if (v === "first" || v === "last") return v;
-  errors.push(`${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`);
-  return "last";
+  if (v !== "first" && v !== "last") {
+    errors.push(`${annotationName(FIXED_KEYS.initPosition)}: ${quote(v)} is not allowed; use first or last`);
+    return "last";
+  }
+  const firstInitTarget = (pod.spec?.initContainers ?? []).find((c) => targets.includes(c.name));
+  if (v === "last" && firstInitTarget)
+    errors.push(
+      `${annotationName(FIXED_KEYS.initPosition)}: last runs the fetch after every init container, but the init container ${quote(firstInitTarget.name)} reads the secrets (${annotationName(FIXED_KEYS.containers)}); remove ${annotationName(FIXED_KEYS.initPosition)} to run the fetch just before it, or use first`,
+    );
+  return v;
 }
 
 function readTimeout(value: string | undefined, config: InjectorConfig, errors: ProblemList): number {
@@ -720,19 +741,23 @@ function readFileMode(value: string | undefined, errors: ProblemList): FileModeS
 }
 
 /** The containers that get the mount: all, or those the annotation lists. */
+/**
+ * The containers that read the secrets: every regular container by default, else those listed —
+ * init containers (a migration, a native sidecar) included; the fetch then runs before them (see
+ * readInitPosition).
+ */
 function readTargets(pod: V1Pod, value: string | undefined, errors: ProblemList): string[] {
   const names = (pod.spec?.containers ?? []).map((c) => c.name);
   if (value === undefined) return names;
-  const known = new Set(names);
+  const initNames = (pod.spec?.initContainers ?? []).map((c) => c.name);
+  const known = new Set([...names, ...initNames]);
   const listed = splitList(value);
-  const initNames = new Set((pod.spec?.initContainers ?? []).map((c) => c.name));
   const key = annotationName(FIXED_KEYS.containers);
   for (const n of listed) {
     if (known.has(n)) continue;
+    const inits = initNames.length > 0 ? `; init containers: ${listNames(initNames)}` : "";
     errors.push(
-      initNames.has(n)
-        ? `${key}: ${quote(n)} is an init container; only regular containers can be targeted (init containers may run before the secrets are fetched)`
-        : `${key}: the pod has no container ${quote(n)} (containers: ${listNames(names) || "none"})`,
+      `${key}: the pod has no container ${quote(n)} (containers: ${listNames(names) || "none"}${inits})`,
     );
   }
   if (listed.length === 0) errors.push(`${key}: lists no container; remove it to target all containers`);
@@ -750,7 +775,9 @@ function readWrap(
 ): string[] {
   if (value === undefined) return [];
   const key = annotationName(FIXED_KEYS.wrapCommand);
-  const byName = new Map((pod.spec?.containers ?? []).map((c) => [c.name, c]));
+  const byName = new Map(
+    [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].map((c) => [c.name, c]),
+  );
   const v = value.trim();
   const listed = v === "true" ? [...targets] : v === "false" ? [] : splitList(v);
   const wrap: string[] = [];

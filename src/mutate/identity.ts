@@ -29,13 +29,20 @@ export const CLIENT_SETTINGS_ENV = [
   "AWS_USE_DUALSTACK_ENDPOINT",
 ] as const;
 
+/** The targeted containers: the regular ones in order, then the init containers (whose own settings count last). */
+export function targetedContainers(pod: V1Pod, targets: readonly string[]): V1Container[] {
+  return [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].filter((c) =>
+    targets.includes(c.name),
+  );
+}
+
 /** The first targeted container's SDK settings, minus names already in `have`. */
 export function clientSettingsEnv(
   pod: V1Pod,
   targets: readonly string[],
   have: ReadonlySet<string>,
 ): V1EnvVar[] {
-  const first = (pod.spec?.containers ?? []).find((c) => targets.includes(c.name));
+  const first = targetedContainers(pod, targets)[0];
   return clonePlain(
     (first?.env ?? []).filter(
       (e) => (CLIENT_SETTINGS_ENV as readonly string[]).includes(e.name) && !have.has(e.name),
@@ -82,7 +89,7 @@ export function hasIdentityEnv(c: V1Container | undefined): boolean {
 
 /** Whether the webhook must look up the ServiceAccount: none of the targets carries an identity yet. */
 export function needsServiceAccountLookup(pod: V1Pod, targets: readonly string[]): boolean {
-  return !(pod.spec?.containers ?? []).some((c) => targets.includes(c.name) && hasIdentityEnv(c));
+  return !targetedContainers(pod, targets).some(hasIdentityEnv);
 }
 
 export interface IdentityPlan {
@@ -98,7 +105,7 @@ export function planIdentity(
   targets: readonly string[],
   sa: ServiceAccountIdentity | undefined,
 ): IdentityPlan {
-  const containers = (pod.spec?.containers ?? []).filter((c) => targets.includes(c.name));
+  const containers = targetedContainers(pod, targets);
   const from = containers.find(hasIdentityEnv);
   if (from) {
     const env = (from.env ?? []).filter((e) => (IDENTITY_ENV as readonly string[]).includes(e.name));

@@ -19,6 +19,7 @@ import {
   type IdentityPlan,
   planIdentity,
   type ServiceAccountIdentity,
+  targetedContainers,
 } from "./identity.ts";
 
 export const STATUS_INJECTED = "injected";
@@ -47,7 +48,7 @@ interface RunAs {
 /** Picks the init container's uid/gid and the file mode so that every targeted container can read the file. */
 export function chooseRunAs(pod: V1Pod, spec: InjectionSpec, config: InjectorConfig): RunAs {
   const psc = pod.spec?.securityContext ?? {};
-  const targets = (pod.spec?.containers ?? []).filter((c) => spec.targets.includes(c.name));
+  const targets = targetedContainers(pod, spec.targets);
   const uids = new Set(targets.map((c) => c.securityContext?.runAsUser ?? psc.runAsUser));
   const gids = new Set(targets.map((c) => c.securityContext?.runAsGroup ?? psc.runAsGroup));
   const uid = uids.size === 1 ? [...uids][0] : undefined;
@@ -220,11 +221,15 @@ export function mutatePod(
     { name: VOLUME_NAME, emptyDir: { medium: "Memory", sizeLimit: config.volumeSizeLimit } },
     ...identity.volumes,
   ];
-  const inits = spec0.initContainers ?? [];
-  const initContainers = spec.initPosition === "first" ? [init, ...inits] : [...inits, init];
-  const containers = spec0.containers.map((c) =>
-    spec.targets.includes(c.name) ? withSecretsVolume(c, spec, path, pathVar) : c,
-  );
+  const withFile = (c: V1Container): V1Container =>
+    spec.targets.includes(c.name) ? withSecretsVolume(c, spec, path, pathVar) : c;
+  const inits = (spec0.initContainers ?? []).map(withFile);
+  // Last, but before the first init container that reads the secrets (compile refuses `last` written
+  // out with one); or first.
+  const firstReader = inits.findIndex((c) => spec.targets.includes(c.name));
+  const at = spec.initPosition === "first" ? 0 : firstReader === -1 ? inits.length : firstReader;
+  const initContainers = [...inits.slice(0, at), init, ...inits.slice(at)];
+  const containers = spec0.containers.map(withFile);
 
   const metadata = original.metadata ?? {};
   const pod = withFields(original, {

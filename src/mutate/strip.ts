@@ -41,11 +41,14 @@ export function stripInjection(pod: V1Pod, spec: ContainerAdditions): V1Pod {
   if (!Array.isArray(containers)) return bare;
   const path = outputPath(spec);
   const pathVar = spec.format === "files" ? SECRETS_DIR_VAR : ENV_FILE_VAR;
-  const stripped = containers.map((c) =>
-    spec.targets.includes(c.name) ? stripContainer(c, pathVar, path, spec.wrap.includes(c.name)) : c,
-  );
+  const strip = (c: V1Container): V1Container =>
+    spec.targets.includes(c?.name) ? stripContainer(c, pathVar, path, spec.wrap.includes(c.name)) : c;
+  const inits = bare.spec?.initContainers;
   return withFields(bare, {
-    spec: withFields(bare.spec as NonNullable<V1Pod["spec"]>, { containers: stripped }),
+    spec: withFields(bare.spec as NonNullable<V1Pod["spec"]>, {
+      containers: containers.map(strip),
+      ...(Array.isArray(inits) && { initContainers: inits.map(strip) }),
+    }),
   });
 }
 
@@ -158,16 +161,33 @@ export function keepIncomingOrder(incoming: V1Pod, derived: V1Pod): V1Pod {
   const outSpec = derived.spec;
   if (!inSpec || !outSpec) return derived;
   const volumes = alignList(inSpec.volumes, outSpec.volumes, (v) => OUR_VOLUMES.has(v?.name));
-  const containers = outSpec.containers.map((c, i) => {
-    const before = inSpec.containers?.[i];
-    if (!before || before.name !== c.name) return c;
-    const volumeMounts = alignList(before.volumeMounts, c.volumeMounts, (m) => OUR_VOLUMES.has(m?.name));
-    const env = alignList(before.env, c.env, (e) => PATH_VARIABLES.has(e?.name));
-    return volumeMounts === c.volumeMounts && env === c.env
+  const containers = outSpec.containers.map((c, i) => inIncomingOrder(inSpec.containers?.[i], c));
+  // Init containers by name: ours is among them (and may have moved), the others keep their order.
+  const initContainers = outSpec.initContainers?.map((c) =>
+    c.name === INIT_CONTAINER_NAME
       ? c
-      : withFields(c, { ...(volumeMounts && { volumeMounts }), ...(env && { env }) });
+      : inIncomingOrder(
+          inSpec.initContainers?.find((x) => x?.name === c.name),
+          c,
+        ),
+  );
+  return withFields(derived, {
+    spec: withFields(outSpec, {
+      ...(volumes && { volumes }),
+      containers,
+      ...(initContainers && { initContainers }),
+    }),
   });
-  return withFields(derived, { spec: withFields(outSpec, { ...(volumes && { volumes }), containers }) });
+}
+
+/** A derived container's mounts and path variable where the incoming container (same name) had them. */
+function inIncomingOrder(before: V1Container | undefined, c: V1Container): V1Container {
+  if (!before || before.name !== c.name) return c;
+  const volumeMounts = alignList(before.volumeMounts, c.volumeMounts, (m) => OUR_VOLUMES.has(m?.name));
+  const env = alignList(before.env, c.env, (e) => PATH_VARIABLES.has(e?.name));
+  return volumeMounts === c.volumeMounts && env === c.env
+    ? c
+    : withFields(c, { ...(volumeMounts && { volumeMounts }), ...(env && { env }) });
 }
 
 /**

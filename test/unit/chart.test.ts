@@ -863,9 +863,24 @@ test("the webhook and rotation containers start the CLI plainly (the entry-plain
   const dockerfile = await readFile(path.join(REPO_ROOT, "Dockerfile"), "utf8");
   const plain = /^FROM runtime AS entry-plain\n(?:.*\n)*?ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
   assert.ok(plain, "no ENTRYPOINT in the Dockerfile's entry-plain stage");
+  const [node, script] = JSON.parse(plain) as [string, string];
   const o = await renderChart({ "rotation.enabled": true });
-  for (const name of ["sm-injector", "sm-injector-rotation"]) {
-    const c = find(o, "Deployment", name).spec.template.spec.containers[0];
-    assert.deepEqual(c.command, JSON.parse(plain), `${name}: command`);
+  const command = (name: string) => find(o, "Deployment", name).spec.template.spec.containers[0].command;
+  assert.deepEqual(command("sm-injector-rotation"), [node, script], "rotation: command");
+  // The webhook's V8 flags go between node and the script (NODE_OPTIONS cannot carry them).
+  assert.deepEqual(
+    command("sm-injector"),
+    [node, "--no-concurrent-recompilation", script],
+    "webhook: command",
+  );
+  const none = await renderChart({}, { args: ["--set-json", "webhook.v8Flags=[]"] });
+  assert.deepEqual(webhookContainer(none).command, [node, script], "webhook.v8Flags=[]: command");
+});
+
+test("webhook.v8Flags: only flags, so a value cannot add a script or an argument", async () => {
+  for (const bad of ["{--jitless,/tmp/evil.js}", "{-e}", "{--stack-size=1 x}"]) {
+    const r = await runHelm(["template", "x", CHART_DIR, "--set", `webhook.v8Flags=${bad}`]);
+    assert.notEqual(r.code, 0, `${bad} was accepted`);
+    assert.match(r.stderr, /v8Flags/);
   }
 });

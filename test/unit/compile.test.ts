@@ -104,9 +104,17 @@ describe("refusals", () => {
       /overlaps \/var\/run\/secrets\/kubernetes.io/,
     ],
     [
-      "targeting an init container",
-      pod({ ...A, "sm-injector.io/containers": "setup" }, { initContainers: [{ name: "setup" }] }),
-      /"setup" is an init container; only regular containers can be targeted/,
+      "targeting an init container with init-position: last written out",
+      pod(
+        { ...A, "sm-injector.io/containers": "api,setup", "sm-injector.io/init-position": "last" },
+        { initContainers: [{ name: "setup" }] },
+      ),
+      /init-position: last runs the fetch after every init container, but the init container "setup" reads the secrets/,
+    ],
+    [
+      "targeting an unknown container: the init containers are listed too",
+      pod({ ...A, "sm-injector.io/containers": "migrat" }, { initContainers: [{ name: "migrate" }] }),
+      /the pod has no container "migrat" \(containers: api; init containers: migrate\)/,
     ],
     [
       "an empty container list",

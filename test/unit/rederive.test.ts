@@ -88,11 +88,17 @@ const annotationsArb = (names: string[]) =>
     { requiredKeys: ["sm-injector.io/env.A"] },
   );
 
-/** A pod that compiles (compile decides which; the rest are filtered), with user init containers and volumes. */
+/**
+ * A pod that compiles (compile decides which; the rest are filtered), with user init containers
+ * (which the annotations may target and wrap too) and volumes.
+ */
 function podArb(extraEnv?: fc.Arbitrary<{ name: string; value?: string }>) {
   return fc
-    .uniqueArray(fc.constantFrom("app", "api", "worker"), { minLength: 1, maxLength: 3 })
-    .chain((names) =>
+    .tuple(
+      fc.uniqueArray(fc.constantFrom("app", "api", "worker"), { minLength: 1, maxLength: 3 }),
+      fc.uniqueArray(fc.constantFrom("migrate", "wait"), { maxLength: 2 }),
+    )
+    .chain(([names, initNames]) =>
       fc.record(
         {
           apiVersion: fc.constant("v1"),
@@ -100,7 +106,7 @@ function podArb(extraEnv?: fc.Arbitrary<{ name: string; value?: string }>) {
           metadata: fc.record({
             name: fc.constant("p"),
             labels: fc.constant({ "sm-injector.io/inject": "true" }),
-            annotations: annotationsArb(names),
+            annotations: annotationsArb([...names, ...initNames]),
           }),
           spec: fc.record(
             {
@@ -109,10 +115,10 @@ function podArb(extraEnv?: fc.Arbitrary<{ name: string; value?: string }>) {
                 nil: undefined,
               }),
               containers: fc.tuple(...names.map((n) => containerArb(n, extraEnv))),
-              initContainers: nonEmpty(
-                fc.record({ name: fc.constantFrom("migrate", "wait"), image: fc.constant("i:1") }),
-                2,
-              ).map((l) => (l ? [...new Map(l.map((c) => [c.name, c])).values()] : l)),
+              initContainers:
+                initNames.length === 0
+                  ? fc.constant(undefined)
+                  : fc.tuple(...initNames.map((n) => containerArb(n, extraEnv))),
               volumes: fc.constant(userVolumeNames.map((name) => ({ name, emptyDir: {} }))),
             },
             { requiredKeys: ["containers", "volumes"] },
@@ -138,12 +144,14 @@ const viaJson = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 describe("stripInjection is the inverse of mutatePod", () => {
   test("strip(mutate(p)) deep-equals p over generated pods", () => {
     let checked = 0;
+    let initTargeted = 0;
     fc.assert(
       fc.property(podArb(), identityArb, (pod, sa) => {
         const out = mutated(pod, sa);
         fc.pre(out !== undefined);
         checked++;
         const { spec } = out as NonNullable<typeof out>;
+        if (pod.spec?.initContainers?.some((c) => spec.targets.includes(c.name))) initTargeted++;
         assert.deepStrictEqual(stripInjection(viaJson(out?.pod as V1Pod), spec), pod);
         // The spec the strip needs is the one the annotations compile to without sm-injector's objects.
         const again = compileInjectionSpec(stripObjects(viaJson(out?.pod as V1Pod)), config);
@@ -153,6 +161,7 @@ describe("stripInjection is the inverse of mutatePod", () => {
       { numRuns: 400 },
     );
     assert.ok(checked >= 200, `only ${checked} generated pods compiled`);
+    assert.ok(initTargeted >= 20, `only ${initTargeted} compiled pods targeted an init container`);
   });
 
   test("re-deriving an injected pod changes nothing, also where mutatePod is not one-to-one (a container's own path variable)", async () => {

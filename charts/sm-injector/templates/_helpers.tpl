@@ -187,3 +187,13 @@ injected init container keeps the ENTRYPOINT.
 {{- define "sm-injector.plainCommand" -}}
 ["/nodejs/bin/node", "/app/sm-injector.mjs"]
 {{- end -}}
+
+{{/*
+The webhook's command: plainCommand with webhook.v8Flags between node and the script.
+*/}}
+{{- define "sm-injector.webhookCommand" -}}
+{{- $cmd := list "/nodejs/bin/node" -}}
+{{- range .Values.webhook.v8Flags }}{{ $cmd = append $cmd . }}{{ end -}}
+{{- $cmd = append $cmd "/app/sm-injector.mjs" -}}
+{{- toJson $cmd -}}
+{{- end -}}
