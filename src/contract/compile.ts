@@ -325,9 +325,7 @@ export function compileInjectionSpec(pod: V1Pod, config: InjectorConfig): Compil
   const drafts = readEntries(read, errors);
   const settings = readSettings(pod, read.fixed, config, errors, warnings);
   const targetSet = new Set(settings.targets);
-  const targeted = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].filter((c) =>
-    targetSet.has(c.name),
-  );
+  const targeted = podContainers(pod).filter((c) => targetSet.has(c.name));
   const { entries, variables } = checkEntries(drafts, read.fixed.region, targeted, settings, config, errors);
   errors.push(...checkPodFit(pod, targeted, settings.outputDir));
   warnings.push(...suspiciousInput(drafts, variables, targeted), ...ownPathWarnings(targeted));
@@ -469,6 +467,11 @@ function templateReference(r: ParsedReference, filter: TemplateFilter | undefine
   if (r.key !== undefined) ref.key = r.key;
   if (filter !== undefined) ref.filter = filter;
   return ref;
+}
+
+/** The pod's regular containers, then its init containers: what `containers` may name. */
+export function podContainers(pod: V1Pod): V1Container[] {
+  return [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])];
 }
 
 /** Stage 1, settings: each from its annotation, else the operator's default; in the order users read them. */
@@ -740,7 +743,6 @@ function readFileMode(value: string | undefined, errors: ProblemList): FileModeS
   return "auto";
 }
 
-/** The containers that get the mount: all, or those the annotation lists. */
 /**
  * The containers that read the secrets: every regular container by default, else those listed —
  * init containers (a migration, a native sidecar) included; the fetch then runs before them (see
@@ -775,9 +777,7 @@ function readWrap(
 ): string[] {
   if (value === undefined) return [];
   const key = annotationName(FIXED_KEYS.wrapCommand);
-  const byName = new Map(
-    [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].map((c) => [c.name, c]),
-  );
+  const byName = new Map(podContainers(pod).map((c) => [c.name, c]));
   const v = value.trim();
   const listed = v === "true" ? [...targets] : v === "false" ? [] : splitList(v);
   const wrap: string[] = [];

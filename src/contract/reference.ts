@@ -10,8 +10,10 @@
 
 import { formatCount, MAX_JSON_KEY_BYTES, MAX_VARIABLE_NAME_BYTES, quote, utf8Bytes } from "./annotations.ts";
 
+/** The service of an AWS-managed secret's `SERVICE!` prefix (`rds`). */
+const SERVICE = "[a-z][a-z0-9-]{0,63}";
 /** An AWS service's prefix of the secrets it manages (`rds!`), then the name's own characters. */
-const NAME_SYNTAX = "(?:[a-z][a-z0-9-]{0,63}!)?[A-Za-z0-9/_+=.@-]+";
+const NAME_SYNTAX = `(?:${SERVICE}!)?[A-Za-z0-9/_+=.@-]+`;
 /** A secret name, at most 512 characters: the one definition (IAM policies and the contract use it). */
 export const SECRET_NAME_PATTERN = new RegExp(`^(?=.{1,512}$)${NAME_SYNTAX}$`, "s");
 const ARN_PATTERN = new RegExp(
@@ -62,7 +64,7 @@ export function parseSecretId(raw: string): Result<ParsedSecretId> {
     return fail(`the secret name is ${formatCount(id.length)} characters long; Secrets Manager allows 512`);
   if (SECRET_NAME_PATTERN.test(id)) return { ok: true, value: { secretId: id, name: id } };
   const bang = id.indexOf("!");
-  const body = bang !== -1 && /^[a-z][a-z0-9-]{0,63}$/.test(id.slice(0, bang)) ? id.slice(bang + 1) : id;
+  const body = bang !== -1 && new RegExp(`^${SERVICE}$`).test(id.slice(0, bang)) ? id.slice(bang + 1) : id;
   const bad = [...new Set([...body].filter((c) => !/[A-Za-z0-9/_+=.@-]/.test(c)))];
   const shown = bad
     .slice(0, 10)

@@ -2,6 +2,7 @@
 // Identity), never with the node's role. Pure.
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { AWS_TOKEN_VOLUME_NAME, OWN_TOKEN_DIR } from "../contract/annotations.ts";
+import { podContainers } from "../contract/compile.ts";
 import { clonePlain, withFields } from "./clone.ts";
 
 /** Variables that carry a pod's AWS identity, as EKS's pod identity webhook sets them. */
@@ -31,9 +32,7 @@ export const CLIENT_SETTINGS_ENV = [
 
 /** The targeted containers: the regular ones in order, then the init containers (whose own settings count last). */
 export function targetedContainers(pod: V1Pod, targets: readonly string[]): V1Container[] {
-  return [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].filter((c) =>
-    targets.includes(c.name),
-  );
+  return podContainers(pod).filter((c) => targets.includes(c.name));
 }
 
 /** The first targeted container's SDK settings, minus names already in `have`. */
