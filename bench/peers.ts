@@ -7,9 +7,14 @@
 // - bank-vaults' secret-init (aws-sdk-go-v2, honours AWS_ENDPOINT_URL): it resolves the env
 //   variables holding a secret's ARN, then execs the app (here `true`).
 //
+// - two floors, so that the runtime's share of the ratio is measured in the same run: Node.js
+//   starting and exiting (`node -e 0`), and bench/node-floor-fetch.cjs, the least a Node.js init
+//   container can do (one unsigned request to moto with node:http, the value written to a file).
+//
 // doitintl/secrets-init is built too, but not run: its aws-sdk-go v1 has no endpoint setting (no
 // AWS_ENDPOINT_URL, no flag), so reaching moto would take a TLS-intercepting proxy.
 import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { shippedEntrypoint } from "../scripts/build.mjs";
@@ -23,6 +28,8 @@ export interface PeerRun {
   minMs: number;
   /** Median of each round's median: the rounds alternate, so a busy moment hits every contender. */
   roundMediansMs: number[];
+  /** medianMs over the Go peer's. */
+  ratioToGo?: number;
 }
 
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -107,8 +114,20 @@ export async function benchFetchPeers(opts: {
         argv: [join(bin, "secret-init"), "true"],
         env: () => ({ ...base, SECRET_0: arn }),
       },
+      {
+        name: "floor: Node.js starting and exiting (`node -e 0`)",
+        argv: [process.execPath, "-e", "0"],
+        env: () => base,
+      },
+      {
+        name: "floor: Node.js, one unsigned request, no SDK (bench/node-floor-fetch.cjs)",
+        argv: [process.execPath, join(REPO_ROOT, "bench", "node-floor-fetch.cjs")],
+        env: (dir: string) => ({ ...base, FLOOR_SECRET_ID: name, FLOOR_OUTPUT: join(dir, "floor.env") }),
+      },
     ];
     const pin = pinPrefix();
+    const outputs = ["env", "floor.env"].map((f) => join(outputDir, f));
+    for (const f of outputs) rmSync(f, { force: true });
     const samples = contenders.map(() => [] as number[][]);
     for (let round = 0; round < rounds; round++) {
       opts.log(`fetch side by side: round ${round + 1}/${rounds}`);
@@ -126,6 +145,10 @@ export async function benchFetchPeers(opts: {
         samples[i]?.push(times);
       }
     }
+    // What sm-injector and the floor wrote (secret-init hands the value to `true`, unseen).
+    for (const f of outputs)
+      if (!readFileSync(f, "utf8").includes("value-0"))
+        throw new Error(`${f} does not hold the secret: a contender did not do the work`);
     const results = contenders.map((c, i) => {
       const all = (samples[i] ?? []).flat();
       return {
@@ -136,11 +159,11 @@ export async function benchFetchPeers(opts: {
         roundMediansMs: (samples[i] ?? []).map((r) => round1(median(r))),
       };
     });
+    const goMs = results[2]?.medianMs ?? Number.NaN;
     return {
-      results,
+      results: results.map((r) => ({ ...r, ratioToGo: Math.round((r.medianMs / goMs) * 100) / 100 })),
       pinnedCpu: pin.at(-1),
-      ratio:
-        Math.round(((results[0]?.medianMs ?? Number.NaN) / (results[2]?.medianMs ?? Number.NaN)) * 100) / 100,
+      ratio: Math.round(((results[0]?.medianMs ?? Number.NaN) / goMs) * 100) / 100,
     };
   } finally {
     await moto.stop();
@@ -152,11 +175,14 @@ export function peersTable(r: Awaited<ReturnType<typeof benchFetchPeers>>, round
   const lines = [
     `**Init container start-up, side by side** (1 secret, 0 ms added RTT, moto on loopback; process start to exit; ${rounds} alternating rounds${r.pinnedCpu ? `, every process pinned to CPU ${r.pinnedCpu}` : ""}; \`npm run bench -- --peers\`):`,
     "",
-    "| Init container | Median ms | Min ms | Round medians ms |",
-    "|---|---|---|---|",
-    ...r.results.map((x) => `| ${x.name} | ${x.medianMs} | ${x.minMs} | ${x.roundMediansMs.join(", ")} |`),
+    "| Init container | Median ms | Min ms | Round medians ms | × secret-init |",
+    "|---|---|---|---|---|",
+    ...r.results.map(
+      (x) =>
+        `| ${x.name} | ${x.medianMs} | ${x.minMs} | ${x.roundMediansMs.join(", ")} | ${x.ratioToGo ?? ""} |`,
+    ),
     "",
-    `Ratio, sm-injector as shipped to secret-init: **${r.ratio}×**.`,
+    `Ratio, sm-injector as shipped to secret-init: **${r.ratio}×**; the Node.js floor (one unsigned request, no SDK) to secret-init: **${r.results[4]?.ratioToGo}×**.`,
   ];
   return lines.join("\n");
 }

@@ -3,7 +3,10 @@
 // sm-injector), the same load from this process, each webhook pinned to the same core and this
 // process to the other, alternating rounds; throughput (closed loop, 16 connections), p99 at a fixed
 // 1,000/s (the polling generator, as the main webhook bench judges its target), CPU per admission
-// and RSS after the load.
+// and RSS after the load, split into anonymous memory (heap, stacks, buffers: the process's own) and
+// file-backed pages (the binary's code and data as far as it was read). A third contender is the
+// floor: bench/node-floor-webhook.cjs, a bare node:https server with the chart's node flags that
+// parses each review and allows it, so that the runtime's share of the ratios is measured too.
 //
 // vault-k8s insists on an in-cluster Kubernetes client: a throwaway kube-apiserver + etcd (the e2e
 // harness) with a static bearer token, and the ServiceAccount files vault-k8s reads from their fixed
@@ -24,6 +27,7 @@ import { openLoop } from "./open-loop.ts";
 import { buildPeers } from "./peers.ts";
 import {
   type BenchWebhook,
+  chartNodeOptions,
   pinning,
   pinSelf,
   processCpuMs,
@@ -136,6 +140,63 @@ export interface SideBySide {
   p99AtFixedRateMs: number[];
   cpuMsPerAdmission: number[];
   rssAfterMiB: number[];
+  anonAfterMiB: number[];
+  fileAfterMiB: number[];
+}
+
+/** RSS split as the kernel counts it (/proc/PID/status): anonymous and file-backed, in MiB. */
+function rssSplitMiB(pid: number): { anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
+  return { anon: Math.round(kib("RssAnon") / 1024), file: Math.round(kib("RssFile") / 1024) };
+}
+
+/** bench/node-floor-webhook.cjs on `cpu`, with the chart's node flags. */
+async function startFloorWebhook(cpu: number): Promise<BenchWebhook> {
+  const dir = await mkdtemp(join(tmpdir(), "sm-injector-floor-"));
+  const ca = await generateCA(dir, "floor-ca");
+  const serving = await generateCert(dir, ca, { cn: "floor", sans: ["127.0.0.1"] });
+  const port = await getFreePort();
+  const child = spawn(
+    "taskset",
+    [
+      "-c",
+      String(cpu),
+      process.execPath,
+      ...chartNodeOptions().split(" ").filter(Boolean),
+      join(import.meta.dirname, "node-floor-webhook.cjs"),
+      String(port),
+      serving.certPath,
+      serving.keyPath,
+    ],
+    { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } },
+  );
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const kill = () => child.kill("SIGKILL");
+  process.on("exit", kill);
+  const url = `https://127.0.0.1:${port}`;
+  try {
+    await Promise.race([
+      waitForHttp(`${url}/`, { ca: ca.certPem, timeoutMs: 20_000 }),
+      exited.then(() => {
+        throw new Error("bench/node-floor-webhook.cjs exited before it was ready");
+      }),
+    ]);
+  } catch (e) {
+    kill();
+    throw e;
+  }
+  return {
+    url,
+    ca: ca.certPem,
+    pid: child.pid as number,
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+      process.off("exit", kill);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -172,6 +233,7 @@ async function oneRound(wh: BenchWebhook, body: string, seconds: number, expect:
     p99: fixed.p99Ms,
     cpuPerAdmission: Math.round((cpuMs / Math.max(1, closed.requests.total)) * 1000) / 1000,
     rssMiB: Math.round(rssKiB(wh.pid) / 1024),
+    ...rssSplitMiB(wh.pid),
   };
 }
 
@@ -204,6 +266,11 @@ export async function benchWebhookPeers(opts: {
       start: () => startVaultK8s(bin, cp, cpu),
       body: JSON.stringify(admissionReview(vaultPod())),
     },
+    {
+      name: "floor: bare node:https server",
+      start: () => startFloorWebhook(cpu),
+      body: JSON.stringify(admissionReview(realisticPod())),
+    },
   ];
   const results: SideBySide[] = contenders.map((c) => ({
     name: c.name,
@@ -211,6 +278,8 @@ export async function benchWebhookPeers(opts: {
     p99AtFixedRateMs: [],
     cpuMsPerAdmission: [],
     rssAfterMiB: [],
+    anonAfterMiB: [],
+    fileAfterMiB: [],
   }));
   if (pin) pinSelf(String(pin.generatorCpu));
   try {
@@ -235,6 +304,8 @@ export async function benchWebhookPeers(opts: {
           into.p99AtFixedRateMs.push(r.p99);
           into.cpuMsPerAdmission.push(r.cpuPerAdmission);
           into.rssAfterMiB.push(r.rssMiB);
+          into.anonAfterMiB.push(r.anon);
+          into.fileAfterMiB.push(r.file);
         } finally {
           await wh.stop();
         }
@@ -248,17 +319,22 @@ export async function benchWebhookPeers(opts: {
 }
 
 export function webhookPeersTable(results: SideBySide[]): string {
-  const [ours, vault] = results as [SideBySide, SideBySide];
-  const m = (r: SideBySide, k: keyof Omit<SideBySide, "name">) => median(r[k] as number[]);
-  const ratio = (k: keyof Omit<SideBySide, "name">) => Math.round((m(ours, k) / m(vault, k)) * 100) / 100;
+  const [ours, vault, floor] = results as [SideBySide, SideBySide, SideBySide];
+  type Metric = keyof Omit<SideBySide, "name">;
+  const m = (r: SideBySide, k: Metric) => median(r[k] as number[]);
+  const ratio = (a: SideBySide, k: Metric) => Math.round((m(a, k) / m(vault, k)) * 100) / 100;
+  const row = (label: string, k: Metric, times = "") =>
+    `| ${label} | ${m(ours, k)} | ${m(vault, k)} | ${ratio(ours, k)}${times} | ${m(floor, k)} (${ratio(floor, k)}${times}) |`;
   return [
-    `**Webhook, side by side with vault-k8s** (the same pod of 3 containers and 10 secret references, each webhook pinned to the same core, ${ours.requestsPerSecond.length} alternating rounds, medians; \`npm run bench -- --peers\`):`,
+    `**Webhook, side by side with vault-k8s** (the same pod of 3 containers and 10 secret references, each webhook pinned to the same core, ${ours.requestsPerSecond.length} alternating rounds, medians; \`npm run bench -- --peers\`; the floor is a bare node:https server that parses each review and allows it, bench/node-floor-webhook.cjs):`,
     "",
-    "| | sm-injector | vault-k8s | ratio |",
-    "|---|---|---|---|",
-    `| closed loop, 16 connections, admissions/s | ${m(ours, "requestsPerSecond")} | ${m(vault, "requestsPerSecond")} | ${ratio("requestsPerSecond")}× |`,
-    `| p99 at a fixed 1,000/s, ms | ${m(ours, "p99AtFixedRateMs")} | ${m(vault, "p99AtFixedRateMs")} | ${ratio("p99AtFixedRateMs")} |`,
-    `| CPU per admission (closed loop), ms | ${m(ours, "cpuMsPerAdmission")} | ${m(vault, "cpuMsPerAdmission")} | ${ratio("cpuMsPerAdmission")} |`,
-    `| RSS after the load, MiB | ${m(ours, "rssAfterMiB")} | ${m(vault, "rssAfterMiB")} | ${ratio("rssAfterMiB")}× |`,
+    "| | sm-injector | vault-k8s | sm-injector ÷ vault-k8s | floor: bare Node.js server (÷ vault-k8s) |",
+    "|---|---|---|---|---|",
+    row("closed loop, 16 connections, admissions/s", "requestsPerSecond", "×"),
+    row("p99 at a fixed 1,000/s, ms", "p99AtFixedRateMs"),
+    row("CPU per admission (closed loop), ms", "cpuMsPerAdmission"),
+    row("RSS after the load, MiB", "rssAfterMiB", "×"),
+    row("of which anonymous (heap, stacks, buffers), MiB", "anonAfterMiB", "×"),
+    row("of which file-backed (pages of the binary read), MiB", "fileAfterMiB", "×"),
   ].join("\n");
 }
