@@ -135,7 +135,9 @@ const SNAPSHOT_BUILDER_ENV = {
 
 // What a module reads from the clock or the host when it loads would be the build machine's in a
 // snapshot. pino does (the time for its isoTimeNano option, its default base bindings' pid and
-// hostname; we use neither: fetch sets its own base): the snapshot bundle reads them on first use.
+// hostname; we use neither: fetch sets its own base): the snapshot bundle reads them on first use,
+// and the default base only for a logger made without one (pino's option merge would otherwise
+// read it for every logger, and the warm-up makes one at build time).
 // A rewrite that no longer applies fails the build rather than ship the build's values.
 const SNAPSHOT_REWRITES = [
   {
@@ -155,9 +157,15 @@ const SNAPSHOT_REWRITES = [
     file: /[\\/]pino[\\/]pino\.js$/,
     replace: [
       ["const { pid } = process\nconst hostname = os.hostname()\n", ""],
+      ["  base: { pid, hostname },\n", ""],
+    ],
+  },
+  {
+    file: /[\\/]pino[\\/]lib[\\/]tools\.js$/,
+    replace: [
       [
-        "  base: { pid, hostname },\n",
-        "  get base () { return { pid: process.pid, hostname: os.hostname() } },\n",
+        "    opts = Object.assign({}, defaultOptions, opts)\n",
+        "    opts = Object.assign({}, defaultOptions, opts)\n    if (!('base' in opts)) opts.base = { pid: process.pid, hostname: require('node:os').hostname() }\n",
       ],
     ],
   },

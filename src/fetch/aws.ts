@@ -11,6 +11,7 @@ import {
   BatchGetSecretValueCommand,
   GetSecretValueCommand,
   SecretsManagerClient,
+  type SecretsManagerClientConfig,
   type SecretValueEntry,
 } from "@aws-sdk/client-secrets-manager";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
@@ -135,6 +136,12 @@ export interface FetcherOptions {
   attemptTimeoutMs: number;
   /** The IRSA session name (see session-name.ts); undefined leaves the SDK's default. */
   roleSessionName?: string | undefined;
+  /**
+   * Settings every client gets over ours. Only the start-up snapshot's warm-up sets them (an
+   * in-memory request handler, made-up credentials and every setting given: see
+   * src/cli/fetch-snapshot.ts); with a requestHandler here no HTTP agent is made.
+   */
+  clientConfig?: SecretsManagerClientConfig | undefined;
 }
 
 export type FetchResult =
@@ -153,24 +160,28 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 export class SecretFetcher {
   private readonly clients = new Map<string, SecretsManagerClient>();
   private readonly credentials = new Map<string, Promise<void>>();
-  private readonly handler: NodeHttpHandler;
-  private readonly agents: [http.Agent, https.Agent];
+  private readonly handler: NodeHttpHandler | undefined;
+  private readonly agents: (http.Agent | https.Agent)[] = [];
   private readonly retry: RetryPolicy;
 
   constructor(private readonly opts: FetcherOptions) {
-    // Keep-alive: every call after the first to a region reuses a connection (TLS handshakes cost
-    // more than the calls themselves); one socket per call in flight.
-    const agentOptions = { keepAlive: true, maxSockets: opts.concurrency };
-    this.agents = [new http.Agent(agentOptions), new https.Agent(agentOptions)];
-    this.handler = new NodeHttpHandler({
-      httpAgent: this.agents[0],
-      httpsAgent: this.agents[1],
-      connectionTimeout: Math.min(3000, opts.attemptTimeoutMs),
-      requestTimeout: opts.attemptTimeoutMs,
-      // Without it the SDK only logs a warning when requestTimeout passes, and a hung attempt
-      // would use up the whole deadline instead of being retried.
-      throwOnRequestTimeout: true,
-    });
+    if (opts.clientConfig?.requestHandler === undefined) {
+      // Keep-alive: every call after the first to a region reuses a connection (TLS handshakes
+      // cost more than the calls themselves); one socket per call in flight.
+      const agentOptions = { keepAlive: true, maxSockets: opts.concurrency };
+      const httpAgent = new http.Agent(agentOptions);
+      const httpsAgent = new https.Agent(agentOptions);
+      this.agents.push(httpAgent, httpsAgent);
+      this.handler = new NodeHttpHandler({
+        httpAgent,
+        httpsAgent,
+        connectionTimeout: Math.min(3000, opts.attemptTimeoutMs),
+        requestTimeout: opts.attemptTimeoutMs,
+        // Without it the SDK only logs a warning when requestTimeout passes, and a hung attempt
+        // would use up the whole deadline instead of being retried.
+        throwOnRequestTimeout: true,
+      });
+    }
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     // The SDK's web identity provider reads it when the first client resolves its credentials.
     if (opts.roleSessionName !== undefined) process.env[ROLE_SESSION_NAME_ENV] = opts.roleSessionName;
@@ -185,6 +196,7 @@ export class SecretFetcher {
         ...(region !== undefined && { region }),
         maxAttempts: 1,
         requestHandler: this.handler,
+        ...this.opts.clientConfig,
       });
       this.clients.set(key, c);
     }
@@ -297,7 +309,7 @@ export class SecretFetcher {
 
   destroy(): void {
     for (const c of this.clients.values()) c.destroy();
-    this.handler.destroy();
+    this.handler?.destroy();
     for (const a of this.agents) a.destroy();
   }
 }

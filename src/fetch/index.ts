@@ -6,7 +6,6 @@
 // io.env is where the spec and the pod's names come from. The AWS SDK reads its own settings
 // (credentials chain, AWS_REGION, AWS_ENDPOINT_URL*) from process.env, as it does in every AWS
 // tool; in the init container the two are the same object.
-import { type FileHandle, open } from "node:fs/promises";
 import { type Logger, pino } from "pino";
 import {
   describeIssue,
@@ -32,7 +31,7 @@ import {
   shellRefusal,
   shellRefusalMessage,
 } from "../envfile/index.ts";
-import { type BatchResult, planCalls, SecretFetcher } from "./aws.ts";
+import { type BatchResult, type FetcherOptions, planCalls, SecretFetcher } from "./aws.ts";
 import { forEachBounded } from "./bounded.ts";
 import {
   AwsCallError,
@@ -55,6 +54,8 @@ export interface FetchIO {
   env: NodeJS.ProcessEnv;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Only for the start-up snapshot's warm-up (see FetcherOptions.clientConfig). */
+  clientConfig?: FetcherOptions["clientConfig"];
 }
 
 const PREFIX = "sm-injector fetch: ";
@@ -95,13 +96,13 @@ function readSpec(env: NodeJS.ProcessEnv): { spec: FetchSpec } | { error: string
  * when the file exists (the kubelet creates it; elsewhere, e.g. a local run, there is nothing to
  * do). Returns whether it was written; a failure here never fails the fetch.
  */
-async function recordVersions(
+function recordVersions(
   file: string,
   sources: readonly SecretSource[],
   fetched: ReadonlyMap<string, FetchOutcome>,
   defaultRegion: string | undefined,
   limit: number,
-): Promise<boolean> {
+): boolean {
   const records: VersionRecord[] = [];
   for (const s of sources) {
     const r = fetched.get(sourceKey(s));
@@ -113,17 +114,8 @@ async function recordVersions(
       versionId: r.versionId,
     });
   }
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(file, "r+"); // never created here: only the kubelet's file
-    await fh.truncate(0);
-    await fh.write(encodeVersions(records, limit), 0);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await fh?.close().catch(() => {});
-  }
+  // Never created here: only the kubelet's file.
+  return writeTerminationMessage(file, encodeVersions(records, limit));
 }
 
 /**
@@ -189,7 +181,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   const files = encodeOutput(run.spec, resolution);
   if ("problem" in files) return finish(run, [files.problem]);
   try {
-    await writeAtomically(run.spec.outputDir, files.files, run.spec.fileMode);
+    writeAtomically(run.spec.outputDir, files.files, run.spec.fileMode);
   } catch (e) {
     return finish(run, [writeProblem(e, run.spec.outputDir)]);
   }
@@ -231,7 +223,7 @@ function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
 async function finish(run: Run, lines: readonly string[]): Promise<number> {
   const problems = [...new Set(lines)]; // two entries on one missing secret: one line
   printProblems(run.io, problems);
-  await writeTerminationMessage(
+  writeTerminationMessage(
     run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
     terminationText(problems, run.spec.messageBytes),
   );
@@ -283,6 +275,7 @@ async function fetchAll(
     // A third of the deadline, at most 5 s: a hung attempt leaves time for at least two more.
     attemptTimeoutMs: Math.min(5000, Math.round((spec.timeoutSeconds * 1000) / 3)),
     roleSessionName: run.sessionName,
+    clientConfig: run.io.clientConfig,
   });
   const state: FetchState = {
     run,
@@ -436,7 +429,7 @@ async function reportWritten(
   fetched: ReadonlyMap<string, FetchOutcome>,
   resolution: Resolution,
 ): Promise<void> {
-  const recorded = await recordVersions(
+  const recorded = recordVersions(
     run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
     sources,
     fetched,

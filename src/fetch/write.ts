@@ -1,8 +1,22 @@
 // Writes the output atomically: a temp file in the same directory (so rename stays on one file
 // system), write, fsync, chmod, rename, then fsync of the directory. The app — or this init
 // container restarted — never sees a half-written file. Values go to no other place.
+//
+// Synchronous on purpose: the init container has nothing else to do meanwhile, and node:fs/promises
+// is a module (with node:os and readline behind it) that a pod start would otherwise load and
+// compile just for these few calls.
 import { randomBytes } from "node:crypto";
-import { open, rename, unlink } from "node:fs/promises";
+import {
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 
 export interface OutputFile {
@@ -10,51 +24,55 @@ export interface OutputFile {
   content: Buffer;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const d = await open(dir, "r");
+function fsyncDir(dir: string): void {
+  const d = openSync(dir, "r");
   try {
-    await d.sync();
+    fsyncSync(d);
   } finally {
-    await d.close();
+    closeSync(d);
   }
 }
 
-async function writeOne(dir: string, { fileName, content }: OutputFile, mode: number): Promise<void> {
+function writeOne(dir: string, { fileName, content }: OutputFile, mode: number): void {
   // Starts owner-only (and `wx`: never through an existing file or link); the final mode is set
   // before the file gets its name, so no reader ever sees it with wider permissions.
   const tmp = join(dir, `.${fileName}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  const fh = await open(tmp, "wx", 0o600);
+  const fd = openSync(tmp, "wx", 0o600);
+  let closed = false;
   try {
-    await fh.writeFile(content);
-    await fh.sync();
-    await fh.chmod(mode);
-    await fh.close();
-    await rename(tmp, join(dir, fileName));
+    writeFileSync(fd, content);
+    fsyncSync(fd);
+    fchmodSync(fd, mode);
+    closed = true;
+    closeSync(fd);
+    renameSync(tmp, join(dir, fileName));
   } catch (e) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    if (!closed) ignoreError(() => closeSync(fd));
+    ignoreError(() => unlinkSync(tmp));
     throw e;
   }
+}
+
+function ignoreError(f: () => void): void {
+  try {
+    f();
+  } catch {}
 }
 
 /**
  * Writes every file (each atomically), then syncs the directory once. If one fails, the files this
  * call already renamed into place are removed again: a failed run leaves no partial output.
  */
-export async function writeAtomically(
-  dir: string,
-  files: readonly OutputFile[],
-  mode: number,
-): Promise<void> {
+export function writeAtomically(dir: string, files: readonly OutputFile[], mode: number): void {
   const done: string[] = [];
   try {
     for (const f of files) {
-      await writeOne(dir, f, mode);
+      writeOne(dir, f, mode);
       done.push(f.fileName);
     }
-    await fsyncDir(dir);
+    fsyncDir(dir);
   } catch (e) {
-    await Promise.all(done.map((name) => unlink(join(dir, name)).catch(() => {})));
+    for (const name of done) ignoreError(() => unlinkSync(join(dir, name)));
     throw e;
   }
 }
@@ -64,16 +82,16 @@ export async function writeAtomically(
  * here: elsewhere, e.g. a local run, there is nothing to do). Returns whether it was written; a
  * failure here never changes the fetch's outcome.
  */
-export async function writeTerminationMessage(file: string, text: string): Promise<boolean> {
-  let fh: Awaited<ReturnType<typeof open>> | undefined;
+export function writeTerminationMessage(file: string, text: string): boolean {
+  let fd: number | undefined;
   try {
-    fh = await open(file, "r+");
-    await fh.truncate(0);
-    await fh.write(text, 0);
+    fd = openSync(file, "r+");
+    ftruncateSync(fd, 0);
+    writeSync(fd, text, 0);
     return true;
   } catch {
     return false;
   } finally {
-    await fh?.close().catch(() => {});
+    if (fd !== undefined) ignoreError(() => closeSync(fd as number));
   }
 }

@@ -68,6 +68,20 @@ describe("the start-up snapshot as built", () => {
     if (hostname().length >= 6) assert.equal(blob.indexOf(hostname()), -1, "the blob names this host");
   });
 
+  test("holds nothing the build-time warm-up fetch rendered, wrote or logged", () => {
+    // The warm-up runs a whole fetch (src/cli/fetch-snapshot.ts): its file's lines, its log lines'
+    // values and the termination message it recorded must all be garbage by the time the heap is saved.
+    for (const made of [
+      "WARM_UP='warm-up'",
+      "W_username='warm-up'",
+      "WARM_UP_URL='postgres://warm-up@db:5432'",
+      '"variables":6',
+      '"apiCalls":2,"versionsRecorded":true',
+      '{"sm-injector/versions":1,"digest":',
+    ])
+      assert.equal(blob.indexOf(made), -1, `the blob holds ${made}`);
+  });
+
   test("holds no build date (a request signed at build time would leave one)", () => {
     const now = new Date().toISOString(); // 2026-12-02T14:00:00.000Z
     for (const date of [now.slice(0, 10), now.slice(0, 10).replaceAll("-", "")])
