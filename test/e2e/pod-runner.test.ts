@@ -6,6 +6,7 @@
 // secret values. And no secret value anywhere else: not in the stored pod, the webhook's log or the
 // init container's output.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -203,6 +204,65 @@ describe("the pod runner: the injected init container and the app, run from the 
       );
       assert.ok(log.some((l) => l.msg === "secrets written"));
       assertNoLeak(pod, run, VALUES);
+    } finally {
+      await run.cleanup();
+    }
+  });
+
+  test("a migration init container listed in sm-injector.io/containers runs after the fetch and sees the secrets; an earlier init container does not", async () => {
+    // Each container prints whether it sees the secret: only whether its SHA-256 matches (the pod
+    // spec, where this program is, must not hold the value).
+    const digest = createHash("sha256").update(DATABASE_URL).digest("hex");
+    const probe = (who: string) =>
+      `const v = process.env.DATABASE_URL; process.stdout.write(JSON.stringify({ who: ${JSON.stringify(who)}, uid: process.getuid(), file: process.env.SM_INJECTOR_ENV_FILE ?? null, matches: v === undefined ? null : require("node:crypto").createHash("sha256").update(v).digest("hex") === "${digest}" }))`;
+    const container = (name: string): V1Container => ({
+      name,
+      image: "registry.example.com/erp/api:1.0.0",
+      command: ["node", "-e", probe(name)],
+      env: [
+        { name: "AWS_ENDPOINT_URL", value: env().moto?.endpoint },
+        { name: "AWS_REGION", value: "us-east-1" },
+      ],
+      securityContext: appSecurity,
+    });
+    const pod = await createAndRead({
+      metadata: {
+        name: "erp-migrate",
+        labels: { [INJECT_LABEL]: "true" },
+        annotations: {
+          "sm-injector.io/env.DATABASE_URL": "erp/production/database#DATABASE_URL",
+          "sm-injector.io/containers": "migrate,api",
+          "sm-injector.io/wrap-command": "true",
+        },
+      },
+      spec: {
+        serviceAccountName: "erp-api",
+        securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
+        initContainers: [container("network-init"), container("migrate")],
+        containers: [container("api")],
+      },
+    });
+    assert.deepEqual(
+      pod.spec?.initContainers?.map((c) => c.name),
+      ["network-init", INIT_CONTAINER, "migrate"],
+      "the fetch goes just before the first init container that reads the secrets",
+    );
+    const run = await runPod({ core: env().core, pod, images: IMAGES });
+    try {
+      assert.equal(run.phase, "Succeeded", describeRun(run));
+      assert.deepEqual(
+        run.initContainers.map((c) => c.name),
+        ["network-init", INIT_CONTAINER, "migrate"],
+      );
+      const seen = [...run.initContainers, ...run.containers]
+        .filter((c) => c.name !== INIT_CONTAINER)
+        .map((c) => JSON.parse(c.stdout.toString("utf8")) as Record<string, unknown>);
+      assert.deepEqual(seen, [
+        { who: "network-init", uid: 1000, file: null, matches: null },
+        { who: "migrate", uid: 1000, file: "/run/sm-injector/env", matches: true },
+        { who: "api", uid: 1000, file: "/run/sm-injector/env", matches: true },
+      ]);
+      assertNoLeak(pod, run, [DATABASE_URL]);
     } finally {
       await run.cleanup();
     }
