@@ -3,7 +3,7 @@ import { type Logger, pino } from "pino";
 import { z } from "zod";
 import { INJECT_LABEL, RESTART_ON_ROTATION_ANNOTATION } from "../contract/annotations.ts";
 import { MAX_SECRET_AGE_ANNOTATION } from "../report/max-age.ts";
-import type { CycleReport, RotationOptions } from "../rotation/controller.ts";
+import type { CheckShare, CycleReport, RotationOptions } from "../rotation/controller.ts";
 import { DEFAULT_METRICS_MAX_SECRETS } from "../rotation/metrics.ts";
 import {
   commandFlags,
@@ -128,7 +128,7 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
   const config = commandFlags("rotation", ROTATION_FLAGS, argv, process.env, rotationHelp);
   if (typeof config === "number") return config;
   const log = pino({ base: { component: "rotation" }, level: config.logLevel });
-  const { realDeps, rotationCycle } = await import("../rotation/controller.ts");
+  const { describedOnce, realDeps, rotationCycle } = await import("../rotation/controller.ts");
   const deps = await realDeps({
     log,
     ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
@@ -145,8 +145,13 @@ export async function runRotationCommand(argv: string[]): Promise<number> {
   };
   const metrics = config.metricsPort > 0 ? await startMetrics(config, deps, options, log) : undefined;
   const check = async () => {
-    const ok = await checkOnce(() => rotationCycle(deps, options), log, deps.close);
-    await metrics?.refresh();
+    if (!metrics) return checkOnce(() => rotationCycle(deps, options), log, deps.close);
+    // The review after the check reuses what the check read (pods, their owners, each secret's
+    // DescribeSecret): one pass.
+    const share: CheckShare = {};
+    const once = describedOnce(deps);
+    const ok = await checkOnce(() => rotationCycle(once, options, share), log, deps.close);
+    await metrics.refresh(once, share);
     return ok;
   };
   try {
@@ -247,9 +252,9 @@ async function startMetrics(
   const metrics = createRotationMetrics(config.metricsMaxSecrets);
   const server = await serveMetrics(metrics, config.metricsPort);
   log.info({ port: config.metricsPort, maxSecrets: config.metricsMaxSecrets }, "serving metrics on /metrics");
-  const refresh = async () => {
+  const refresh = async (cycleDeps: typeof deps, share: CheckShare) => {
     try {
-      const review = await reviewCluster(deps, options);
+      const review = await reviewCluster(cycleDeps, options, share);
       for (const { workload, message, key } of maxAgeWarnings(review)) {
         log.warn({ ...workload }, message);
         await deps

@@ -11,6 +11,7 @@
 import { versionKey } from "../contract/fetched-versions.ts";
 import { forEachBounded } from "../fetch/bounded.ts";
 import {
+  type CheckShare,
   errorCode,
   FactCache,
   type ListedWorkload,
@@ -135,18 +136,31 @@ async function listInjectedWorkloads(deps: ReviewDeps, cache: FactCache, default
   return listed;
 }
 
+/** The running injected pods as the review sees them: the check's, when it read them all, else listed. */
+async function* reviewedPodPages(
+  deps: ReviewDeps,
+  fromCheck: PodView[] | undefined,
+): AsyncGenerator<PodView[]> {
+  if (fromCheck) {
+    yield fromCheck;
+    return;
+  }
+  for await (const page of deps.podPages())
+    yield page.map((p) => injectedPodView(p, REVIEWED_OWNERS)).filter((v): v is PodView => !("skip" in v));
+}
+
 /** The running injected pods, each verified against its workload, added to that workload. */
 async function attachVerifiedPods(
   deps: ReviewDeps,
   cache: FactCache,
   listed: Map<string, Listed>,
   opts: ReviewOptions,
+  fromCheck: PodView[] | undefined,
 ) {
   const unverified: Review["unverifiedPods"] = [];
-  for await (const page of deps.podPages()) {
-    const views = page.map((p) => injectedPodView(p, REVIEWED_OWNERS)).filter((v) => !("skip" in v));
+  for await (const views of reviewedPodPages(deps, fromCheck)) {
     // Each pod costs a GET of its ReplicaSet, ControllerRevision or Job (cached per review): in parallel.
-    await forEachBounded(views as PodView[], opts.concurrency ?? 8, async (view) => {
+    await forEachBounded(views, opts.concurrency ?? 8, async (view) => {
       const v = await verifyPod(view, cache, true);
       const entry = v.ok ? listed.get(workloadId(v.facts.workload)) : undefined;
       if (!v.ok) unverified.push({ namespace: view.namespace, pod: view.name, why: v.why });
@@ -254,12 +268,20 @@ function secretReview(
   };
 }
 
-/** Reviews the cluster (one namespace, or all). Reads only: lists, gets and DescribeSecret. */
-export async function reviewCluster(deps: ReviewDeps, opts: ReviewOptions = {}): Promise<Review> {
+/**
+ * Reviews the cluster (one namespace, or all). Reads only: lists, gets and DescribeSecret. Right
+ * after a rotation check (`share`, see CheckShare) it reuses that check's reads of the pods and of
+ * their owners, as of the check, instead of making them again.
+ */
+export async function reviewCluster(
+  deps: ReviewDeps,
+  opts: ReviewOptions = {},
+  share?: CheckShare,
+): Promise<Review> {
   const now = (deps.now ?? Date.now)();
-  const cache = new FactCache(deps, opts.defaultRegion);
+  const cache = share?.cache ?? new FactCache(deps, opts.defaultRegion);
   const listed = await listInjectedWorkloads(deps, cache, opts.defaultRegion);
-  const unverifiedPods = await attachVerifiedPods(deps, cache, listed, opts);
+  const unverifiedPods = await attachVerifiedPods(deps, cache, listed, opts, share?.reviewedPods);
   const described = await describeAll(deps, listed.values(), opts.concurrency ?? 8);
   const limits = await namespaceLimits(
     deps,

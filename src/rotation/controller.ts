@@ -38,12 +38,14 @@ import {
   controllerRevisionTemplate,
   decideRestarts,
   describeChange,
+  injectedPodView,
   type OwnerRef,
   POD_TEMPLATE_HASH_LABEL,
   type PodView,
   podView,
   RESTARTED_AT_ANNOTATION,
   RESTARTED_FOR_ANNOTATION,
+  REVIEWED_OWNERS,
   type RestartCandidate,
   type RestartDecision,
   type RevisionFacts,
@@ -282,10 +284,48 @@ export async function verifyPod(pod: PodView, cache: FactCache, injectedOnly = f
   }
 }
 
+/**
+ * What a check hands the review that follows it (`sm-injector rotation --metrics-port`), so that the
+ * review reads neither the pods nor their owners a second time.
+ */
+export interface CheckShare {
+  /** The check's reads of workloads, ReplicaSets, ControllerRevisions and Jobs, reduced to facts. */
+  cache?: FactCache;
+  /**
+   * The review's view of every running injected pod (its owners include a CronJob's Jobs, which the
+   * check does not watch): set only once the check has read every page, else the review lists them.
+   */
+  reviewedPods?: PodView[];
+}
+
+/**
+ * `deps` whose DescribeSecret is called once per secret for as long as they are used (one check and
+ * its review): the check's version stages and the review's descriptions are then one call.
+ */
+export function describedOnce<D extends RotationDeps & Pick<ReviewReads, "describeSecret">>(deps: D): D {
+  const seen = new Map<string, Promise<SecretDescription>>();
+  const describeSecret = (region: string, secretId: string) => {
+    const key = JSON.stringify([region, secretId]);
+    let p = seen.get(key);
+    if (!p) {
+      p = deps.describeSecret(region, secretId);
+      seen.set(key, p);
+    }
+    return p;
+  };
+  return {
+    ...deps,
+    describeSecret,
+    versionStages: async (region: string, secretId: string) =>
+      (await describeSecret(region, secretId)).versionStages,
+  };
+}
+
 /** Streams the pods page by page and keeps only the small view of each watched one. */
-async function readPods(deps: RotationDeps): Promise<{ pods: number; views: PodView[] }> {
+async function readPods(deps: RotationDeps, share?: CheckShare): Promise<{ pods: number; views: PodView[] }> {
   let pods = 0;
   const views: PodView[] = [];
+  const reviewed: PodView[] = [];
   for await (const page of deps.podPages()) {
     pods += page.length;
     for (const p of page) {
@@ -293,8 +333,12 @@ async function readPods(deps: RotationDeps): Promise<{ pods: number; views: PodV
       if ("skip" in v)
         deps.log.debug({ namespace: v.namespace, pod: v.name, why: v.skip }, "pod not watched");
       else views.push(v);
+      if (!share) continue;
+      const r = injectedPodView(p, REVIEWED_OWNERS);
+      if (!("skip" in r)) reviewed.push(r);
     }
   }
+  if (share) share.reviewedPods = reviewed;
   return { pods, views };
 }
 
@@ -343,12 +387,17 @@ async function readCurrentVersions(
   return { current, secrets: secrets.size, errors };
 }
 
-export async function rotationCycle(deps: RotationDeps, opts: RotationOptions): Promise<CycleReport> {
+export async function rotationCycle(
+  deps: RotationDeps,
+  opts: RotationOptions,
+  share?: CheckShare,
+): Promise<CycleReport> {
   const now = (deps.now ?? Date.now)();
-  const { pods, views } = await readPods(deps);
+  const cache = new FactCache(deps, opts.defaultRegion);
+  if (share) share.cache = cache;
+  const { pods, views } = await readPods(deps, share);
 
   // Only pods verified to belong to an opted-in workload's template count, grouped by workload.
-  const cache = new FactCache(deps, opts.defaultRegion);
   const held: CycleReport["held"] = [];
   const verified = new Map<string, { facts: WorkloadFacts; pods: PodView[] }>();
   let unverifiedPods = 0;

@@ -7,7 +7,13 @@ import { describe, test } from "node:test";
 import type { V1Pod, V1PodTemplateSpec } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { encodeVersions } from "../../src/contract/fetched-versions.ts";
-import { type RotationDeps, rotationCycle } from "../../src/rotation/controller.ts";
+import { type Review, type ReviewDeps, reviewCluster } from "../../src/report/review.ts";
+import {
+  type CheckShare,
+  describedOnce,
+  type RotationDeps,
+  rotationCycle,
+} from "../../src/rotation/controller.ts";
 import { RESTARTED_FOR_ANNOTATION, type Workload } from "../../src/rotation/plan.ts";
 
 const REGION = "eu-west-1";
@@ -197,5 +203,92 @@ describe("one rotation check", () => {
     assert.equal(r.unverifiedPods, 2);
     assert.equal(r.watchedPods, 0);
     assert.deepEqual(stamped, []);
+  });
+});
+
+describe("a check and the review after it (rotation --metrics-port): one pass over the pods", () => {
+  /** cluster(apps)'s deps, plus the review's reads (its Deployments listed), every API read counted. */
+  function counted(apps: string[], opts: { podPagesFailOnce?: boolean } = {}) {
+    const { deps } = cluster(apps);
+    const reads = { podLists: 0, replicaSets: 0, workloads: 0, describes: 0 };
+    let failNext = opts.podPagesFailOnce ?? false;
+    const review: ReviewDeps = {
+      ...deps,
+      async *podPages() {
+        reads.podLists++;
+        const fail = failNext;
+        failNext = false;
+        let first = true;
+        for await (const page of deps.podPages()) {
+          if (!first && fail) throw Object.assign(new Error("the API server went away"), { code: 503 });
+          first = false;
+          yield page;
+        }
+      },
+      replicaSet: (ns, name) => {
+        reads.replicaSets++;
+        return deps.replicaSet(ns, name);
+      },
+      workload: (kind, ns, name) => {
+        reads.workloads++;
+        return deps.workload(kind, ns, name);
+      },
+      async *workloadPages() {
+        yield apps.map((name) => ({
+          kind: "Deployment" as const,
+          namespace: NS,
+          name,
+          uid: `uid-dep-${name}`,
+          selector: { matchLabels: { app: name } },
+          template: template(name, `erp/production/${name}`),
+        }));
+      },
+      async describeSecret() {
+        reads.describes++;
+        return { versionStages: { v2: ["AWSCURRENT"], v1: ["AWSPREVIOUS"] }, rotationEnabled: false };
+      },
+      async namespaceAnnotations() {
+        return {};
+      },
+      async warnWorkload() {},
+    };
+    return { review, reads };
+  }
+  const podsOf = (r: Review) => r.workloads.map((w) => [w.name, w.pods]);
+
+  test("the review reuses the check's pods, owner reads and DescribeSecret, and says what a review of its own says", async () => {
+    const alone = counted(["api", "worker"]);
+    const expected = await reviewCluster(alone.review, options);
+    assert.deepEqual(alone.reads, { podLists: 1, replicaSets: 2, workloads: 0, describes: 2 });
+
+    const { review, reads } = counted(["api", "worker"]);
+    const share: CheckShare = {};
+    const once = describedOnce(review);
+    const report = await rotationCycle(once, { ...options, dryRun: true }, share);
+    assert.equal(report.stalePods, 4, "the check saw v2 current through DescribeSecret");
+    assert.deepEqual(reads, { podLists: 1, replicaSets: 2, workloads: 2, describes: 2 });
+    const after = await reviewCluster(once, options, share);
+    assert.deepEqual(
+      reads,
+      { podLists: 1, replicaSets: 2, workloads: 2, describes: 2 },
+      "nothing read again",
+    );
+    assert.deepEqual(after, expected);
+    assert.deepEqual(podsOf(after), [
+      ["api", 2],
+      ["worker", 2],
+    ]);
+  });
+
+  test("a check that did not read every page leaves the review to list the pods itself", async () => {
+    const alone = counted(["api", "worker"]);
+    const expected = await reviewCluster(alone.review, options);
+    const { review, reads } = counted(["api", "worker"], { podPagesFailOnce: true });
+    const share: CheckShare = {};
+    await assert.rejects(rotationCycle(review, { ...options, dryRun: true }, share), /went away/);
+    assert.equal(share.reviewedPods, undefined);
+    const after = await reviewCluster(review, options, share);
+    assert.equal(reads.podLists, 2, "listed again");
+    assert.deepEqual(after, expected);
   });
 });
