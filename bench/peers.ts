@@ -14,7 +14,7 @@
 // doitintl/secrets-init is built too, but not run: its aws-sdk-go v1 has no endpoint setting (no
 // AWS_ENDPOINT_URL, no flag), so reaching moto would take a TLS-intercepting proxy.
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { shippedEntrypoint } from "../scripts/build.mjs";
@@ -70,10 +70,11 @@ export async function benchFetchPeers(opts: {
   const rounds = opts.rounds ?? 5;
   const perRound = opts.runsPerRound ?? 5;
   const moto = await startMoto();
+  // Memory-backed like the pod's volume; one directory per contender, each checked at the end.
+  const outputRoot = mkdtempSync("/dev/shm/sm-injector-bench-peers-");
   try {
     const name = "erp/bench/service/secret_0";
     const { arn } = await moto.createSecret(name, "value-0");
-    const outputDir = "/dev/shm";
     const base = {
       PATH: process.env.PATH ?? "",
       HOME: "/nonexistent",
@@ -126,8 +127,9 @@ export async function benchFetchPeers(opts: {
       },
     ];
     const pin = pinPrefix();
-    const outputs = ["env", "floor.env"].map((f) => join(outputDir, f));
-    for (const f of outputs) rmSync(f, { force: true });
+    const outputDirs = contenders.map(
+      (_, i) => mkdirSync(join(outputRoot, String(i)), { recursive: true }) as string,
+    );
     const samples = contenders.map(() => [] as number[][]);
     for (let round = 0; round < rounds; round++) {
       opts.log(`fetch side by side: round ${round + 1}/${rounds}`);
@@ -137,7 +139,10 @@ export async function benchFetchPeers(opts: {
         for (let run = 0; run <= perRound; run++) {
           const t0 = process.hrtime.bigint();
           const [command, ...args] = [...pin, ...c.argv];
-          const r = spawnSync(command as string, args, { env: c.env(outputDir), encoding: "utf8" });
+          const r = spawnSync(command as string, args, {
+            env: c.env(outputDirs[i] as string),
+            encoding: "utf8",
+          });
           const ms = Number(process.hrtime.bigint() - t0) / 1e6;
           if (r.status !== 0) throw new Error(`${c.name} exited ${r.status}:\n${r.stderr.slice(-2000)}`);
           if (run > 0) times.push(ms);
@@ -145,10 +150,15 @@ export async function benchFetchPeers(opts: {
         samples[i]?.push(times);
       }
     }
-    // What sm-injector and the floor wrote (secret-init hands the value to `true`, unseen).
-    for (const f of outputs)
-      if (!readFileSync(f, "utf8").includes("value-0"))
-        throw new Error(`${f} does not hold the secret: a contender did not do the work`);
+    // What each sm-injector contender and the floor wrote (secret-init hands the value to `true`,
+    // unseen; `node -e 0` writes nothing).
+    for (const [i, file] of [
+      [0, "env"],
+      [1, "env"],
+      [4, "floor.env"],
+    ] as const)
+      if (!readFileSync(join(outputDirs[i] as string, file), "utf8").includes("value-0"))
+        throw new Error(`${contenders[i]?.name} did not write the secret: it did not do the work`);
     const results = contenders.map((c, i) => {
       const all = (samples[i] ?? []).flat();
       return {
@@ -166,6 +176,7 @@ export async function benchFetchPeers(opts: {
       ratio: Math.round(((results[0]?.medianMs ?? Number.NaN) / goMs) * 100) / 100,
     };
   } finally {
+    rmSync(outputRoot, { recursive: true, force: true });
     await moto.stop();
   }
 }

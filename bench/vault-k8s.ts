@@ -163,7 +163,8 @@ async function startFloorWebhook(cpu: number): Promise<BenchWebhook> {
       "-c",
       String(cpu),
       process.execPath,
-      ...chartNodeOptions().split(" ").filter(Boolean),
+      // The same node flags as sm-injector's webhook in this run (startBenchWebhook).
+      ...(process.env.BENCH_WEBHOOK_NODE_ARGS ?? chartNodeOptions()).split(" ").filter(Boolean),
       join(import.meta.dirname, "node-floor-webhook.cjs"),
       String(port),
       serving.certPath,

@@ -61,8 +61,11 @@ function requestedSecretId(body: unknown): string {
   return (JSON.parse(text) as { SecretId: string }).SecretId;
 }
 
-/** What every Secrets Manager client of the warm-up gets (FetchIO.clientConfig). */
-const WARM_UP_CLIENT_CONFIG: SecretsManagerClientConfig = {
+/**
+ * What every Secrets Manager client of the warm-up gets (FetchIO.clientConfig). Made when the
+ * warm-up runs, never held by the module: the clock offset in it would keep the build time in the blob.
+ */
+const warmUpClientConfig = (): SecretsManagerClientConfig => ({
   region: "us-east-1",
   credentials: { accessKeyId: "WARMUPWARMUPWARMUP00", secretAccessKey: "warm-up" },
   maxAttempts: 1,
@@ -93,7 +96,7 @@ const WARM_UP_CLIENT_CONFIG: SecretsManagerClientConfig = {
       },
     }),
   },
-};
+});
 
 /**
  * One whole `fetch` at build time, as a pod start runs it — the spec read and checked, the plan,
@@ -108,6 +111,14 @@ async function warmUp(): Promise<void> {
   const terminationLog = join(out, "termination-log");
   writeFileSync(terminationLog, "");
   const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+  // Its problems, if any, for the build's error: they hold made-up names and values only.
+  let problems = "";
+  const stderr = new Writable({
+    write: (chunk, _encoding, done) => {
+      problems += String(chunk);
+      done();
+    },
+  });
   // Node's shared pool of small Buffers keeps the bytes of the last ones made (the request, its
   // signature and date, the invocation id): with no pool, each warm-up Buffer is its own allocation,
   // collected before the heap is saved. (Zeroing the pool instead would zero the constants modules
@@ -144,10 +155,10 @@ async function warmUp(): Promise<void> {
         AWS_REGION: "us-east-1",
       },
       stdout: sink,
-      stderr: sink,
-      clientConfig: WARM_UP_CLIENT_CONFIG,
+      stderr,
+      clientConfig: warmUpClientConfig(),
     });
-    if (code !== 0) throw new Error(`the snapshot's warm-up fetch exited ${code}`);
+    if (code !== 0) throw new Error(`the snapshot's warm-up fetch exited ${code}:\n${problems}`);
   } finally {
     Buffer.poolSize = poolSize;
     rmSync(out, { recursive: true, force: true });

@@ -279,6 +279,7 @@ export async function reviewCluster(
   share?: CheckShare,
 ): Promise<Review> {
   const now = (deps.now ?? Date.now)();
+  share?.cache?.forgetFailures();
   const cache = share?.cache ?? new FactCache(deps, opts.defaultRegion);
   const listed = await listInjectedWorkloads(deps, cache, opts.defaultRegion);
   const unverifiedPods = await attachVerifiedPods(deps, cache, listed, opts, share?.reviewedPods);

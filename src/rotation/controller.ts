@@ -151,6 +151,8 @@ const workloadKey = (kind: string, namespace: string, name: string) => `${kind}/
 export class FactCache {
   private workloads = new Map<string, Promise<WorkloadFacts | undefined>>();
   private revisions = new Map<string, Promise<RevisionFacts | undefined>>();
+  /** How to drop each read that failed (see forgetFailures). */
+  private failures: Array<() => void> = [];
   constructor(
     private deps: RotationDeps,
     private defaultRegion: string | undefined,
@@ -168,8 +170,22 @@ export class FactCache {
             workloadFacts({ kind, namespace, name, uid: o.uid }, o.selector, o.template, this.defaultRegion),
         );
       this.workloads.set(key, p);
+      this.onFailure(p, () => this.workloads.get(key) === p && this.workloads.delete(key));
     }
     return p;
+  }
+
+  private onFailure(p: Promise<unknown>, drop: () => void): void {
+    p.catch(() => this.failures.push(drop));
+  }
+
+  /**
+   * Drops the reads that failed, so that whoever uses the cache next (the review after a check)
+   * reads them again rather than inheriting the check's error. Within one check a failed read is kept:
+   * the pods of one owner cost one failed GET, not one each.
+   */
+  forgetFailures(): void {
+    for (const drop of this.failures.splice(0)) drop();
   }
 
   /** A workload already read (listed): its facts without reading it again. */
@@ -197,6 +213,7 @@ export class FactCache {
           },
       );
       this.revisions.set(key, p);
+      this.onFailure(p, () => this.revisions.get(key) === p && this.revisions.delete(key));
     }
     return p;
   }
@@ -310,6 +327,8 @@ export function describedOnce<D extends RotationDeps & Pick<ReviewReads, "descri
     if (!p) {
       p = deps.describeSecret(region, secretId);
       seen.set(key, p);
+      // A failure is not kept: the review asks again.
+      p.catch(() => seen.delete(key));
     }
     return p;
   };
@@ -321,7 +340,10 @@ export function describedOnce<D extends RotationDeps & Pick<ReviewReads, "descri
   };
 }
 
-/** Streams the pods page by page and keeps only the small view of each watched one. */
+/**
+ * Streams the pods page by page and keeps only the small view of each watched one — and, for the
+ * review after the check (`share`), of each injected one.
+ */
 async function readPods(deps: RotationDeps, share?: CheckShare): Promise<{ pods: number; views: PodView[] }> {
   let pods = 0;
   const views: PodView[] = [];
@@ -334,7 +356,8 @@ async function readPods(deps: RotationDeps, share?: CheckShare): Promise<{ pods:
         deps.log.debug({ namespace: v.namespace, pod: v.name, why: v.skip }, "pod not watched");
       else views.push(v);
       if (!share) continue;
-      const r = injectedPodView(p, REVIEWED_OWNERS);
+      // A watched pod's view is the review's too (its owners are a subset of the review's).
+      const r = "skip" in v ? injectedPodView(p, REVIEWED_OWNERS) : v;
       if (!("skip" in r)) reviewed.push(r);
     }
   }

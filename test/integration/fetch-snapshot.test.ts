@@ -88,6 +88,18 @@ describe("the start-up snapshot as built", () => {
       assert.equal(blob.indexOf(date), -1, `the blob contains today's date ${date}`);
   });
 
+  test("holds no build time as a number (a clock read at build time and kept, e.g. a clock offset)", () => {
+    // Milliseconds since the epoch, either sign, as V8 stores a number that is not a small integer:
+    // an 8-byte double, at any offset. The blob was built moments ago, by before().
+    const now = Date.now();
+    const found: number[] = [];
+    for (let i = 0; i + 8 <= blob.length; i++) {
+      const v = Math.abs(blob.readDoubleLE(i));
+      if (v > now - 6 * 3600_000 && v < now + 3600_000) found.push(i);
+    }
+    assert.deepEqual(found, [], "the blob holds the build time (a Date.now() kept in the heap)");
+  });
+
   test("holds nothing that looks like a credential", () => {
     const text = blob.toString("latin1");
     const patterns: [string, RegExp][] = [

@@ -207,44 +207,69 @@ describe("one rotation check", () => {
 });
 
 describe("a check and the review after it (rotation --metrics-port): one pass over the pods", () => {
-  /** cluster(apps)'s deps, plus the review's reads (its Deployments listed), every API read counted. */
-  function counted(apps: string[], opts: { podPagesFailOnce?: boolean } = {}) {
+  const OPT_IN = "sm-injector.io/restart-on-rotation";
+  /** Without the restart opt-in: the check does not watch it, the review still covers it. */
+  const withoutOptIn = <T extends { metadata?: { annotations?: Record<string, string> } }>(o: T): T => {
+    const copy = structuredClone(o);
+    delete copy.metadata?.annotations?.[OPT_IN];
+    return copy;
+  };
+
+  /**
+   * cluster(apps)'s deps plus the review's reads (its Deployments listed), every API read counted;
+   * `quiet` apps have not opted in to restarts; a `failOnce` read fails the first time it is made.
+   */
+  function counted(
+    apps: string[],
+    opts: { quiet?: string[]; failOnce?: Array<"podPages" | "replicaSet" | "describeSecret"> } = {},
+  ) {
     const { deps } = cluster(apps);
     const reads = { podLists: 0, replicaSets: 0, workloads: 0, describes: 0 };
-    let failNext = opts.podPagesFailOnce ?? false;
+    const failing = new Set(opts.failOnce);
+    const failNow = (read: "podPages" | "replicaSet" | "describeSecret") => failing.delete(read);
+    const unavailable = () => Object.assign(new Error("the server went away"), { code: 503 });
+    const quiet = (app: string) => opts.quiet?.includes(app) ?? false;
     const review: ReviewDeps = {
       ...deps,
       async *podPages() {
         reads.podLists++;
-        const fail = failNext;
-        failNext = false;
+        const fail = failNow("podPages");
         let first = true;
         for await (const page of deps.podPages()) {
-          if (!first && fail) throw Object.assign(new Error("the API server went away"), { code: 503 });
+          if (!first && fail) throw unavailable();
           first = false;
-          yield page;
+          yield page.map((pod) => (quiet(pod.metadata?.labels?.app ?? "") ? withoutOptIn(pod) : pod));
         }
       },
-      replicaSet: (ns, name) => {
+      replicaSet: async (ns, name) => {
         reads.replicaSets++;
-        return deps.replicaSet(ns, name);
+        if (failNow("replicaSet")) throw unavailable();
+        const rs = await deps.replicaSet(ns, name);
+        return rs?.template && quiet(name.replace(/-h1$/, ""))
+          ? { ...rs, template: withoutOptIn(rs.template) }
+          : rs;
       },
-      workload: (kind, ns, name) => {
+      workload: async (kind, ns, name) => {
         reads.workloads++;
-        return deps.workload(kind, ns, name);
+        const w = await deps.workload(kind, ns, name);
+        return w?.template && quiet(name) ? { ...w, template: withoutOptIn(w.template) } : w;
       },
       async *workloadPages() {
-        yield apps.map((name) => ({
-          kind: "Deployment" as const,
-          namespace: NS,
-          name,
-          uid: `uid-dep-${name}`,
-          selector: { matchLabels: { app: name } },
-          template: template(name, `erp/production/${name}`),
-        }));
+        yield apps.map((name) => {
+          const t = template(name, `erp/production/${name}`);
+          return {
+            kind: "Deployment" as const,
+            namespace: NS,
+            name,
+            uid: `uid-dep-${name}`,
+            selector: { matchLabels: { app: name } },
+            template: quiet(name) ? withoutOptIn(t) : t,
+          };
+        });
       },
       async describeSecret() {
         reads.describes++;
+        if (failNow("describeSecret")) throw unavailable();
         return { versionStages: { v2: ["AWSCURRENT"], v1: ["AWSPREVIOUS"] }, rotationEnabled: false };
       },
       async namespaceAnnotations() {
@@ -255,40 +280,57 @@ describe("a check and the review after it (rotation --metrics-port): one pass ov
     return { review, reads };
   }
   const podsOf = (r: Review) => r.workloads.map((w) => [w.name, w.pods]);
+  const apps = ["api", "batch", "worker"];
 
   test("the review reuses the check's pods, owner reads and DescribeSecret, and says what a review of its own says", async () => {
-    const alone = counted(["api", "worker"]);
+    const alone = counted(apps, { quiet: ["batch"] });
     const expected = await reviewCluster(alone.review, options);
-    assert.deepEqual(alone.reads, { podLists: 1, replicaSets: 2, workloads: 0, describes: 2 });
+    assert.deepEqual(alone.reads, { podLists: 1, replicaSets: 3, workloads: 0, describes: 3 });
+    // The review covers the workload that did not opt in to restarts; the check does not watch it.
+    assert.deepEqual(podsOf(expected), [
+      ["api", 2],
+      ["batch", 2],
+      ["worker", 2],
+    ]);
 
-    const { review, reads } = counted(["api", "worker"]);
+    const { review, reads } = counted(apps, { quiet: ["batch"] });
     const share: CheckShare = {};
     const once = describedOnce(review);
-    const report = await rotationCycle(once, { ...options, dryRun: true }, share);
-    assert.equal(report.stalePods, 4, "the check saw v2 current through DescribeSecret");
+    const report = await rotationCycle(once, options, share);
+    assert.equal(report.watchedPods, 4, "the check watches the opted-in workloads' pods only");
+    assert.deepEqual(report.restarted.map((r) => r.workload.name).sort(), ["api", "worker"]);
     assert.deepEqual(reads, { podLists: 1, replicaSets: 2, workloads: 2, describes: 2 });
     const after = await reviewCluster(once, options, share);
     assert.deepEqual(
       reads,
-      { podLists: 1, replicaSets: 2, workloads: 2, describes: 2 },
-      "nothing read again",
+      { podLists: 1, replicaSets: 3, workloads: 2, describes: 3 },
+      "only what the check did not read: the quiet workload's ReplicaSet and secret",
     );
     assert.deepEqual(after, expected);
-    assert.deepEqual(podsOf(after), [
-      ["api", 2],
-      ["worker", 2],
-    ]);
   });
 
   test("a check that did not read every page leaves the review to list the pods itself", async () => {
-    const alone = counted(["api", "worker"]);
-    const expected = await reviewCluster(alone.review, options);
-    const { review, reads } = counted(["api", "worker"], { podPagesFailOnce: true });
+    const expected = await reviewCluster(counted(apps).review, options);
+    const { review, reads } = counted(apps, { failOnce: ["podPages"] });
     const share: CheckShare = {};
     await assert.rejects(rotationCycle(review, { ...options, dryRun: true }, share), /went away/);
     assert.equal(share.reviewedPods, undefined);
     const after = await reviewCluster(review, options, share);
     assert.equal(reads.podLists, 2, "listed again");
     assert.deepEqual(after, expected);
+  });
+
+  test("a read that failed in the check is made again by the review, not inherited as an error", async () => {
+    const expected = await reviewCluster(counted(apps).review, options);
+    const { review, reads } = counted(apps, { failOnce: ["replicaSet", "describeSecret"] });
+    const share: CheckShare = {};
+    const once = describedOnce(review);
+    const report = await rotationCycle(once, { ...options, dryRun: true }, share);
+    assert.equal(report.unverifiedPods, 2, "the pods of the ReplicaSet that could not be read");
+    assert.equal(report.describeErrors, 1);
+    const after = await reviewCluster(once, options, share);
+    assert.deepEqual(after, expected);
+    assert.equal(reads.replicaSets, 4, "the failed ReplicaSet read once more");
+    assert.equal(reads.describes, 4, "the failed DescribeSecret read once more");
   });
 });
