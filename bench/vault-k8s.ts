@@ -21,16 +21,16 @@ import autocannon from "autocannon";
 import { generateCA, generateCert } from "../test/e2e/harness/certs.ts";
 import { type ControlPlane, startControlPlane } from "../test/e2e/harness/controlplane.ts";
 import { getFreePort } from "../test/e2e/harness/ports.ts";
-import { waitForHttp } from "../test/e2e/harness/process.ts";
 import { admissionReview } from "../test/helpers/webhook.ts";
 import { openLoop } from "./open-loop.ts";
 import { buildPeers } from "./peers.ts";
 import {
   type BenchWebhook,
-  chartNodeOptions,
+  benchNodeArgs,
   pinning,
   pinSelf,
   processCpuMs,
+  readyBenchWebhook,
   realisticPod,
   rssKiB,
   startBenchWebhook,
@@ -103,35 +103,16 @@ async function startVaultK8s(bin: string, cp: ControlPlane, cpu: number): Promis
     },
   );
   closeSync(out);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const kill = () => child.kill("SIGKILL");
-  process.on("exit", kill);
-  const url = `https://127.0.0.1:${port}`;
-  try {
-    await Promise.race([
-      waitForHttp(`${url}/health/ready`, { ca: ca.certPem, timeoutMs: 30_000, status: 204 }),
-      exited.then(() => {
-        throw new Error(
-          `vault-k8s exited before it was ready:\n${readFileSync(logPath, "utf8").slice(-3000)}`,
-        );
-      }),
-    ]);
-  } catch (e) {
-    kill();
-    throw e;
-  }
   // The pid of vault-k8s itself: unshare execs sh, which execs taskset, which execs vault-k8s.
-  return {
-    url,
+  return readyBenchWebhook(child, {
+    url: `https://127.0.0.1:${port}`,
     ca: ca.certPem,
-    pid: child.pid as number,
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-      process.off("exit", kill);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+    dir,
+    readyPath: "/health/ready",
+    status: 204,
+    timeoutMs: 30_000,
+    why: () => `vault-k8s exited before it was ready:\n${readFileSync(logPath, "utf8").slice(-3000)}`,
+  });
 }
 
 export interface SideBySide {
@@ -163,8 +144,8 @@ async function startFloorWebhook(cpu: number): Promise<BenchWebhook> {
       "-c",
       String(cpu),
       process.execPath,
-      // The same node flags as sm-injector's webhook in this run (startBenchWebhook).
-      ...(process.env.BENCH_WEBHOOK_NODE_ARGS ?? chartNodeOptions()).split(" ").filter(Boolean),
+      // The same node flags as sm-injector's webhook in this run.
+      ...benchNodeArgs(),
       join(import.meta.dirname, "node-floor-webhook.cjs"),
       String(port),
       serving.certPath,
@@ -172,32 +153,14 @@ async function startFloorWebhook(cpu: number): Promise<BenchWebhook> {
     ],
     { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } },
   );
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const kill = () => child.kill("SIGKILL");
-  process.on("exit", kill);
-  const url = `https://127.0.0.1:${port}`;
-  try {
-    await Promise.race([
-      waitForHttp(`${url}/`, { ca: ca.certPem, timeoutMs: 20_000 }),
-      exited.then(() => {
-        throw new Error("bench/node-floor-webhook.cjs exited before it was ready");
-      }),
-    ]);
-  } catch (e) {
-    kill();
-    throw e;
-  }
-  return {
-    url,
+  return readyBenchWebhook(child, {
+    url: `https://127.0.0.1:${port}`,
     ca: ca.certPem,
-    pid: child.pid as number,
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-      process.off("exit", kill);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+    dir,
+    readyPath: "/",
+    timeoutMs: 20_000,
+    why: () => "bench/node-floor-webhook.cjs exited before it was ready",
+  });
 }
 
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;

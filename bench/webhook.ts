@@ -10,7 +10,7 @@
 //
 // Each row also gives the webhook's CPU time per request and how busy the rest of the machine was
 // meanwhile: these 2-core machines are shared, and other work shows up as latency.
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import https from "node:https";
@@ -188,6 +188,59 @@ export interface BenchWebhook {
   stop(): Promise<void>;
 }
 
+/**
+ * A webhook process just spawned, serving TLS on `url`: waits until `readyPath` answers (`status`,
+ * default 200), killing it if it exits or times out first (`why` says what its exit means); stop()
+ * ends it and removes `dir`.
+ */
+export async function readyBenchWebhook(
+  child: ChildProcess,
+  opts: {
+    url: string;
+    ca: string;
+    dir: string;
+    readyPath: string;
+    status?: number;
+    timeoutMs: number;
+    why: () => string;
+  },
+): Promise<BenchWebhook> {
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const kill = () => child.kill("SIGKILL");
+  process.on("exit", kill);
+  try {
+    await Promise.race([
+      waitForHttp(`${opts.url}${opts.readyPath}`, {
+        ca: opts.ca,
+        timeoutMs: opts.timeoutMs,
+        ...(opts.status !== undefined && { status: opts.status }),
+      }),
+      exited.then(() => {
+        throw new Error(opts.why());
+      }),
+    ]);
+  } catch (e) {
+    kill();
+    throw e;
+  }
+  return {
+    url: opts.url,
+    ca: opts.ca,
+    pid: child.pid as number,
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+      process.off("exit", kill);
+      await rm(opts.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The node flags of every Node.js webhook in a bench run: BENCH_WEBHOOK_NODE_ARGS, else the chart's. */
+export function benchNodeArgs(): string[] {
+  return (process.env.BENCH_WEBHOOK_NODE_ARGS ?? chartNodeOptions()).split(" ").filter(Boolean);
+}
+
 /** The bundled webhook, its output straight to a file (not through this process's event loop). */
 export async function startBenchWebhook(cpu: number | undefined): Promise<BenchWebhook> {
   const cli = requireBundle();
@@ -206,7 +259,7 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
       ...prefix,
       // The chart's V8 heap flags, as in a cluster; BENCH_WEBHOOK_NODE_ARGS replaces them, e.g.
       // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the webhook, "" for Node's defaults.
-      ...(process.env.BENCH_WEBHOOK_NODE_ARGS ?? chartNodeOptions()).split(" ").filter(Boolean),
+      ...benchNodeArgs(),
       cli,
       "webhook",
       "--host",
@@ -227,32 +280,14 @@ export async function startBenchWebhook(cpu: number | undefined): Promise<BenchW
     { stdio: ["ignore", out, out], env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" } },
   );
   closeSync(out);
-  const kill = () => child.kill("SIGKILL");
-  process.on("exit", kill);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = `https://127.0.0.1:${port}`;
-  try {
-    await Promise.race([
-      waitForHttp(`${url}/readyz`, { ca: ca.certPem, timeoutMs: 20_000 }),
-      exited.then(() => {
-        throw new Error(`the webhook exited before it was ready:\n${readFileSync(logPath, "utf8")}`);
-      }),
-    ]);
-  } catch (e) {
-    kill();
-    throw e;
-  }
-  return {
-    url,
+  return readyBenchWebhook(child, {
+    url: `https://127.0.0.1:${port}`,
     ca: ca.certPem,
-    pid: child.pid as number,
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-      process.off("exit", kill);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+    dir,
+    readyPath: "/readyz",
+    timeoutMs: 20_000,
+    why: () => `the webhook exited before it was ready:\n${readFileSync(logPath, "utf8")}`,
+  });
 }
 
 /** The node flags of the chart's webhook container with its default values (V8 flags, NODE_OPTIONS). */

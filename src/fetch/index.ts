@@ -185,7 +185,7 @@ async function fetchAndWrite(io: FetchIO): Promise<number> {
   } catch (e) {
     return finish(run, [writeProblem(e, run.spec.outputDir)]);
   }
-  await reportWritten(run, sources, fetched, resolution);
+  reportWritten(run, sources, fetched, resolution);
   return 0;
 }
 
@@ -220,7 +220,7 @@ function startRun(io: FetchIO, spec: FetchSpec, started: number): Run {
  * Nothing written: every problem on stderr (once each) and in the termination message (the pod's
  * status), and one log line. Exit code 1.
  */
-async function finish(run: Run, lines: readonly string[]): Promise<number> {
+function finish(run: Run, lines: readonly string[]): number {
   const problems = [...new Set(lines)]; // two entries on one missing secret: one line
   printProblems(run.io, problems);
   writeTerminationMessage(
@@ -423,12 +423,12 @@ function encodeOutput(
 }
 
 /** After the write: the versions for the rotation controller, and the run's one success line. */
-async function reportWritten(
+function reportWritten(
   run: Run,
   sources: readonly SecretSource[],
   fetched: ReadonlyMap<string, FetchOutcome>,
   resolution: Resolution,
-): Promise<void> {
+): void {
   const recorded = recordVersions(
     run.io.env[TERMINATION_LOG_ENV] ?? DEFAULT_TERMINATION_LOG,
     sources,
